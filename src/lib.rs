@@ -1,0 +1,10 @@
+//! genesys-parquet: Genesys Cloud conversation details → Hive-partitioned Parquet tables.
+//!
+//! Stages (see `../shared/ARCHITECTURE.md`): [`genesys`] pulls pages from the Analytics API,
+//! [`tables`] turns pages into Arrow record batches of one versioned schema, [`sink`] writes
+//! Parquet to a local folder or S3, and [`pipeline`] runs it day by day. [`simulator`] is a
+//! faithful stand-in for the Genesys API used by tests, the demo and benchmarks.
+
+pub mod genesys;
+pub mod interval;
+pub mod page;
