@@ -8,3 +8,4 @@
 pub mod genesys;
 pub mod interval;
 pub mod page;
+pub mod sink;

@@ -1,0 +1,222 @@
+//! Typed configuration, from CLI flags or the environment (every flag has an env var, which is
+//! how the Lambda is configured), validated once at start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::genesys::{ClientConfig, Credentials, GenesysClient, Hosts, Mode};
+use crate::pipeline::PipelineConfig;
+use crate::sink::parquet::ParquetSettings;
+use crate::sink::{LocalStore, Store};
+use crate::tables::ConvertOptions;
+
+/// A configuration mistake, named precisely.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Genesys(#[from] crate::genesys::GenesysError),
+    #[error(transparent)]
+    Store(#[from] crate::sink::StoreError),
+}
+
+/// Where the tables go.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Output root: a local folder, or s3://bucket/prefix.
+    #[arg(long, env = "GP_OUT")]
+    pub out: String,
+    /// S3-compatible endpoint (path-style addressing), e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+}
+
+impl OutputArgs {
+    pub fn local(path: &Path) -> Self {
+        Self {
+            out: path.display().to_string(),
+            s3_endpoint: None,
+        }
+    }
+
+    /// Opens the store the output names.
+    pub async fn store(&self) -> Result<Arc<dyn Store>, ConfigError> {
+        if let Some(rest) = self.out.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "--out {}: no bucket name (expected s3://bucket/prefix)",
+                    self.out
+                )));
+            }
+            let store =
+                crate::sink::s3::S3Store::from_env(bucket, prefix, self.s3_endpoint.as_deref())
+                    .await?;
+            return Ok(Arc::new(store));
+        }
+        if self.out.contains("://") {
+            return Err(ConfigError::Invalid(format!(
+                "--out {}: only local folders and s3://bucket/prefix are supported",
+                self.out
+            )));
+        }
+        Ok(Arc::new(LocalStore::new(PathBuf::from(&self.out))?))
+    }
+}
+
+/// How to reach and sign in to Genesys Cloud.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClientArgs {
+    /// Genesys Cloud region (e.g. us-east-1, eu-west-1, ap-southeast-2).
+    #[arg(long, env = "GENESYS_REGION", conflicts_with = "api_url")]
+    pub region: Option<String>,
+    /// API base URL, instead of a region (tests, proxies).
+    #[arg(long, env = "GENESYS_API_URL", requires = "login_url")]
+    pub api_url: Option<String>,
+    /// Login base URL, with --api-url.
+    #[arg(long, env = "GENESYS_LOGIN_URL", requires = "api_url")]
+    pub login_url: Option<String>,
+    /// OAuth client id (client credentials grant).
+    #[arg(long, env = "GENESYS_CLIENT_ID", hide_env_values = true)]
+    pub client_id: Option<String>,
+    /// OAuth client secret; prefer the environment variable or --secret-id.
+    #[arg(long, env = "GENESYS_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// AWS Secrets Manager secret holding {"client_id": …, "client_secret": …}.
+    #[arg(long, env = "GENESYS_SECRET_ID")]
+    pub secret_id: Option<String>,
+    /// Client-side limit on API requests per minute (the platform allows about 300 per token).
+    #[arg(long, env = "GP_REQUESTS_PER_MINUTE", default_value_t = 240)]
+    pub requests_per_minute: u32,
+    /// Async jobs run at once.
+    #[arg(long, env = "GP_JOB_CONCURRENCY", default_value_t = 2)]
+    pub job_concurrency: usize,
+    /// Timeout of one HTTP request, in seconds.
+    #[arg(long, env = "GP_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub request_timeout_secs: u64,
+}
+
+impl ClientArgs {
+    pub fn for_simulator(url: &str, client_id: &str, client_secret: &str) -> Self {
+        Self {
+            api_url: Some(url.to_string()),
+            login_url: Some(url.to_string()),
+            client_id: Some(client_id.to_string()),
+            client_secret: Some(client_secret.to_string()),
+            requests_per_minute: 6000,
+            job_concurrency: 2,
+            request_timeout_secs: 60,
+            ..Default::default()
+        }
+    }
+
+    pub fn hosts(&self) -> Result<Hosts, ConfigError> {
+        match (&self.region, &self.api_url, &self.login_url) {
+            (Some(r), None, None) => Ok(Hosts::for_region(r)?),
+            (None, Some(api), Some(login)) => Ok(Hosts::custom(api, login)?),
+            _ => Err(ConfigError::Invalid(
+                "say where Genesys Cloud is: --region R (GENESYS_REGION), or --api-url and \
+                 --login-url together"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Credentials from flags/environment, or from Secrets Manager when a secret id is given.
+    pub async fn credentials(&self) -> Result<Credentials, ConfigError> {
+        match (&self.client_id, &self.client_secret, &self.secret_id) {
+            (Some(id), Some(secret), _) => Ok(Credentials::new(id.clone(), secret.clone())),
+            (_, _, Some(secret_id)) => {
+                let aws = aws_config::load_from_env().await;
+                Ok(Credentials::from_secret(&aws, secret_id).await?)
+            }
+            _ => Err(ConfigError::Invalid(
+                "no Genesys credentials: set GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET, or \
+                 GENESYS_SECRET_ID (an AWS Secrets Manager secret with client_id/client_secret)"
+                    .into(),
+            )),
+        }
+    }
+
+    pub async fn build(&self) -> Result<GenesysClient, ConfigError> {
+        if self.requests_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "--requests-per-minute must be at least 1".into(),
+            ));
+        }
+        let mut cfg = ClientConfig::new(self.hosts()?, self.credentials().await?);
+        cfg.requests_per_minute = self.requests_per_minute;
+        cfg.job_concurrency = self.job_concurrency.max(1);
+        cfg.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
+        Ok(GenesysClient::new(cfg)?)
+    }
+}
+
+/// How the pipeline runs and what it writes.
+#[derive(Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// auto: async jobs up to the data lake's availability date, the synchronous query after;
+    /// jobs / query: force one path.
+    #[arg(long, env = "GP_MODE", default_value = "auto")]
+    pub mode: Mode,
+    /// Days extracted at once.
+    #[arg(long, env = "GP_CONCURRENCY", default_value_t = 1)]
+    pub concurrency: usize,
+    /// Parquet compression: zstd(LEVEL), snappy, gzip(LEVEL), lz4, none.
+    #[arg(long, env = "GP_COMPRESSION", default_value = "zstd(3)")]
+    pub compression: String,
+    /// Leave out the `raw` column (the whole record as JSON) of the conversations table.
+    #[arg(long, env = "GP_NO_RAW")]
+    pub no_raw: bool,
+    /// Also archive the API pages (gzipped NDJSON) under _raw/, for `convert` later.
+    #[arg(long, env = "GP_ARCHIVE_RAW")]
+    pub archive_raw: bool,
+    /// Part files are cut at this size, in MiB.
+    #[arg(long, env = "GP_MAX_FILE_MB", default_value_t = 256)]
+    pub max_file_mb: u64,
+}
+
+impl PipelineArgs {
+    pub fn default_for_demo() -> Self {
+        Self {
+            mode: Mode::Auto,
+            concurrency: 3,
+            compression: "zstd(3)".into(),
+            no_raw: false,
+            archive_raw: false,
+            max_file_mb: 256,
+        }
+    }
+
+    pub fn build(&self) -> Result<PipelineConfig, ConfigError> {
+        let compression = self.compression.parse().map_err(|e| {
+            ConfigError::Invalid(format!("--compression {}: {e}", self.compression))
+        })?;
+        if !(1..=65536).contains(&self.max_file_mb) {
+            return Err(ConfigError::Invalid(format!(
+                "--max-file-mb {} is out of range (1 to 65536)",
+                self.max_file_mb
+            )));
+        }
+        Ok(PipelineConfig {
+            mode: self.mode,
+            day_concurrency: self.concurrency.clamp(1, 16),
+            parquet: ParquetSettings {
+                compression,
+                ..ParquetSettings::default()
+            },
+            convert: ConvertOptions {
+                raw: !self.no_raw,
+                ..ConvertOptions::default()
+            },
+            max_file_bytes: self.max_file_mb << 20,
+            archive_raw: self.archive_raw,
+            ..PipelineConfig::default()
+        })
+    }
+}

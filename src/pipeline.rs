@@ -1,0 +1,677 @@
+//! The main job: for each UTC day of a range, lease → pull pages → convert → write → publish,
+//! with a summary per day.
+//!
+//! Within a day the stages run concurrently over bounded channels, so the next page is being
+//! fetched while the last one converts, and memory stays bounded however big the day is:
+//!
+//! ```text
+//!  fetch task ──pages (bounded)──▶ converter thread ──batches (bounded)──▶ writer (this task)
+//! ```
+//! A day becomes visible only when all of it is written ([`crate::sink::Store::publish`]); a
+//! failure or a deadline leaves the day's previous data as it was.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::genesys::{ExtractPlan, GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
+use crate::interval::Interval;
+use crate::page::{record_key, Page};
+use crate::sink::parquet::{ParquetMeta, ParquetSettings};
+use crate::sink::{split_by_date, DayWriter, Manifest, RunId, SinkError, Store, StoreError};
+use crate::tables::{ConvertError, ConvertOptions, Converter, TableBatch};
+
+/// Settings of the pipeline (the client and the store have their own).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub mode: Mode,
+    /// Days extracted at once.
+    pub day_concurrency: usize,
+    pub parquet: ParquetSettings,
+    pub convert: ConvertOptions,
+    /// A table's part file is closed and a new one started past this size.
+    pub max_file_bytes: u64,
+    pub lease_ttl: chrono::Duration,
+    /// Also store the pages (filtered records, gzipped NDJSON) so `convert` can rebuild tables.
+    pub archive_raw: bool,
+    /// Pages fetched ahead of the converter.
+    pub page_buffer: usize,
+    /// Stop starting new pages after this instant (Lambda time budget); unfinished days are
+    /// reported as such and keep their previous data.
+    pub deadline: Option<Instant>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Auto,
+            day_concurrency: 1,
+            parquet: ParquetSettings::default(),
+            convert: ConvertOptions::default(),
+            max_file_bytes: 256 << 20,
+            lease_ttl: chrono::Duration::hours(2),
+            archive_raw: false,
+            page_buffer: 4,
+            deadline: None,
+        }
+    }
+}
+
+/// Why a day failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    #[error("day {date}: {source}")]
+    Genesys {
+        date: NaiveDate,
+        #[source]
+        source: GenesysError,
+    },
+    #[error("day {date}: {source}")]
+    Convert {
+        date: NaiveDate,
+        #[source]
+        source: ConvertError,
+    },
+    #[error("day {date}: {source}")]
+    Sink {
+        date: NaiveDate,
+        #[source]
+        source: SinkError,
+    },
+    #[error("day {date}: stopped before the deadline after {pages} pages; the day's previous data is unchanged, run it again")]
+    Deadline { date: NaiveDate, pages: u64 },
+    #[error("{0}")]
+    Input(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PipelineError {
+    /// Worth retrying as is (throttling, a failing server, a held lease, a deadline).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Genesys { source, .. } => source.is_transient(),
+            PipelineError::Sink { source, .. } => source.is_transient(),
+            PipelineError::Deadline { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<(NaiveDate, StoreError)> for PipelineError {
+    fn from((date, e): (NaiveDate, StoreError)) -> Self {
+        PipelineError::Sink {
+            date,
+            source: e.into(),
+        }
+    }
+}
+
+/// What happened to one day.
+#[derive(Debug, Clone, Serialize)]
+pub struct DaySummary {
+    pub date: NaiveDate,
+    pub interval: String,
+    pub partial_day: bool,
+    /// `ok`, `failed`, or `incomplete` (deadline reached; retry the day).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether retrying the day as is may succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transient: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_availability_date: Option<DateTime<Utc>>,
+    pub conversations: u64,
+    pub rows: BTreeMap<String, u64>,
+    pub files: u64,
+    pub bytes: u64,
+    pub pages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestStatsSnapshot>,
+    /// Fields kept in `extra` because their value had an unexpected type.
+    pub type_mismatches: u64,
+    pub seconds: f64,
+}
+
+impl DaySummary {
+    fn new(date: NaiveDate, interval: &Interval) -> Self {
+        Self {
+            date,
+            interval: interval.to_genesys(),
+            partial_day: !interval.is_whole_days(),
+            status: "failed",
+            error: None,
+            transient: None,
+            run_id: None,
+            mode: None,
+            data_availability_date: None,
+            conversations: 0,
+            rows: BTreeMap::new(),
+            files: 0,
+            bytes: 0,
+            pages: 0,
+            requests: None,
+            type_mismatches: 0,
+            seconds: 0.0,
+        }
+    }
+
+    fn record_manifest(&mut self, m: &Manifest) {
+        self.status = "ok";
+        self.conversations = m.conversations;
+        self.rows = m.rows.clone();
+        self.files = m.files.len() as u64;
+        self.bytes = m.files.iter().map(|f| f.bytes).sum();
+    }
+}
+
+/// The summary of a whole run: printed by the CLI, returned by the Lambda.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub ok: bool,
+    pub output: String,
+    pub days: Vec<DaySummary>,
+    pub conversations: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl RunSummary {
+    fn new(output: String, mut days: Vec<DaySummary>, started: Instant) -> Self {
+        days.sort_by_key(|d| d.date);
+        Self {
+            ok: days.iter().all(|d| d.status == "ok"),
+            output,
+            conversations: days.iter().map(|d| d.conversations).sum(),
+            files: days.iter().map(|d| d.files).sum(),
+            bytes: days.iter().map(|d| d.bytes).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+            days,
+        }
+    }
+
+    /// Days that did not finish (failed or cut by the deadline), for a retry.
+    pub fn unfinished(&self) -> Vec<NaiveDate> {
+        self.days
+            .iter()
+            .filter(|d| d.status != "ok")
+            .map(|d| d.date)
+            .collect()
+    }
+}
+
+/// Observes progress (the CLI draws a bar; the Lambda logs).
+pub trait Progress: Send + Sync {
+    fn day_started(&self, _date: NaiveDate) {}
+    fn page_done(&self, _date: NaiveDate, _conversations: u64) {}
+    fn day_finished(&self, _summary: &DaySummary) {}
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Checks a requested range: whole UTC days unless `partial_days`.
+pub fn check_range(range: &Interval, partial_days: bool) -> Result<(), PipelineError> {
+    if !partial_days && !range.is_whole_days() {
+        return Err(PipelineError::Input(format!(
+            "range {range} does not start and end on UTC midnight: each day's partition would \
+             hold only part of the day. Use whole days (e.g. --start 2026-11-20 --end 2026-11-21) \
+             or pass --partial-days to write those days with only that part"
+        )));
+    }
+    Ok(())
+}
+
+/// Extracts `range` day by day into `store`.
+pub async fn extract(
+    client: &GenesysClient,
+    store: Arc<dyn Store>,
+    range: Interval,
+    cfg: &PipelineConfig,
+    progress: Arc<dyn Progress>,
+) -> RunSummary {
+    let started = Instant::now();
+    let days = range.split_days();
+    let summaries: Vec<DaySummary> = futures::stream::iter(days)
+        .map(|day| {
+            let store = store.clone();
+            let progress = progress.clone();
+            async move {
+                let date = day.start.date_naive();
+                progress.day_started(date);
+                let t0 = Instant::now();
+                let mut summary = DaySummary::new(date, &day);
+                if let Err(e) = extract_day(client, store, day, cfg, &*progress, &mut summary).await
+                {
+                    summary.status = if matches!(e, PipelineError::Deadline { .. }) {
+                        "incomplete"
+                    } else {
+                        "failed"
+                    };
+                    summary.transient = Some(e.is_transient());
+                    summary.error = Some(e.to_string());
+                    tracing::error!(%date, error = %e, "day failed");
+                }
+                summary.seconds = t0.elapsed().as_secs_f64();
+                progress.day_finished(&summary);
+                summary
+            }
+        })
+        .buffer_unordered(cfg.day_concurrency.max(1))
+        .collect()
+        .await;
+    RunSummary::new(store.location(), summaries, started)
+}
+
+/// What the converter thread sends to the writer.
+enum Converted {
+    Batches(Vec<TableBatch>),
+    /// One gzipped NDJSON file of archived pages.
+    Raw(Bytes),
+    Page { conversations: u64 },
+}
+
+async fn extract_day(
+    client: &GenesysClient,
+    store: Arc<dyn Store>,
+    day: Interval,
+    cfg: &PipelineConfig,
+    progress: &dyn Progress,
+    summary: &mut DaySummary,
+) -> Result<(), PipelineError> {
+    let date = day.start.date_naive();
+    let run = RunId::new(Utc::now());
+    summary.run_id = Some(run.to_string());
+    let started = Utc::now();
+    let plan: ExtractPlan = client
+        .plan(day, cfg.mode)
+        .await
+        .map_err(|source| PipelineError::Genesys { date, source })?;
+    summary.mode = Some(plan.mode.to_string());
+    summary.data_availability_date = plan.data_availability_date;
+    let lease = store
+        .acquire_lease(date, &run, cfg.lease_ttl)
+        .await
+        .map_err(|e| PipelineError::from((date, e)))?;
+    let meta = ParquetMeta {
+        interval: day.to_genesys(),
+        extracted_at: started,
+    };
+    let mut writer = DayWriter::new(
+        store.clone(),
+        lease.clone(),
+        cfg.parquet.clone(),
+        meta,
+        cfg.max_file_bytes,
+    );
+    let extraction = client.extract(plan);
+    let stats = extraction.stats.clone();
+    let result = run_stages(extraction.pages, &mut writer, cfg, date, progress, summary).await;
+    summary.requests = Some(stats.snapshot());
+    let outcome = match result {
+        Ok(conversations) => writer
+            .publish(day.to_genesys(), !day.is_whole_days(), conversations, started)
+            .await
+            .map(|m| summary.record_manifest(&m))
+            .map_err(|source| PipelineError::Sink { date, source }),
+        Err(e) => {
+            writer.abort().await;
+            Err(e)
+        }
+    };
+    if let Err(e) = store.release_lease(&lease).await {
+        tracing::warn!(%date, error = %e, "could not release the lease; it expires by itself");
+    }
+    outcome
+}
+
+/// Runs fetch → convert → write for one day; returns the number of conversations.
+async fn run_stages(
+    pages: futures::stream::BoxStream<'static, Result<Page, GenesysError>>,
+    writer: &mut DayWriter,
+    cfg: &PipelineConfig,
+    date: NaiveDate,
+    progress: &dyn Progress,
+    summary: &mut DaySummary,
+) -> Result<u64, PipelineError> {
+    let (page_tx, page_rx) = mpsc::channel::<Page>(cfg.page_buffer.max(1));
+    let (out_tx, mut out_rx) = mpsc::channel::<Converted>(2);
+    let deadline = cfg.deadline;
+
+    let fetch = tokio::spawn(async move {
+        let mut pages = pages;
+        let mut n = 0u64;
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(PipelineError::Deadline { date, pages: n });
+            }
+            match pages.next().await {
+                None => return Ok(n),
+                Some(Err(source)) => return Err(PipelineError::Genesys { date, source }),
+                Some(Ok(page)) => {
+                    n += 1;
+                    if page_tx.send(page).await.is_err() {
+                        // The converter stopped; its error is the one to report.
+                        return Ok(n);
+                    }
+                }
+            }
+        }
+    });
+
+    let opts = cfg.convert.clone();
+    let archive = cfg.archive_raw;
+    let convert = tokio::task::spawn_blocking(move || convert_loop(page_rx, out_tx, opts, archive, date));
+
+    let mut raw_seq = 0u32;
+    let mut write_result: Result<(), PipelineError> = Ok(());
+    while let Some(msg) = out_rx.recv().await {
+        let r = match msg {
+            Converted::Batches(batches) => {
+                let mut r = Ok(());
+                for b in batches {
+                    if let Err(source) = writer.write(b).await {
+                        r = Err(PipelineError::Sink { date, source });
+                        break;
+                    }
+                }
+                r
+            }
+            Converted::Raw(gz) => {
+                raw_seq += 1;
+                writer
+                    .write_raw(raw_seq, gz)
+                    .await
+                    .map_err(|source| PipelineError::Sink { date, source })
+            }
+            Converted::Page { conversations } => {
+                summary.pages += 1;
+                progress.page_done(date, conversations);
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            write_result = Err(e);
+            break;
+        }
+    }
+    // Closing the receiver stops the converter, which stops the fetcher.
+    drop(out_rx);
+    let converted = convert
+        .await
+        .map_err(|e| PipelineError::Internal(format!("converter thread: {e}")))?;
+    let fetched = fetch
+        .await
+        .map_err(|e| PipelineError::Internal(format!("fetch task: {e}")))?;
+    // Report the first cause: a fetch error explains a converter that saw its input end.
+    fetched?;
+    write_result?;
+    let (conversations, mismatches) = converted?;
+    summary.type_mismatches = mismatches;
+    Ok(conversations)
+}
+
+/// Raw archive files are cut at about this many uncompressed bytes.
+const RAW_FILE_BYTES: usize = 64 << 20;
+
+fn convert_loop(
+    mut rx: mpsc::Receiver<Page>,
+    tx: mpsc::Sender<Converted>,
+    opts: ConvertOptions,
+    archive: bool,
+    date: NaiveDate,
+) -> Result<(u64, u64), PipelineError> {
+    let mut conv = Converter::new(opts);
+    let mut raw = archive.then(RawArchive::default);
+    let err = |source| PipelineError::Convert { date, source };
+    while let Some(page) = rx.blocking_recv() {
+        let batches = conv.push_page(&page).map_err(err)?;
+        if let Some(raw) = raw.as_mut() {
+            raw.add(&page);
+            if raw.len() >= RAW_FILE_BYTES && tx.blocking_send(Converted::Raw(raw.take())).is_err() {
+                return Ok((0, 0));
+            }
+        }
+        let sent = (batches.is_empty() || tx.blocking_send(Converted::Batches(batches)).is_ok())
+            && tx
+                .blocking_send(Converted::Page {
+                    conversations: page.len() as u64,
+                })
+                .is_ok();
+        if !sent {
+            return Ok((0, 0));
+        }
+    }
+    let batches = conv.finish().map_err(err)?;
+    if !batches.is_empty() && tx.blocking_send(Converted::Batches(batches)).is_err() {
+        return Ok((0, 0));
+    }
+    if let Some(mut raw) = raw {
+        if raw.len() > 0 && tx.blocking_send(Converted::Raw(raw.take())).is_err() {
+            return Ok((0, 0));
+        }
+    }
+    let stats = conv.stats();
+    Ok((stats.conversations, stats.type_mismatches()))
+}
+
+/// Kept records as sync-query-shaped NDJSON pages, gzipped: exactly what `convert` reads.
+#[derive(Default)]
+struct RawArchive {
+    buf: Vec<u8>,
+}
+
+impl RawArchive {
+    fn add(&mut self, page: &Page) {
+        if page.is_empty() {
+            return;
+        }
+        self.buf.extend_from_slice(b"{\"conversations\":[");
+        for (i, rec) in page.records().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.buf.extend_from_slice(rec.as_bytes());
+        }
+        self.buf.extend_from_slice(b"]}\n");
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn take(&mut self) -> Bytes {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        // Writing to a Vec cannot fail.
+        let _ = gz.write_all(&self.buf);
+        self.buf.clear();
+        Bytes::from(gz.finish().unwrap_or_default())
+    }
+}
+
+/// Converts saved pages (files) into `store`, replacing the partitions of every day they hold.
+/// Conversations are deduplicated by id (the first copy wins).
+pub async fn convert_files(
+    paths: Vec<std::path::PathBuf>,
+    store: Arc<dyn Store>,
+    cfg: &PipelineConfig,
+    progress: Arc<dyn Progress>,
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let run_started = Utc::now();
+    let (page_tx, mut page_rx) = mpsc::channel::<Result<Page, PipelineError>>(cfg.page_buffer.max(1));
+    let reader = tokio::task::spawn_blocking(move || {
+        for path in paths {
+            let pages = match crate::files::PageReader::open(&path) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = page_tx.blocking_send(Err(PipelineError::Input(e.to_string())));
+                    return;
+                }
+            };
+            for page in pages {
+                let msg = page.map_err(|e| PipelineError::Input(e.to_string()));
+                let stop = msg.is_err();
+                if page_tx.blocking_send(msg).is_err() || stop {
+                    return;
+                }
+            }
+        }
+    });
+
+    let mut conv = Converter::new(cfg.convert.clone());
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut writers: BTreeMap<NaiveDate, DayWriter> = BTreeMap::new();
+    let mut per_day_conversations: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    let mut pages_by_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    let run = RunId::new(run_started);
+    let result: Result<(), PipelineError> = async {
+        while let Some(page) = page_rx.recv().await {
+            let mut page = page?;
+            let mut dates = Vec::new();
+            let origin = page.origin.clone();
+            page.try_retain(|i, text| {
+                let key = record_key(text)
+                    .map_err(|reason| PipelineError::Input(format!("{origin}: record {i}: {reason}")))?;
+                if !seen.insert(id_hash(&key.conversation_id)) {
+                    return Ok(false);
+                }
+                dates.push(key.conversation_start.date_naive());
+                Ok(true)
+            })?;
+            for d in &dates {
+                *per_day_conversations.entry(*d).or_default() += 1;
+            }
+            if let Some(d) = dates.first() {
+                *pages_by_day.entry(*d).or_default() += 1;
+                progress.page_done(*d, page.len() as u64);
+            }
+            let batches = conv.push_page(&page).map_err(|source| PipelineError::Convert {
+                date: dates.first().copied().unwrap_or(NaiveDate::MIN),
+                source,
+            })?;
+            write_split(batches, &store, &run, cfg, &mut writers, run_started).await?;
+        }
+        let batches = conv.finish().map_err(|source| PipelineError::Convert {
+            date: NaiveDate::MIN,
+            source,
+        })?;
+        write_split(batches, &store, &run, cfg, &mut writers, run_started).await
+    }
+    .await;
+    drop(page_rx);
+    let _ = reader.await;
+
+    let mut days = Vec::new();
+    match result {
+        Ok(()) => {
+            for (date, writer) in writers {
+                let t0 = Instant::now();
+                let day = Interval::day(date);
+                let mut summary = DaySummary::new(date, &day);
+                summary.run_id = Some(run.to_string());
+                summary.mode = Some("convert".into());
+                summary.pages = pages_by_day.get(&date).copied().unwrap_or(0);
+                let lease = writer.lease().clone();
+                let conversations = per_day_conversations.get(&date).copied().unwrap_or(0);
+                match writer
+                    .publish(day.to_genesys(), false, conversations, run_started)
+                    .await
+                {
+                    Ok(m) => summary.record_manifest(&m),
+                    Err(e) => {
+                        summary.error = Some(e.to_string());
+                        summary.transient = Some(e.is_transient());
+                    }
+                }
+                let _ = store.release_lease(&lease).await;
+                summary.seconds = t0.elapsed().as_secs_f64();
+                progress.day_finished(&summary);
+                days.push(summary);
+            }
+        }
+        Err(e) => {
+            for (_, writer) in writers {
+                let lease = writer.lease().clone();
+                writer.abort().await;
+                let _ = store.release_lease(&lease).await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(RunSummary::new(store.location(), days, started))
+}
+
+/// Routes converter batches to the writer of each day they hold, leasing days on first sight.
+async fn write_split(
+    batches: Vec<TableBatch>,
+    store: &Arc<dyn Store>,
+    run: &RunId,
+    cfg: &PipelineConfig,
+    writers: &mut BTreeMap<NaiveDate, DayWriter>,
+    started: DateTime<Utc>,
+) -> Result<(), PipelineError> {
+    for tb in batches {
+        for (date, part) in split_by_date(&tb).map_err(|source| PipelineError::Sink {
+            date: NaiveDate::MIN,
+            source,
+        })? {
+            if !writers.contains_key(&date) {
+                let lease = store
+                    .acquire_lease(date, run, cfg.lease_ttl)
+                    .await
+                    .map_err(|e| PipelineError::from((date, e)))?;
+                let meta = ParquetMeta {
+                    interval: Interval::day(date).to_genesys(),
+                    extracted_at: started,
+                };
+                writers.insert(
+                    date,
+                    DayWriter::new(
+                        store.clone(),
+                        lease,
+                        cfg.parquet.clone(),
+                        meta,
+                        cfg.max_file_bytes,
+                    ),
+                );
+            }
+            if let Some(w) = writers.get_mut(&date) {
+                w.write(part)
+                    .await
+                    .map_err(|source| PipelineError::Sink { date, source })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A compact key for deduplication: the UUID's 128 bits, or a hash for other ids.
+fn id_hash(id: &str) -> u128 {
+    match uuid::Uuid::parse_str(id) {
+        Ok(u) => u.as_u128(),
+        Err(_) => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            id.hash(&mut h);
+            // The top bit marks hashed ids so they never collide with a real UUID's value space
+            // in practice.
+            (1u128 << 127) | u128::from(h.finish())
+        }
+    }
+}

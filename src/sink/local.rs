@@ -1,0 +1,456 @@
+//! The local-folder store.
+//!
+//! Layout under the root:
+//! ```text
+//! {table}/conversation_date=D/part-00000.parquet      what readers see
+//! _staging/conversation_date=D/run=R/…                a run in progress (same layout inside)
+//! _manifests/conversation_date=D.json                 manifest of the visible run
+//! _leases/conversation_date=D.json                    who is writing day D, until when
+//! _raw/conversation_date=D/…                          optional raw page archive (a "table")
+//! ```
+//! Publishing renames each table's staged partition folder into place (one atomic `rename` per
+//! table) after writing a journal (`_PUBLISH.json`) into the staging folder. A process killed in
+//! the middle leaves the journal; the next run on that day finishes the renames before doing
+//! anything else, so a reader never sees a mix of two runs for longer than that window and never
+//! a half-written file.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{NaiveDate, Utc};
+use tokio::io::AsyncWriteExt;
+
+use super::{Lease, Manifest, RunId, Store, StoreError, Upload};
+
+/// The raw archive lives beside the tables and is replaced with them.
+const RAW: &str = super::RAW_TABLE;
+const JOURNAL: &str = "_PUBLISH.json";
+
+/// Writes tables into a folder on the local file system.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|e| StoreError::io("create folder", root.display(), e))?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn partition(date: NaiveDate) -> String {
+        format!("conversation_date={date}")
+    }
+
+    fn visible_dir(&self, table: &str, date: NaiveDate) -> PathBuf {
+        self.root.join(table).join(Self::partition(date))
+    }
+
+    fn staging_day(&self, date: NaiveDate) -> PathBuf {
+        self.root.join("_staging").join(Self::partition(date))
+    }
+
+    fn staging_dir(&self, lease: &Lease) -> PathBuf {
+        self.staging_day(lease.date).join(format!("run={}", lease.run))
+    }
+
+    fn lease_path(&self, date: NaiveDate) -> PathBuf {
+        self.root
+            .join("_leases")
+            .join(format!("{}.json", Self::partition(date)))
+    }
+
+    fn manifest_path(&self, date: NaiveDate) -> PathBuf {
+        self.root
+            .join("_manifests")
+            .join(format!("{}.json", Self::partition(date)))
+    }
+
+    async fn read_lease(&self, date: NaiveDate) -> Result<Option<(Bytes, Option<Lease>)>, StoreError> {
+        let path = self.lease_path(date);
+        match tokio::fs::read(&path).await {
+            Ok(b) => {
+                let lease = serde_json::from_slice::<Lease>(&b).ok();
+                Ok(Some((Bytes::from(b), lease)))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read lease", path.display(), e)),
+        }
+    }
+
+    /// Takes an expired lease file out of the way, without ever removing a live one that
+    /// another run created in between (rename, then check what we moved).
+    async fn evict_stale_lease(&self, date: NaiveDate, seen: &Bytes) -> Result<(), StoreError> {
+        let path = self.lease_path(date);
+        let aside = path.with_extension(format!("stale-{}", uuid::Uuid::new_v4().simple()));
+        match tokio::fs::rename(&path, &aside).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("move stale lease", path.display(), e)),
+        }
+        let moved = tokio::fs::read(&aside)
+            .await
+            .map_err(|e| StoreError::io("read lease", aside.display(), e))?;
+        if moved != seen.as_ref() {
+            // We moved someone's fresh lease: put it back unless a third run took the slot.
+            let _ = tokio::fs::hard_link(&aside, &path).await;
+        }
+        let _ = tokio::fs::remove_file(&aside).await;
+        Ok(())
+    }
+
+    /// Finishes or removes what earlier runs of `date` left in staging. Called under the lease.
+    async fn sweep(&self, date: NaiveDate, current: &RunId) -> Result<(), StoreError> {
+        let day = self.staging_day(date);
+        let mut entries = match tokio::fs::read_dir(&day).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("list", day.display(), e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| StoreError::io("list", day.display(), e))?
+        {
+            let dir = entry.path();
+            if dir.file_name().and_then(|n| n.to_str()) == Some(&format!("run={current}")) {
+                continue;
+            }
+            let journal = dir.join(JOURNAL);
+            match tokio::fs::read(&journal).await {
+                Ok(b) => {
+                    let manifest: Manifest =
+                        serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt {
+                            location: journal.display().to_string(),
+                            message: format!("unreadable publish journal: {e}"),
+                        })?;
+                    tracing::warn!(run = %manifest.run_id, %date, "finishing an interrupted publish");
+                    self.roll_forward(&dir, &manifest).await?;
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    tracing::info!(dir = %dir.display(), "removing an unfinished run's staging");
+                    remove_dir_all(&dir).await?;
+                }
+                Err(e) => return Err(StoreError::io("read", journal.display(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves every staged table partition of the run into place. Idempotent, so an
+    /// interrupted publish can be run again from the journal.
+    async fn roll_forward(&self, staging: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+        let date = manifest.date;
+        let old = staging.join("_old");
+        let tables = manifest
+            .rows
+            .keys()
+            .map(String::as_str)
+            .chain(std::iter::once(RAW));
+        for table in tables {
+            let new = staging.join(table).join(Self::partition(date));
+            let vis = self.visible_dir(table, date);
+            let new_exists = exists(&new).await?;
+            let has_data = manifest.files.iter().any(|f| f.table == table);
+            // After a crash, `vis` may already be this run's data (moved earlier): only a
+            // partition that is not ours is moved aside.
+            if exists(&vis).await? && (new_exists || !has_data) {
+                let aside = old.join(table);
+                mkdir(&old).await?;
+                if exists(&aside).await? {
+                    remove_dir_all(&aside).await?;
+                }
+                rename(&vis, &aside).await?;
+            }
+            if new_exists {
+                let parent = self.root.join(table);
+                mkdir(&parent).await?;
+                rename(&new, &vis).await?;
+                sync_dir(&parent).await;
+            }
+        }
+        let path = self.manifest_path(date);
+        let json = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError::Corrupt {
+            location: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&path, &json).await?;
+        remove_dir_all(staging).await
+    }
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn acquire_lease(
+        &self,
+        date: NaiveDate,
+        run: &RunId,
+        ttl: chrono::Duration,
+    ) -> Result<Lease, StoreError> {
+        let path = self.lease_path(date);
+        mkdir(path.parent().unwrap_or(&self.root)).await?;
+        for _ in 0..5 {
+            let now = Utc::now();
+            let lease = Lease {
+                date,
+                run: run.clone(),
+                since: now,
+                expires: now + ttl,
+                holder: Some(super::this_holder()),
+            };
+            let body = serde_json::to_vec(&lease).map_err(|e| StoreError::Corrupt {
+                location: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            match tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .await
+            {
+                Ok(mut f) => {
+                    f.write_all(&body)
+                        .await
+                        .map_err(|e| StoreError::io("write lease", path.display(), e))?;
+                    f.sync_all()
+                        .await
+                        .map_err(|e| StoreError::io("write lease", path.display(), e))?;
+                    self.sweep(date, run).await?;
+                    return Ok(lease);
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    match self.read_lease(date).await? {
+                        Some((_, Some(held))) if held.expires > now && !holder_is_dead(&held) => {
+                            return Err(StoreError::LeaseHeld {
+                                date,
+                                holder: held.run.to_string(),
+                                since: held.since.to_rfc3339(),
+                                expires: held.expires.to_rfc3339(),
+                            });
+                        }
+                        // Expired (its holder died) or unreadable: take it over.
+                        Some((seen, _)) => self.evict_stale_lease(date, &seen).await?,
+                        None => {}
+                    }
+                }
+                Err(e) => return Err(StoreError::io("create lease", path.display(), e)),
+            }
+        }
+        Err(StoreError::LeaseLost {
+            date,
+            run: run.to_string(),
+            reason: "the lease kept changing hands while taking it over".into(),
+        })
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        if let Some((_, Some(held))) = self.read_lease(lease.date).await? {
+            if held.run == lease.run {
+                let path = self.lease_path(lease.date);
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io("remove lease", path.display(), e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_part(
+        &self,
+        lease: &Lease,
+        table: &str,
+        part: u32,
+    ) -> Result<(Box<dyn Upload>, String), StoreError> {
+        let rel = format!("{table}/{}/part-{part:05}.parquet", Self::partition(lease.date));
+        let path = self.staging_dir(lease).join(&rel);
+        if let Some(parent) = path.parent() {
+            mkdir(parent).await?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| StoreError::io("create", path.display(), e))?;
+        Ok((
+            Box::new(LocalUpload {
+                file: tokio::io::BufWriter::with_capacity(1 << 20, file),
+                path,
+                bytes: 0,
+            }),
+            rel,
+        ))
+    }
+
+    async fn publish(&self, lease: &Lease, manifest: &Manifest) -> Result<(), StoreError> {
+        match self.read_lease(lease.date).await? {
+            Some((_, Some(held))) if held.run == lease.run => {}
+            other => {
+                return Err(StoreError::LeaseLost {
+                    date: lease.date,
+                    run: lease.run.to_string(),
+                    reason: match other {
+                        Some((_, Some(h))) => format!("run {} took it over", h.run),
+                        _ => "the lease file is gone".into(),
+                    },
+                })
+            }
+        }
+        let staging = self.staging_dir(lease);
+        mkdir(&staging).await?;
+        let journal = serde_json::to_vec_pretty(manifest).map_err(|e| StoreError::Corrupt {
+            location: staging.display().to_string(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&staging.join(JOURNAL), &journal).await?;
+        self.roll_forward(&staging, manifest).await
+    }
+
+    async fn discard(&self, lease: &Lease) -> Result<(), StoreError> {
+        remove_dir_all(&self.staging_dir(lease)).await
+    }
+
+    async fn manifest(&self, date: NaiveDate) -> Result<Option<Manifest>, StoreError> {
+        let path = self.manifest_path(date);
+        match tokio::fs::read(&path).await {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    location: path.display().to_string(),
+                    message: e.to_string(),
+                }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read", path.display(), e)),
+        }
+    }
+
+    async fn put_raw(&self, lease: &Lease, name: &str, data: Bytes) -> Result<(), StoreError> {
+        let dir = self
+            .staging_dir(lease)
+            .join(RAW)
+            .join(Self::partition(lease.date));
+        mkdir(&dir).await?;
+        write_atomic(&dir.join(name), &data).await
+    }
+}
+
+struct LocalUpload {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    path: PathBuf,
+    bytes: u64,
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.bytes += data.len() as u64;
+        self.file
+            .write_all(&data)
+            .await
+            .map_err(|e| StoreError::io("write", self.path.display(), e))
+    }
+
+    async fn complete(mut self: Box<Self>) -> Result<u64, StoreError> {
+        self.file
+            .flush()
+            .await
+            .map_err(|e| StoreError::io("write", self.path.display(), e))?;
+        // Durable before the publish renames make it visible.
+        self.file
+            .get_ref()
+            .sync_all()
+            .await
+            .map_err(|e| StoreError::io("sync", self.path.display(), e))?;
+        Ok(self.bytes)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        drop(self.file);
+        match tokio::fs::remove_file(&self.path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("remove", self.path.display(), e)),
+        }
+    }
+}
+
+/// True when the lease was taken by a process of this host that no longer runs (killed).
+fn holder_is_dead(lease: &Lease) -> bool {
+    let Some(holder) = &lease.holder else {
+        return false;
+    };
+    let mine = super::this_holder();
+    let (Some((host, pid)), Some((my_host, _))) = (holder.rsplit_once('/'), mine.rsplit_once('/'))
+    else {
+        return false;
+    };
+    host == my_host
+        && pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
+async fn exists(p: &Path) -> Result<bool, StoreError> {
+    tokio::fs::try_exists(p)
+        .await
+        .map_err(|e| StoreError::io("stat", p.display(), e))
+}
+
+async fn mkdir(p: &Path) -> Result<(), StoreError> {
+    tokio::fs::create_dir_all(p)
+        .await
+        .map_err(|e| StoreError::io("create folder", p.display(), e))
+}
+
+async fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
+    tokio::fs::rename(from, to).await.map_err(|e| {
+        StoreError::io("rename", format!("{} -> {}", from.display(), to.display()), e)
+    })
+}
+
+async fn remove_dir_all(p: &Path) -> Result<(), StoreError> {
+    match tokio::fs::remove_dir_all(p).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("remove folder", p.display(), e)),
+    }
+}
+
+/// Best effort: makes renames in `dir` durable (not all file systems allow it).
+async fn sync_dir(dir: &Path) {
+    if let Ok(f) = tokio::fs::File::open(dir).await {
+        let _ = f.sync_all().await;
+    }
+}
+
+/// Writes `data` to `path` via a temporary file and a rename: readers see all or nothing.
+async fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent() {
+        mkdir(parent).await?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    let mut f = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(|e| StoreError::io("create", tmp.display(), e))?;
+    f.write_all(data)
+        .await
+        .map_err(|e| StoreError::io("write", tmp.display(), e))?;
+    f.sync_all()
+        .await
+        .map_err(|e| StoreError::io("sync", tmp.display(), e))?;
+    drop(f);
+    rename(&tmp, path).await
+}

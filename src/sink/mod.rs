@@ -1,0 +1,295 @@
+//! Where the tables go: Parquet parts streamed to a [`Store`] (a local folder or S3), made
+//! visible a whole day at a time.
+//!
+//! A day is the unit of atomicity. A run writes its parts where readers don't look (a staging
+//! folder, or a run-specific prefix), then [`Store::publish`] makes them the day's content in
+//! every table at once, replacing the previous run. A run that fails or is killed before that
+//! leaves the previous data of the day exactly as it was; its leftovers are swept by the next run.
+
+pub mod local;
+// pub mod parquet;  (lands with the tables branch)
+// pub mod run;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use local::LocalStore;
+// pub use run::{split_by_date, DayWriter, SinkError};
+
+/// The raw page archive is published like a table under this name.
+pub const RAW_TABLE: &str = "_raw";
+
+/// A run's identity: unique per (day, attempt), sortable by start time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RunId(pub String);
+
+impl RunId {
+    /// `20261122T014501Z-3f9a1c2e`: start time first so listings sort by age.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        let rand = uuid::Uuid::new_v4().simple().to_string();
+        RunId(format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &rand[..8]))
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a store operation failed, naming where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{op} {location}: {source}")]
+    Io {
+        op: &'static str,
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} s3://{bucket}/{key}: {message}")]
+    S3 {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+        transient: bool,
+    },
+    #[error("day {date} is being written by run {holder} since {since} (lease expires {expires}); try again later")]
+    LeaseHeld {
+        date: NaiveDate,
+        holder: String,
+        since: String,
+        expires: String,
+    },
+    #[error("lease on day {date} for run {run} was lost: {reason}")]
+    LeaseLost {
+        date: NaiveDate,
+        run: String,
+        reason: String,
+    },
+    #[error("{location}: {message}")]
+    Corrupt { location: String, message: String },
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, location: impl fmt::Display, source: std::io::Error) -> Self {
+        StoreError::Io {
+            op,
+            location: location.to_string(),
+            source,
+        }
+    }
+
+    /// Worth retrying later (a lease held by a live run, a throttled or failing server).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::S3 { transient, .. } => *transient,
+            StoreError::LeaseHeld { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// The exclusive right to write one day, until `expires`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub date: NaiveDate,
+    pub run: RunId,
+    pub since: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+    /// `host/pid` of the holder, so a local store can take over at once from a dead process.
+    #[serde(default)]
+    pub holder: Option<String>,
+}
+
+/// `host/pid` of this process.
+pub fn this_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{host}/{}", std::process::id())
+}
+
+/// One Parquet file of a finished run, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub table: String,
+    /// Key relative to the output root, where readers find it once the run is published.
+    pub key: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// What a finished run wrote for one day: written last, so a reader or a check can verify a day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub date: NaiveDate,
+    pub run_id: RunId,
+    pub interval: String,
+    pub partial_day: bool,
+    pub schema_version: String,
+    pub tool_version: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub conversations: u64,
+    pub rows: std::collections::BTreeMap<String, u64>,
+    pub files: Vec<ManifestFile>,
+}
+
+/// A streaming upload of one object; invisible until [`Upload::complete`].
+#[async_trait]
+pub trait Upload: Send {
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError>;
+    /// Finishes the object; returns its size in bytes.
+    async fn complete(self: Box<Self>) -> Result<u64, StoreError>;
+    /// Drops everything written so far (no orphan parts left behind).
+    async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A place the tables are written to, with the day-replacement protocol of its kind.
+#[async_trait]
+pub trait Store: fmt::Debug + Send + Sync + 'static {
+    /// Where this store writes, for messages (`/data/out`, `s3://bucket/prefix`).
+    fn location(&self) -> String;
+
+    /// Takes the lease on `date` for `run`, sweeping what dead runs left; fails with
+    /// [`StoreError::LeaseHeld`] while another live run holds it.
+    async fn acquire_lease(
+        &self,
+        date: NaiveDate,
+        run: &RunId,
+        ttl: chrono::Duration,
+    ) -> Result<Lease, StoreError>;
+
+    /// Gives the lease up (best effort; an expired lease is taken over anyway).
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Opens part `part` of `table` for the run; readers cannot see it until [`Store::publish`].
+    /// Returns the upload and the key (relative to the store's root) the part will have once
+    /// published.
+    async fn create_part(
+        &self,
+        lease: &Lease,
+        table: &str,
+        part: u32,
+    ) -> Result<(Box<dyn Upload>, String), StoreError>;
+
+    /// Makes the run's parts the day's content in every table, replacing the previous run,
+    /// and records `manifest`.
+    async fn publish(&self, lease: &Lease, manifest: &Manifest) -> Result<(), StoreError>;
+
+    /// Removes an unfinished run's parts (after a failure); the previous data stays.
+    async fn discard(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// The manifest of the day's visible run, if any.
+    async fn manifest(&self, date: NaiveDate) -> Result<Option<Manifest>, StoreError>;
+
+    /// Stores one raw API page (gzipped NDJSON) of the run in the raw archive.
+    async fn put_raw(&self, lease: &Lease, name: &str, data: Bytes) -> Result<(), StoreError>;
+}
+
+/// Bytes and checksum of what went through an [`UploadWriter`], readable after the Parquet
+/// writer that owned it is gone.
+#[derive(Debug, Default)]
+pub struct UploadProgress {
+    state: std::sync::Mutex<(sha2::Sha256, u64)>,
+}
+
+impl UploadProgress {
+    fn add(&self, data: &[u8]) {
+        use sha2::Digest;
+        // A poisoned lock only means another writer panicked; the counts are still usable.
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0.update(data);
+        st.1 += data.len() as u64;
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+
+    /// Hex SHA-256 of everything written so far.
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        hex::encode(st.0.clone().finalize())
+    }
+}
+
+type SharedUpload = std::sync::Arc<tokio::sync::Mutex<Option<Box<dyn Upload>>>>;
+
+/// Adapts an [`Upload`] to the parquet crate's async writer.
+pub struct UploadWriter {
+    inner: SharedUpload,
+    progress: std::sync::Arc<UploadProgress>,
+}
+
+/// Kept by whoever gave an [`UploadWriter`] away: progress, and the means to abort the upload
+/// if the Parquet writer that owns the writer fails or is dropped.
+#[derive(Clone)]
+pub struct UploadHandle {
+    inner: SharedUpload,
+    pub progress: std::sync::Arc<UploadProgress>,
+}
+
+impl UploadHandle {
+    /// Aborts the upload unless it was completed already.
+    pub async fn abort(&self) -> Result<(), StoreError> {
+        let upload = self.inner.lock().await.take();
+        match upload {
+            Some(u) => u.abort().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl UploadWriter {
+    pub fn new(upload: Box<dyn Upload>) -> (Self, UploadHandle) {
+        let inner = std::sync::Arc::new(tokio::sync::Mutex::new(Some(upload)));
+        let progress = std::sync::Arc::new(UploadProgress::default());
+        (
+            Self {
+                inner: inner.clone(),
+                progress: progress.clone(),
+            },
+            UploadHandle { inner, progress },
+        )
+    }
+}
+
+fn closed_upload() -> ::parquet::errors::ParquetError {
+    ::parquet::errors::ParquetError::General("upload already completed or aborted".into())
+}
+
+impl ::parquet::arrow::async_writer::AsyncFileWriter for UploadWriter {
+    fn write(&mut self, bs: Bytes) -> futures::future::BoxFuture<'_, ::parquet::errors::Result<()>> {
+        Box::pin(async move {
+            self.progress.add(&bs);
+            let mut guard = self.inner.lock().await;
+            let upload = guard.as_mut().ok_or_else(closed_upload)?;
+            upload
+                .write(bs)
+                .await
+                .map_err(|e| ::parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn complete(&mut self) -> futures::future::BoxFuture<'_, ::parquet::errors::Result<()>> {
+        Box::pin(async move {
+            let upload = self.inner.lock().await.take().ok_or_else(closed_upload)?;
+            upload
+                .complete()
+                .await
+                .map(|_| ())
+                .map_err(|e| ::parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+}

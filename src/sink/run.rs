@@ -1,0 +1,327 @@
+//! Writing one day's tables for one run: Parquet parts per table, rolled at a size cap,
+//! streamed to the store, then published with a manifest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use chrono::{NaiveDate, Utc};
+
+use super::parquet::{ParquetMeta, ParquetSettings, TableFileWriter};
+use super::{Lease, Manifest, ManifestFile, Store, StoreError, UploadHandle, UploadWriter};
+use crate::tables::{Table, TableBatch};
+
+/// Why writing a day failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing Parquet for table {table}, day {date}, part {key}: {source}")]
+    Parquet {
+        table: &'static str,
+        date: NaiveDate,
+        key: String,
+        #[source]
+        source: ::parquet::errors::ParquetError,
+    },
+    #[error("table {table}: a batch for day {date} holds rows of {other}")]
+    WrongDay {
+        table: &'static str,
+        date: NaiveDate,
+        other: String,
+    },
+    #[error("table {table}: batch has no conversation_date column")]
+    NoDateColumn { table: &'static str },
+}
+
+impl SinkError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SinkError::Store(e) if e.is_transient())
+    }
+}
+
+struct OpenPart {
+    writer: TableFileWriter<UploadWriter>,
+    handle: UploadHandle,
+    key: String,
+    rows: u64,
+}
+
+/// Writes one day's batches for one run; nothing is visible until [`DayWriter::publish`].
+pub struct DayWriter {
+    store: Arc<dyn Store>,
+    lease: Lease,
+    settings: ParquetSettings,
+    meta: ParquetMeta,
+    max_file_bytes: u64,
+    open: HashMap<Table, OpenPart>,
+    next_part: HashMap<Table, u32>,
+    files: Vec<ManifestFile>,
+    rows: BTreeMap<&'static str, u64>,
+}
+
+impl DayWriter {
+    pub fn new(
+        store: Arc<dyn Store>,
+        lease: Lease,
+        settings: ParquetSettings,
+        meta: ParquetMeta,
+        max_file_bytes: u64,
+    ) -> Self {
+        Self {
+            store,
+            lease,
+            settings,
+            meta,
+            max_file_bytes,
+            open: HashMap::new(),
+            next_part: HashMap::new(),
+            files: Vec::new(),
+            rows: Table::all().iter().map(|t| (t.name(), 0)).collect(),
+        }
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    pub fn date(&self) -> NaiveDate {
+        self.lease.date
+    }
+
+    pub fn rows(&self) -> &BTreeMap<&'static str, u64> {
+        &self.rows
+    }
+
+    /// Appends a converter batch (its last column is `conversation_date`, all equal to the day).
+    pub async fn write(&mut self, tb: TableBatch) -> Result<(), SinkError> {
+        let date = self.lease.date;
+        let batch = strip_date(&tb, date)?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let table = tb.table;
+        if !self.open.contains_key(&table) {
+            let part = self.next_part.entry(table).or_insert(0);
+            let (upload, key) = self.store.create_part(&self.lease, table.name(), *part).await?;
+            *part += 1;
+            let (w, handle) = UploadWriter::new(upload);
+            let writer = TableFileWriter::try_new(w, table, &self.settings, &self.meta).map_err(
+                |source| SinkError::Parquet {
+                    table: table.name(),
+                    date,
+                    key: key.clone(),
+                    source,
+                },
+            )?;
+            self.open.insert(
+                table,
+                OpenPart {
+                    writer,
+                    handle,
+                    key,
+                    rows: 0,
+                },
+            );
+        }
+        let Some(open) = self.open.get_mut(&table) else {
+            unreachable!("inserted above")
+        };
+        let rows = batch.num_rows() as u64;
+        if let Err(source) = open.writer.write(&batch).await {
+            let key = open.key.clone();
+            self.abort_all().await;
+            return Err(SinkError::Parquet {
+                table: table.name(),
+                date,
+                key,
+                source,
+            });
+        }
+        open.rows += rows;
+        *self.rows.entry(table.name()).or_insert(0) += rows;
+        if open.handle.progress.bytes() >= self.max_file_bytes {
+            self.close_part(table).await?;
+        }
+        Ok(())
+    }
+
+    async fn close_part(&mut self, table: Table) -> Result<(), SinkError> {
+        let Some(open) = self.open.remove(&table) else {
+            return Ok(());
+        };
+        let OpenPart {
+            writer,
+            handle,
+            key,
+            rows,
+        } = open;
+        if let Err(source) = writer.close().await {
+            let _ = handle.abort().await;
+            self.abort_all().await;
+            return Err(SinkError::Parquet {
+                table: table.name(),
+                date: self.lease.date,
+                key,
+                source,
+            });
+        }
+        self.files.push(ManifestFile {
+            table: table.name().to_string(),
+            key,
+            rows,
+            bytes: handle.progress.bytes(),
+            sha256: handle.progress.sha256(),
+        });
+        Ok(())
+    }
+
+    /// Aborts every open upload (no orphan multipart parts).
+    async fn abort_all(&mut self) {
+        for (_, open) in self.open.drain() {
+            if let Err(e) = open.handle.abort().await {
+                tracing::warn!(error = %e, key = %open.key, "could not abort an upload");
+            }
+        }
+    }
+
+    /// Closes every part and makes the run the day's visible content; returns the manifest.
+    pub async fn publish(
+        mut self,
+        interval: String,
+        partial_day: bool,
+        conversations: u64,
+        started: chrono::DateTime<Utc>,
+    ) -> Result<Manifest, SinkError> {
+        let tables: Vec<Table> = self.open.keys().copied().collect();
+        for t in tables {
+            self.close_part(t).await?;
+        }
+        let manifest = Manifest {
+            date: self.lease.date,
+            run_id: self.lease.run.clone(),
+            interval,
+            partial_day,
+            schema_version: crate::tables::SCHEMA_VERSION.to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            started,
+            finished: Utc::now(),
+            conversations,
+            rows: self
+                .rows
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            files: std::mem::take(&mut self.files),
+        };
+        self.store.publish(&self.lease, &manifest).await?;
+        Ok(manifest)
+    }
+
+    /// Gives up the run: aborts uploads and removes its staged parts; the day stays as it was.
+    pub async fn abort(mut self) {
+        self.abort_all().await;
+        if let Err(e) = self.store.discard(&self.lease).await {
+            tracing::warn!(error = %e, date = %self.lease.date, "could not remove the failed run's parts");
+        }
+    }
+
+    /// Archives one raw API page (gzipped NDJSON) with the run; published with the tables.
+    pub async fn write_raw(&mut self, seq: u32, gz_ndjson: bytes::Bytes) -> Result<(), SinkError> {
+        use sha2::Digest;
+        let name = format!("pages-{seq:05}.ndjson.gz");
+        let sha256 = hex::encode(sha2::Sha256::digest(&gz_ndjson));
+        let bytes = gz_ndjson.len() as u64;
+        self.store.put_raw(&self.lease, &name, gz_ndjson).await?;
+        self.files.push(ManifestFile {
+            table: super::RAW_TABLE.to_string(),
+            key: format!("{}/conversation_date={}/{name}", super::RAW_TABLE, self.lease.date),
+            rows: 0,
+            bytes,
+            sha256,
+        });
+        Ok(())
+    }
+
+    /// Parquet and raw files written so far (closed parts only).
+    pub fn files(&self) -> &[ManifestFile] {
+        &self.files
+    }
+}
+
+/// Checks the batch's trailing `conversation_date` column is all `date` and drops it.
+fn strip_date(tb: &TableBatch, date: NaiveDate) -> Result<RecordBatch, SinkError> {
+    let batch = &tb.batch;
+    let n = batch.num_columns();
+    let table = tb.table.name();
+    let col = (n > 0 && batch.schema().field(n - 1).name() == "conversation_date")
+        .then(|| batch.column(n - 1))
+        .ok_or(SinkError::NoDateColumn { table })?;
+    let dates = col.as_string::<i32>();
+    let want = date.to_string();
+    if let Some(other) = dates.iter().flatten().find(|d| *d != want) {
+        return Err(SinkError::WrongDay {
+            table,
+            date,
+            other: other.to_string(),
+        });
+    }
+    let mut b = batch.clone();
+    b.remove_column(n - 1);
+    Ok(b)
+}
+
+/// Splits a converter batch by its trailing `conversation_date` column (for `convert`, whose
+/// input may span many days). Rows with a null date are a converter bug and are refused.
+pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, SinkError> {
+    let batch = &tb.batch;
+    let n = batch.num_columns();
+    let table = tb.table.name();
+    let col = (n > 0 && batch.schema().field(n - 1).name() == "conversation_date")
+        .then(|| batch.column(n - 1))
+        .ok_or(SinkError::NoDateColumn { table })?;
+    let dates = col.as_string::<i32>();
+    let mut distinct: Vec<&str> = dates.iter().flatten().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if dates.null_count() > 0 {
+        return Err(SinkError::WrongDay {
+            table,
+            date: NaiveDate::MIN,
+            other: "null".into(),
+        });
+    }
+    let parse = |d: &str| {
+        NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| SinkError::WrongDay {
+            table,
+            date: NaiveDate::MIN,
+            other: d.to_string(),
+        })
+    };
+    if distinct.len() <= 1 {
+        return match distinct.first() {
+            Some(d) => Ok(vec![(parse(d)?, tb.clone())]),
+            None => Ok(vec![]),
+        };
+    }
+    let mut out = Vec::with_capacity(distinct.len());
+    for d in distinct {
+        let mask: BooleanArray = dates.iter().map(|v| Some(v == Some(d))).collect();
+        let part = filter_record_batch(batch, &mask).map_err(|e| SinkError::Parquet {
+            table,
+            date: NaiveDate::MIN,
+            key: String::new(),
+            source: e.into(),
+        })?;
+        out.push((
+            parse(d)?,
+            TableBatch {
+                table: tb.table,
+                batch: part,
+            },
+        ));
+    }
+    Ok(out)
+}
