@@ -37,7 +37,8 @@ pub struct LocalStore {
 impl LocalStore {
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|e| StoreError::io("create folder", root.display(), e))?;
+        std::fs::create_dir_all(&root)
+            .map_err(|e| StoreError::io("create folder", root.display(), e))?;
         Ok(Self { root })
     }
 
@@ -58,7 +59,8 @@ impl LocalStore {
     }
 
     fn staging_dir(&self, lease: &Lease) -> PathBuf {
-        self.staging_day(lease.date).join(format!("run={}", lease.run))
+        self.staging_day(lease.date)
+            .join(format!("run={}", lease.run))
     }
 
     fn lease_path(&self, date: NaiveDate) -> PathBuf {
@@ -73,7 +75,10 @@ impl LocalStore {
             .join(format!("{}.json", Self::partition(date)))
     }
 
-    async fn read_lease(&self, date: NaiveDate) -> Result<Option<(Bytes, Option<Lease>)>, StoreError> {
+    async fn read_lease(
+        &self,
+        date: NaiveDate,
+    ) -> Result<Option<(Bytes, Option<Lease>)>, StoreError> {
         let path = self.lease_path(date);
         match tokio::fs::read(&path).await {
             Ok(b) => {
@@ -274,7 +279,10 @@ impl Store for LocalStore {
         table: &str,
         part: u32,
     ) -> Result<(Box<dyn Upload>, String), StoreError> {
-        let rel = format!("{table}/{}/part-{part:05}.parquet", Self::partition(lease.date));
+        let rel = format!(
+            "{table}/{}/part-{part:05}.parquet",
+            Self::partition(lease.date)
+        );
         let path = self.staging_dir(lease).join(&rel);
         if let Some(parent) = path.parent() {
             mkdir(parent).await?;
@@ -417,7 +425,11 @@ async fn mkdir(p: &Path) -> Result<(), StoreError> {
 
 async fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
     tokio::fs::rename(from, to).await.map_err(|e| {
-        StoreError::io("rename", format!("{} -> {}", from.display(), to.display()), e)
+        StoreError::io(
+            "rename",
+            format!("{} -> {}", from.display(), to.display()),
+            e,
+        )
     })
 }
 
@@ -453,4 +465,229 @@ async fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("sync", tmp.display(), e))?;
     drop(f);
     rename(&tmp, path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::ManifestFile;
+    use std::collections::BTreeMap;
+
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 21).unwrap()
+    }
+
+    fn manifest(lease: &Lease, files: &[(&str, &str)]) -> Manifest {
+        Manifest {
+            date: lease.date,
+            run_id: lease.run.clone(),
+            interval: "x".into(),
+            partial_day: false,
+            schema_version: "1".into(),
+            tool_version: "0".into(),
+            started: Utc::now(),
+            finished: Utc::now(),
+            conversations: 1,
+            rows: [("a".to_string(), 1u64), ("b".to_string(), 1u64)]
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+            files: files
+                .iter()
+                .map(|(t, k)| ManifestFile {
+                    table: t.to_string(),
+                    key: k.to_string(),
+                    rows: 1,
+                    bytes: 1,
+                    sha256: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    async fn write_run(store: &LocalStore, tables: &[&str], body: &str) -> (Lease, Manifest) {
+        let run = RunId::new(Utc::now());
+        let lease = store
+            .acquire_lease(date(), &run, chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+        let mut files = Vec::new();
+        for t in tables {
+            let (mut up, key) = store.create_part(&lease, t, 0).await.unwrap();
+            up.write(Bytes::from(body.to_string())).await.unwrap();
+            up.complete().await.unwrap();
+            files.push((t.to_string(), key));
+        }
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let m = manifest(&lease, &refs);
+        (lease, m)
+    }
+
+    fn read(store: &LocalStore, table: &str) -> Option<String> {
+        let p = store.visible_dir(table, date()).join("part-00000.parquet");
+        std::fs::read_to_string(p).ok()
+    }
+
+    #[tokio::test]
+    async fn publish_replaces_every_table_and_drops_tables_without_new_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let (lease, m) = write_run(&store, &["a", "b"], "one").await;
+        store.publish(&lease, &m).await.unwrap();
+        store.release_lease(&lease).await.unwrap();
+        assert_eq!(read(&store, "a").as_deref(), Some("one"));
+        assert_eq!(read(&store, "b").as_deref(), Some("one"));
+
+        // The second run has rows for `a` only: `b`'s old partition must not survive.
+        let (lease, m) = write_run(&store, &["a"], "two").await;
+        store.publish(&lease, &m).await.unwrap();
+        assert_eq!(read(&store, "a").as_deref(), Some("two"));
+        assert_eq!(read(&store, "b"), None);
+        assert_eq!(
+            store.manifest(date()).await.unwrap().unwrap().run_id,
+            lease.run
+        );
+        assert!(!store
+            .root()
+            .join("_staging/conversation_date=2026-11-21")
+            .join(format!("run={}", lease.run))
+            .exists());
+    }
+
+    #[tokio::test]
+    async fn unfinished_run_leaves_previous_data_and_is_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let (lease, m) = write_run(&store, &["a"], "good").await;
+        store.publish(&lease, &m).await.unwrap();
+        store.release_lease(&lease).await.unwrap();
+
+        // A run that dies after writing parts: its lease expires, nothing is published.
+        let dead = RunId::new(Utc::now());
+        let l2 = store
+            .acquire_lease(date(), &dead, chrono::Duration::milliseconds(1))
+            .await
+            .unwrap();
+        let (mut up, _) = store.create_part(&l2, "a", 0).await.unwrap();
+        up.write(Bytes::from_static(b"partial")).await.unwrap();
+        up.complete().await.unwrap();
+        assert_eq!(read(&store, "a").as_deref(), Some("good"));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+        // The next run takes the expired lease over and sweeps the dead run's staging.
+        let (lease3, _) = write_run(&store, &[], "").await;
+        assert!(!store.staging_dir(&l2).exists());
+        assert_eq!(read(&store, "a").as_deref(), Some("good"));
+        store.release_lease(&lease3).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn interrupted_publish_is_rolled_forward_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let (lease, m) = write_run(&store, &["a", "b"], "old").await;
+        store.publish(&lease, &m).await.unwrap();
+        store.release_lease(&lease).await.unwrap();
+
+        let (lease, m) = write_run(&store, &["a", "b"], "new").await;
+        // Simulate a crash right after the journal and the first table's rename.
+        let staging = store.staging_dir(&lease);
+        write_atomic(&staging.join(JOURNAL), &serde_json::to_vec(&m).unwrap())
+            .await
+            .unwrap();
+        let vis = store.visible_dir("a", date());
+        std::fs::create_dir_all(staging.join("_old")).unwrap();
+        std::fs::rename(&vis, staging.join("_old/a")).unwrap();
+        std::fs::rename(staging.join("a/conversation_date=2026-11-21"), &vis).unwrap();
+        assert_eq!(read(&store, "a").as_deref(), Some("new"));
+        assert_eq!(read(&store, "b").as_deref(), Some("old"));
+        // The crashed run never released its lease; it expires.
+        let expired = Lease {
+            expires: Utc::now() - chrono::Duration::seconds(1),
+            ..lease.clone()
+        };
+        std::fs::write(
+            store.lease_path(date()),
+            serde_json::to_vec(&expired).unwrap(),
+        )
+        .unwrap();
+
+        let next = RunId::new(Utc::now());
+        let l = store
+            .acquire_lease(date(), &next, chrono::Duration::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(read(&store, "a").as_deref(), Some("new"));
+        assert_eq!(read(&store, "b").as_deref(), Some("new"));
+        assert_eq!(
+            store.manifest(date()).await.unwrap().unwrap().run_id,
+            lease.run
+        );
+        assert!(!staging.exists());
+        store.release_lease(&l).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_is_refused_with_holder_and_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let first = RunId::new(Utc::now());
+        let l = store
+            .acquire_lease(date(), &first, chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+        let err = store
+            .acquire_lease(
+                date(),
+                &RunId::new(Utc::now()),
+                chrono::Duration::minutes(5),
+            )
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("day 2026-11-21 is being written by run"),
+            "{msg}"
+        );
+        assert!(msg.contains(&first.to_string()), "{msg}");
+        assert!(err.is_transient());
+        store.release_lease(&l).await.unwrap();
+        // Released: the next run gets it.
+        store
+            .acquire_lease(
+                date(),
+                &RunId::new(Utc::now()),
+                chrono::Duration::minutes(5),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_a_dead_local_process_is_taken_over_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let host = crate::sink::this_holder();
+        let host = host.rsplit_once('/').unwrap().0;
+        // PIDs are below 2^22 on Linux: this one cannot be running.
+        let dead = Lease {
+            date: date(),
+            run: RunId("dead".into()),
+            since: Utc::now(),
+            expires: Utc::now() + chrono::Duration::hours(1),
+            holder: Some(format!("{host}/4999999")),
+        };
+        std::fs::create_dir_all(store.lease_path(date()).parent().unwrap()).unwrap();
+        std::fs::write(store.lease_path(date()), serde_json::to_vec(&dead).unwrap()).unwrap();
+        store
+            .acquire_lease(
+                date(),
+                &RunId::new(Utc::now()),
+                chrono::Duration::minutes(5),
+            )
+            .await
+            .unwrap();
+    }
 }

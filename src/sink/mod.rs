@@ -78,7 +78,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(op: &'static str, location: impl fmt::Display, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        op: &'static str,
+        location: impl fmt::Display,
+        source: std::io::Error,
+    ) -> Self {
         StoreError::Io {
             op,
             location: location.to_string(),
@@ -270,7 +274,10 @@ fn closed_upload() -> ::parquet::errors::ParquetError {
 }
 
 impl ::parquet::arrow::async_writer::AsyncFileWriter for UploadWriter {
-    fn write(&mut self, bs: Bytes) -> futures::future::BoxFuture<'_, ::parquet::errors::Result<()>> {
+    fn write(
+        &mut self,
+        bs: Bytes,
+    ) -> futures::future::BoxFuture<'_, ::parquet::errors::Result<()>> {
         Box::pin(async move {
             self.progress.add(&bs);
             let mut guard = self.inner.lock().await;
