@@ -9,3 +9,5 @@ pub mod genesys;
 pub mod interval;
 pub mod page;
 pub mod sink;
+pub mod tables;
+

@@ -1,0 +1,953 @@
+//! Page → Arrow record batches, streaming, driven by the static schema ([`super::schema`]).
+//!
+//! Each record is parsed once, straight from the page's bytes: a serde visitor walks the JSON
+//! object, looks each key up in the table's layout, and stores scalars (borrowed, no `Value`
+//! tree) in the row's slots; lists of objects recurse into their child tables. JSON key order is
+//! not guaranteed (a child list may come before its parent's id), so a child row records its
+//! parent's *row number*, and key columns (`conversation_id`, `participant_id`, …) are copied
+//! from the parent's columns with `take` when the batches are built. That is why every table is
+//! flushed at the same conversation boundary.
+//!
+//! Unknown fields, and values whose type is not the schema's, go verbatim into the object's
+//! `extra` JSON column and are counted; a record without `conversationId` or a readable
+//! `conversationStart`, or JSON that is not a conversation at all, is a [`ConvertError`].
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder, UInt32Array,
+};
+use arrow::compute::take;
+use arrow::error::ArrowError;
+use chrono::{DateTime, NaiveDateTime};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::schema::{Entry, Role, Table, Ty};
+use crate::page::{Page, PageOrigin};
+
+/// Conversion settings.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Keep the whole record as JSON in `conversations.raw`.
+    pub raw: bool,
+    /// Batches are emitted once a table holds this many rows…
+    pub batch_rows: usize,
+    /// …or this many bytes of input JSON have been converted since the last batches.
+    pub batch_bytes: usize,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        Self {
+            raw: true,
+            batch_rows: 64 * 1024,
+            batch_bytes: 24 << 20,
+        }
+    }
+}
+
+/// One batch of one table; its last column is `conversation_date` (the partition).
+#[derive(Debug, Clone)]
+pub struct TableBatch {
+    pub table: Table,
+    pub batch: RecordBatch,
+}
+
+/// What the converter has seen so far.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConvertStats {
+    pub conversations: u64,
+    pub rows: BTreeMap<&'static str, u64>,
+    /// `table.field` → records carrying a field the schema does not know (kept in `extra`).
+    pub unknown_fields: BTreeMap<String, u64>,
+    /// `table.field` → values of an unexpected type (kept in `extra`).
+    pub type_mismatches: BTreeMap<String, u64>,
+}
+
+impl ConvertStats {
+    pub fn type_mismatches(&self) -> u64 {
+        self.type_mismatches.values().sum()
+    }
+
+    pub fn unknown_fields(&self) -> u64 {
+        self.unknown_fields.values().sum()
+    }
+}
+
+/// A record or page that cannot be converted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConvertError {
+    #[error("{origin}: record {index}{}: {reason}", id.as_ref().map(|i| format!(" (conversation {i})")).unwrap_or_default())]
+    Record {
+        origin: PageOrigin,
+        index: usize,
+        id: Option<String>,
+        reason: String,
+    },
+    #[error("building the {table} batch: {source}")]
+    Arrow {
+        table: &'static str,
+        #[source]
+        source: ArrowError,
+    },
+}
+
+/// Streams pages into per-table record batches with bounded memory.
+///
+/// After an error the converter holds part of the failed record: drop it.
+pub struct Converter {
+    opts: ConvertOptions,
+    bufs: Vec<TableBuf>,
+    stats: ConvertStats,
+    pending_bytes: usize,
+}
+
+impl Converter {
+    pub fn new(opts: ConvertOptions) -> Self {
+        Self {
+            opts,
+            bufs: Table::all().iter().map(|t| TableBuf::new(*t)).collect(),
+            stats: ConvertStats {
+                rows: Table::all().iter().map(|t| (t.name(), 0)).collect(),
+                ..ConvertStats::default()
+            },
+            pending_bytes: 0,
+        }
+    }
+
+    pub fn stats(&self) -> &ConvertStats {
+        &self.stats
+    }
+
+    /// Appends every record of the page; returns the batches that filled up (usually none).
+    pub fn push_page(&mut self, page: &Page) -> Result<Vec<TableBatch>, ConvertError> {
+        let mut out = Vec::new();
+        for (index, rec) in page.records().enumerate() {
+            self.push_record(rec)
+                .map_err(|reason| record_error(&page.origin, index, rec, reason))?;
+            if self.full() {
+                out.extend(self.flush()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Flushes what is left.
+    pub fn finish(&mut self) -> Result<Vec<TableBatch>, ConvertError> {
+        self.flush()
+    }
+
+    fn full(&self) -> bool {
+        self.pending_bytes >= self.opts.batch_bytes
+            || self.bufs.iter().any(|b| b.len >= self.opts.batch_rows)
+    }
+
+    fn push_record(&mut self, rec: &str) -> Result<(), String> {
+        let mut de = serde_json::Deserializer::from_str(rec);
+        let mut ctx = Ctx {
+            bufs: &mut self.bufs,
+            stats: &mut self.stats,
+        };
+        ObjectSeed {
+            ctx: &mut ctx,
+            table: Table::Conversations,
+            parent_row: 0,
+            index: 0,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
+        de.end().map_err(|e| e.to_string())?;
+        let conv = &mut self.bufs[Table::Conversations.idx()];
+        if self.opts.raw {
+            conv.raw.append_value(rec);
+        } else {
+            conv.raw.append_null();
+        }
+        self.stats.conversations += 1;
+        self.pending_bytes += rec.len();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<Vec<TableBatch>, ConvertError> {
+        self.pending_bytes = 0;
+        if self.bufs[Table::Conversations.idx()].len == 0 {
+            return Ok(Vec::new());
+        }
+        // Key columns of each table, for its children.
+        let mut keys: Vec<HashMap<&'static str, ArrayRef>> = vec![HashMap::new(); self.bufs.len()];
+        let mut out = Vec::new();
+        for t in Table::all() {
+            let spec = t.spec();
+            let buf = &mut self.bufs[t.idx()];
+            let n = buf.len;
+            *self.stats.rows.entry(t.name()).or_default() += n as u64;
+            let parent_rows = UInt32Array::from(std::mem::take(&mut buf.parent_rows));
+            let mut own: Vec<Option<ArrayRef>> = buf.cols.iter_mut().map(|c| Some(c.finish())).collect();
+            let index: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut buf.index)));
+            let extra: ArrayRef = Arc::new(buf.extra.finish());
+            let raw: ArrayRef = Arc::new(buf.raw.finish());
+            buf.len = 0;
+            let arrow_err = |source| ConvertError::Arrow {
+                table: t.name(),
+                source,
+            };
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(t.columns().len() + 1);
+            for col in t.columns() {
+                let array = match col.role {
+                    Role::Key => {
+                        let parent = spec.parent.map(|p| p.idx()).unwrap_or(0);
+                        let src = keys[parent].get(col.name.as_str()).ok_or_else(|| {
+                            arrow_err(ArrowError::SchemaError(format!(
+                                "parent of {t} has no key column {}",
+                                col.name
+                            )))
+                        })?;
+                        take(src.as_ref(), &parent_rows, None).map_err(arrow_err)?
+                    }
+                    Role::Index => index.clone(),
+                    Role::Field { slot } => own[slot].take().ok_or_else(|| {
+                        arrow_err(ArrowError::SchemaError(format!("slot {slot} used twice")))
+                    })?,
+                    Role::Extra => extra.clone(),
+                    Role::Raw => raw.clone(),
+                };
+                if matches!(
+                    col.name.as_str(),
+                    "conversation_id" | "conversation_start" | "participant_id" | "session_id"
+                        | "segment_index"
+                ) {
+                    keys[t.idx()].insert(key_name(&col.name), array.clone());
+                }
+                columns.push(array);
+            }
+            if n == 0 {
+                continue;
+            }
+            let start = keys[t.idx()]
+                .get("conversation_start")
+                .and_then(|a| a.as_any().downcast_ref::<TimestampMillisecondArray>())
+                .ok_or_else(|| {
+                    arrow_err(ArrowError::SchemaError("no conversation_start".into()))
+                })?;
+            columns.push(Arc::new(dates(start)));
+            let batch = RecordBatch::try_new(t.layout().batch_schema.clone(), columns)
+                .map_err(arrow_err)?;
+            out.push(TableBatch { table: *t, batch });
+        }
+        Ok(out)
+    }
+}
+
+fn key_name(name: &str) -> &'static str {
+    match name {
+        "conversation_id" => "conversation_id",
+        "conversation_start" => "conversation_start",
+        "participant_id" => "participant_id",
+        "session_id" => "session_id",
+        _ => "segment_index",
+    }
+}
+
+/// `conversation_date` from `conversation_start` (UTC date, `YYYY-MM-DD`).
+fn dates(start: &TimestampMillisecondArray) -> arrow::array::StringArray {
+    let mut b = StringBuilder::with_capacity(start.len(), start.len() * 10);
+    let mut last: Option<(i64, String)> = None;
+    for ms in start.iter() {
+        let ms = ms.unwrap_or(0);
+        let day = ms.div_euclid(86_400_000);
+        match &last {
+            Some((d, s)) if *d == day => b.append_value(s),
+            _ => {
+                let s = DateTime::from_timestamp_millis(ms)
+                    .map(|t| t.date_naive().to_string())
+                    .unwrap_or_default();
+                b.append_value(&s);
+                last = Some((day, s));
+            }
+        }
+    }
+    b.finish()
+}
+
+fn record_error(origin: &PageOrigin, index: usize, rec: &str, reason: String) -> ConvertError {
+    ConvertError::Record {
+        origin: origin.clone(),
+        index,
+        id: conversation_id(rec),
+        reason,
+    }
+}
+
+/// The record's conversation id, if it has a readable one (for error messages).
+fn conversation_id(rec: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        #[serde(rename = "conversationId")]
+        id: Option<String>,
+    }
+    serde_json::from_str::<Id>(rec).ok()?.id
+}
+
+/// Column builders of one table, plus the parent row and position of each row.
+struct TableBuf {
+    cols: Vec<Col>,
+    index: Vec<i64>,
+    parent_rows: Vec<u32>,
+    extra: StringBuilder,
+    raw: StringBuilder,
+    len: usize,
+}
+
+impl TableBuf {
+    fn new(t: Table) -> Self {
+        Self {
+            cols: t.layout().slots.iter().map(|ty| Col::new(*ty)).collect(),
+            index: Vec::new(),
+            parent_rows: Vec::new(),
+            extra: StringBuilder::new(),
+            raw: StringBuilder::new(),
+            len: 0,
+        }
+    }
+
+    fn push_row(&mut self, slots: Vec<Val<'_>>, extra: Extra, parent_row: u32, index: i64) {
+        for (col, v) in self.cols.iter_mut().zip(slots) {
+            col.append(v);
+        }
+        match extra.finish() {
+            Some(e) => self.extra.append_value(e),
+            None => self.extra.append_null(),
+        }
+        self.parent_rows.push(parent_row);
+        self.index.push(index);
+        self.len += 1;
+    }
+}
+
+enum Col {
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Time(TimestampMillisecondBuilder),
+    StrList(ListBuilder<StringBuilder>),
+    IntList(ListBuilder<Int64Builder>),
+}
+
+impl Col {
+    fn new(ty: Ty) -> Self {
+        match ty {
+            Ty::Str => Col::Str(StringBuilder::new()),
+            Ty::Int => Col::Int(Int64Builder::new()),
+            Ty::Float => Col::Float(Float64Builder::new()),
+            Ty::Bool => Col::Bool(BooleanBuilder::new()),
+            Ty::Time => Col::Time(TimestampMillisecondBuilder::new().with_timezone("UTC")),
+            Ty::StrList => Col::StrList(ListBuilder::new(StringBuilder::new())),
+            Ty::IntList => Col::IntList(ListBuilder::new(Int64Builder::new())),
+        }
+    }
+
+    /// Appends a value the parser produced for this column's type (or null).
+    fn append(&mut self, v: Val<'_>) {
+        match (self, v) {
+            (Col::Str(b), Val::Str(s)) => b.append_value(s),
+            (Col::Int(b), Val::Int(i)) => b.append_value(i),
+            (Col::Float(b), Val::Float(f)) => b.append_value(f),
+            (Col::Bool(b), Val::Bool(x)) => b.append_value(x),
+            (Col::Time(b), Val::Time(ms)) => b.append_value(ms),
+            (Col::StrList(b), Val::StrList(items)) => {
+                for i in items {
+                    b.values().append_option(i);
+                }
+                b.append(true);
+            }
+            (Col::IntList(b), Val::IntList(items)) => {
+                for i in items {
+                    b.values().append_option(i);
+                }
+                b.append(true);
+            }
+            (Col::Str(b), _) => b.append_null(),
+            (Col::Int(b), _) => b.append_null(),
+            (Col::Float(b), _) => b.append_null(),
+            (Col::Bool(b), _) => b.append_null(),
+            (Col::Time(b), _) => b.append_null(),
+            (Col::StrList(b), _) => b.append(false),
+            (Col::IntList(b), _) => b.append(false),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Col::Str(b) => Arc::new(b.finish()),
+            Col::Int(b) => Arc::new(b.finish()),
+            Col::Float(b) => Arc::new(b.finish()),
+            Col::Bool(b) => Arc::new(b.finish()),
+            Col::Time(b) => Arc::new(b.finish()),
+            Col::StrList(b) => Arc::new(b.finish()),
+            Col::IntList(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// A parsed scalar, borrowing from the page where it can.
+#[derive(Debug, Clone, PartialEq)]
+enum Val<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Time(i64),
+    StrList(Vec<Option<String>>),
+    IntList(Vec<Option<i64>>),
+}
+
+/// Parses a scalar's JSON text as `ty`; `None` when the value has another type.
+fn parse_value(raw: &str, ty: Ty) -> Option<Val<'_>> {
+    if raw == "null" {
+        return Some(Val::Null);
+    }
+    Some(match ty {
+        Ty::Str => Val::Str(parse_str(raw)?),
+        Ty::Int => Val::Int(raw.parse().ok()?),
+        Ty::Float => {
+            if raw.starts_with('"') {
+                return None;
+            }
+            Val::Float(raw.parse().ok()?)
+        }
+        Ty::Bool => match raw {
+            "true" => Val::Bool(true),
+            "false" => Val::Bool(false),
+            _ => return None,
+        },
+        Ty::Time => Val::Time(parse_time_ms(&parse_str(raw)?)?),
+        Ty::StrList => Val::StrList(serde_json::from_str(raw).ok()?),
+        Ty::IntList => Val::IntList(serde_json::from_str(raw).ok()?),
+    })
+}
+
+fn parse_str(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.mmm]Z` by hand (the API's form); anything else RFC 3339 or a lenient
+/// `%Y-%m-%dT%H:%M:%S%.fZ` (which takes a one-digit day such as `2021-04-2T…`, seen in Genesys'
+/// own examples).
+pub fn parse_time_ms(s: &str) -> Option<i64> {
+    fast_time(s.as_bytes())
+        .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis()))
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
+                .ok()
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+}
+
+fn fast_time(b: &[u8]) -> Option<i64> {
+    if !(b.len() == 24 || b.len() == 20) || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let mut v = 0i64;
+        for &c in &b[r] {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let ms = if b.len() == 24 {
+        if b[19] != b'.' {
+            return None;
+        }
+        num(20..23)?
+    } else {
+        0
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
+}
+
+/// The `extra` JSON object of one row, built as text.
+#[derive(Default)]
+struct Extra(String);
+
+impl Extra {
+    fn push(&mut self, key: &str, raw: &str) {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        // Keys come from JSON object keys: re-escape them.
+        self.0.push_str(&serde_json::Value::from(key).to_string());
+        self.0.push(':');
+        self.0.push_str(raw);
+    }
+
+    fn finish(mut self) -> Option<String> {
+        if self.0.is_empty() {
+            None
+        } else {
+            self.0.push('}');
+            Some(self.0)
+        }
+    }
+}
+
+struct Ctx<'c> {
+    bufs: &'c mut Vec<TableBuf>,
+    stats: &'c mut ConvertStats,
+}
+
+impl Ctx<'_> {
+    fn count(map: &mut BTreeMap<String, u64>, table: Table, key: &str) {
+        *map.entry(format!("{}.{key}", table.name())).or_default() += 1;
+    }
+
+    fn unknown(&mut self, table: Table, key: &str) {
+        Self::count(&mut self.stats.unknown_fields, table, key);
+    }
+
+    fn mismatch(&mut self, table: Table, key: &str) {
+        Self::count(&mut self.stats.type_mismatches, table, key);
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+}
+
+/// One object → one row of `table` (and rows of its child tables).
+struct ObjectSeed<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    table: Table,
+    parent_row: u32,
+    index: i64,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a JSON object ({})", self.table.spec().model)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let t = self.table;
+        let layout = t.layout();
+        let ctx = self.ctx;
+        let row = u32::try_from(ctx.bufs[t.idx()].len)
+            .map_err(|_| de::Error::custom("too many rows in one batch"))?;
+        let mut slots: Vec<Val<'de>> = vec![Val::Null; layout.slots.len()];
+        let mut extra = Extra::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match layout.lookup.get(key.as_ref()) {
+                Some(Entry::Slot(slot, ty)) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    match parse_value(raw.get(), *ty) {
+                        Some(v) => slots[*slot] = v,
+                        None => {
+                            extra.push(&key, raw.get());
+                            ctx.mismatch(t, &key);
+                        }
+                    }
+                }
+                Some(Entry::Children(child)) => map.next_value_seed(ListSeed {
+                    ctx: &mut *ctx,
+                    table: *child,
+                    parent_row: row,
+                })?,
+                Some(Entry::Map(child)) => map.next_value_seed(MapSeed {
+                    ctx: &mut *ctx,
+                    table: *child,
+                    parent_row: row,
+                })?,
+                Some(Entry::Flatten) => map.next_value_seed(FlatSeed {
+                    ctx: &mut *ctx,
+                    table: t,
+                    row,
+                    slots: &mut slots,
+                    extra: &mut extra,
+                })?,
+                None => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    extra.push(&key, raw.get());
+                    ctx.unknown(t, &key);
+                }
+            }
+        }
+        if t == Table::Conversations {
+            // Slots 0 and 1 are conversationId and conversationStart (the table's lead).
+            if !matches!(slots[0], Val::Str(_)) {
+                return Err(de::Error::custom("no conversationId"));
+            }
+            if !matches!(slots[1], Val::Time(_)) {
+                return Err(de::Error::custom(
+                    "conversationStart is missing or not an ISO-8601 time",
+                ));
+            }
+        }
+        ctx.bufs[t.idx()].push_row(slots, extra, self.parent_row, self.index);
+        Ok(())
+    }
+}
+
+/// A list of objects → rows of a child table.
+struct ListSeed<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    table: Table,
+    parent_row: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for ListSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a list of {} objects", self.table.spec().model)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0i64;
+        while seq
+            .next_element_seed(ObjectSeed {
+                ctx: &mut *self.ctx,
+                table: self.table,
+                parent_row: self.parent_row,
+                index,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A string map (participant attributes) → name/value rows.
+struct MapSeed<'a, 'c> {
+    ctx: &'a mut Ctx<'c>,
+    table: Table,
+    parent_row: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for MapSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MapSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of string attributes")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut index = 0i64;
+        let buf = &mut self.ctx.bufs[self.table.idx()];
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let raw: &'de RawValue = map.next_value()?;
+            // A non-string value is kept as its JSON text.
+            let value = match parse_str(raw.get()) {
+                Some(s) => Val::Str(s),
+                None if raw.get() == "null" => Val::Null,
+                None => Val::Str(Cow::Borrowed(raw.get())),
+            };
+            buf.push_row(
+                vec![Val::Str(key), value],
+                Extra::default(),
+                self.parent_row,
+                index,
+            );
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A nested object flattened into its parent's row (the session's `flow`).
+struct FlatSeed<'a, 'c, 's, 'de> {
+    ctx: &'a mut Ctx<'c>,
+    table: Table,
+    row: u32,
+    slots: &'s mut Vec<Val<'de>>,
+    extra: &'s mut Extra,
+}
+
+impl<'de> DeserializeSeed<'de> for FlatSeed<'_, '_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let t = self.table;
+        let layout = t.layout();
+        let prefix = t.spec().flatten.as_ref().map(|f| f.json).unwrap_or("");
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match layout.flat_lookup.get(key.as_ref()) {
+                Some(Entry::Slot(slot, ty)) => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    match parse_value(raw.get(), *ty) {
+                        Some(v) => self.slots[*slot] = v,
+                        None => {
+                            let k = format!("{prefix}.{key}");
+                            self.extra.push(&k, raw.get());
+                            self.ctx.mismatch(t, &k);
+                        }
+                    }
+                }
+                Some(Entry::Children(child)) => map.next_value_seed(ListSeed {
+                    ctx: &mut *self.ctx,
+                    table: *child,
+                    parent_row: self.row,
+                })?,
+                _ => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    let k = format!("{prefix}.{key}");
+                    self.extra.push(&k, raw.get());
+                    self.ctx.unknown(t, &k);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::TimestampMillisecondType;
+    use bytes::Bytes;
+
+    fn page(json: &str) -> Page {
+        Page::parse(Bytes::from(json.to_string()), PageOrigin::new("test page")).expect("page")
+    }
+
+    fn convert(json: &str) -> (HashMap<Table, RecordBatch>, ConvertStats) {
+        let mut c = Converter::new(ConvertOptions::default());
+        let mut batches = c.push_page(&page(json)).expect("push");
+        batches.extend(c.finish().expect("finish"));
+        let map = batches.into_iter().map(|b| (b.table, b.batch)).collect();
+        (map, c.stats().clone())
+    }
+
+    fn col<'a>(b: &'a RecordBatch, name: &str) -> &'a ArrayRef {
+        b.column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    }
+
+    fn strs(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        col(b, name)
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn fast_time_agrees_with_chrono() {
+        for s in [
+            "2026-11-21T23:59:59.999Z",
+            "1970-01-01T00:00:00.000Z",
+            "2000-02-29T12:00:00.001Z",
+            "2026-03-01T00:00:00Z",
+            "1969-12-31T23:59:59.999Z",
+        ] {
+            let want = DateTime::parse_from_rfc3339(s).expect(s).timestamp_millis();
+            assert_eq!(fast_time(s.as_bytes()), Some(want), "{s}");
+        }
+        assert_eq!(fast_time(b"2026-13-01T00:00:00.000Z"), None);
+        // Lenient fallbacks: offsets, and Genesys' own one-digit day.
+        assert_eq!(
+            parse_time_ms("2026-11-21T10:00:00+01:00"),
+            parse_time_ms("2026-11-21T09:00:00.000Z")
+        );
+        assert_eq!(
+            parse_time_ms("2021-04-2T15:30:51.418Z"),
+            parse_time_ms("2021-04-02T15:30:51.418Z")
+        );
+        assert_eq!(parse_time_ms("yesterday"), None);
+    }
+
+    const REC: &str = r#"{"conversations":[
+      {"participants":[{"sessions":[{"segments":[{"segmentType":"interact","segmentStart":"2026-11-20T10:00:01.000Z"},{"segmentType":"teleporting","segmentStart":"2026-11-20T10:00:05.000Z","properties":[{"property":"p","propertyType":"string","value":"v"}]}],"sessionId":"s1","mediaType":"voice","flow":{"flowId":"f1","outcomes":[{"flowOutcome":"o1"}],"futureFlowField":1},"metrics":[{"name":"tTalk","value":1234,"emitDate":"2026-11-20T10:05:00.000Z"}]}],"participantId":"p1","purpose":"customer","participantName":"José Müller","attributes":{"a":"1","b":"x\"y"}}],
+       "conversationStart":"2026-11-20T23:59:00.000Z","conversationId":"c1","divisionIds":["d1","d2"],
+       "mediaStatsMinConversationMos":"bad","sentimentScore2027":{"v":1}},
+      {"conversationId":"c2","conversationStart":"2026-11-21T00:00:00.000Z","conversationEnd":null}
+    ],"totalHits":2}"#;
+
+    #[test]
+    fn converts_nested_records_with_keys_unknown_fields_and_mismatches() {
+        let (b, stats) = convert(REC);
+        let conv = &b[&Table::Conversations];
+        assert_eq!(conv.num_rows(), 2);
+        assert_eq!(
+            strs(conv, "conversation_id"),
+            [Some("c1".into()), Some("c2".into())]
+        );
+        assert_eq!(
+            strs(conv, "conversation_date"),
+            [Some("2026-11-20".into()), Some("2026-11-21".into())]
+        );
+        let extra = strs(conv, "extra");
+        let e: serde_json::Value = serde_json::from_str(extra[0].as_deref().expect("extra")).expect("json");
+        assert_eq!(e, serde_json::json!({"mediaStatsMinConversationMos": "bad", "sentimentScore2027": {"v": 1}}));
+        assert_eq!(extra[1], None);
+        assert!(col(conv, "media_stats_min_conversation_mos").is_null(0));
+        assert!(col(conv, "conversation_end").is_null(1));
+        let divs = col(conv, "division_ids").as_list::<i32>();
+        assert_eq!(divs.value(0).as_string::<i32>().iter().collect::<Vec<_>>(), [Some("d1"), Some("d2")]);
+        assert_eq!(stats.type_mismatches(), 1);
+        assert_eq!(stats.unknown_fields(), 2); // sentimentScore2027 + flow.futureFlowField
+
+        // Segments came before sessionId in the JSON; keys are still right.
+        let seg = &b[&Table::Segments];
+        assert_eq!(seg.num_rows(), 2);
+        assert_eq!(strs(seg, "session_id"), [Some("s1".into()), Some("s1".into())]);
+        assert_eq!(strs(seg, "participant_id"), [Some("p1".into()), Some("p1".into())]);
+        assert_eq!(strs(seg, "conversation_id"), [Some("c1".into()), Some("c1".into())]);
+        assert_eq!(strs(seg, "segment_type"), [Some("interact".into()), Some("teleporting".into())]);
+        let idx = col(seg, "segment_index").as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(idx.values().to_vec(), vec![0, 1]);
+        let start = col(seg, "conversation_start").as_primitive::<TimestampMillisecondType>();
+        assert_eq!(start.value(0), parse_time_ms("2026-11-20T23:59:00.000Z").expect("t"));
+
+        let props = &b[&Table::SegmentProperties];
+        assert_eq!(col(props, "segment_index").as_primitive::<arrow::datatypes::Int64Type>().value(0), 1);
+        let sess = &b[&Table::Sessions];
+        assert_eq!(strs(sess, "flow_id"), [Some("f1".into())]);
+        let e: serde_json::Value = serde_json::from_str(strs(sess, "extra")[0].as_deref().expect("extra")).expect("json");
+        assert_eq!(e, serde_json::json!({"flow.futureFlowField": 1}));
+        assert_eq!(strs(&b[&Table::FlowOutcomes], "session_id"), [Some("s1".into())]);
+        let attrs = &b[&Table::ParticipantAttributes];
+        assert_eq!(strs(attrs, "name"), [Some("a".into()), Some("b".into())]);
+        assert_eq!(strs(attrs, "value"), [Some("1".into()), Some("x\"y".into())]);
+        assert_eq!(strs(&b[&Table::Participants], "participant_name"), [Some("José Müller".into())]);
+        let m = &b[&Table::SessionMetrics];
+        assert_eq!(col(m, "value").as_primitive::<arrow::datatypes::Int64Type>().value(0), 1234);
+        // Tables the records don't fill produce no batch.
+        assert!(!b.contains_key(&Table::Surveys));
+    }
+
+    #[test]
+    fn bad_records_name_page_and_record() {
+        for (json, needle) in [
+            (r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T00:00:00.000Z"},{"conversationStart":"2026-11-20T00:00:00.000Z"}]}"#, "record 1: no conversationId"),
+            (r#"{"conversations":[{"conversationId":"c9","conversationStart":"soon"}]}"#, "record 0 (conversation c9): conversationStart"),
+            (r#"{"conversations":[[1,2]]}"#, "record 0"),
+            (r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T00:00:00.000Z","participants":7}]}"#, "list of AnalyticsParticipant"),
+        ] {
+            let mut c = Converter::new(ConvertOptions::default());
+            let err = c.push_page(&page(json)).expect_err(json).to_string();
+            assert!(err.starts_with("test page: "), "{err}");
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn batches_flush_at_the_row_target_without_losing_rows() {
+        let mut recs = Vec::new();
+        for i in 0..250 {
+            recs.push(format!(r#"{{"conversationId":"c{i}","conversationStart":"2026-11-20T00:00:00.000Z","participants":[{{"participantId":"p{i}"}},{{"participantId":"q{i}"}}]}}"#));
+        }
+        let json = format!(r#"{{"conversations":[{}]}}"#, recs.join(","));
+        let mut c = Converter::new(ConvertOptions { batch_rows: 100, ..ConvertOptions::default() });
+        let mut batches = c.push_page(&page(&json)).expect("push");
+        assert!(batches.len() >= 4, "{}", batches.len());
+        batches.extend(c.finish().expect("finish"));
+        let rows = |t| batches.iter().filter(|b| b.table == t).map(|b| b.batch.num_rows()).sum::<usize>();
+        assert_eq!(rows(Table::Conversations), 250);
+        assert_eq!(rows(Table::Participants), 500);
+        // Keys stay aligned across flushes.
+        for b in batches.iter().filter(|b| b.table == Table::Participants) {
+            let conv = strs(&b.batch, "conversation_id");
+            let part = strs(&b.batch, "participant_id");
+            for (c, p) in conv.iter().zip(&part) {
+                let (c, p) = (c.as_deref().expect("c"), p.as_deref().expect("p"));
+                assert_eq!(&c[1..], &p[1..]);
+            }
+        }
+        assert_eq!(c.stats().conversations, 250);
+        assert_eq!(c.stats().rows["participants"], 500);
+    }
+}
