@@ -5,6 +5,7 @@
 //! Parquet to a local folder or S3, and [`pipeline`] runs it day by day. [`simulator`] is a
 //! faithful stand-in for the Genesys API used by tests, the demo and benchmarks.
 
+pub mod files;
 pub mod genesys;
 pub mod interval;
 pub mod page;

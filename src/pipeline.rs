@@ -106,6 +106,22 @@ impl PipelineError {
     }
 }
 
+impl PipelineError {
+    /// A stable class name: the Lambda's `errorType`, which Step Functions retries match on.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            PipelineError::Genesys { source, .. } if source.is_transient() => "Genesys.Transient",
+            PipelineError::Genesys { .. } => "Genesys.Permanent",
+            PipelineError::Sink { source, .. } if source.is_transient() => "Store.Transient",
+            PipelineError::Sink { .. } => "Store.Permanent",
+            PipelineError::Convert { .. } => "Convert.Failed",
+            PipelineError::Deadline { .. } => "Deadline.Incomplete",
+            PipelineError::Input(_) => "Input.Invalid",
+            PipelineError::Internal(_) => "Internal",
+        }
+    }
+}
+
 impl From<(NaiveDate, StoreError)> for PipelineError {
     fn from((date, e): (NaiveDate, StoreError)) -> Self {
         PipelineError::Sink {
@@ -128,6 +144,9 @@ pub struct DaySummary {
     /// Whether retrying the day as is may succeed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transient: Option<bool>,
+    /// The error's class, as the Lambda reports it (`Genesys.Transient`, `Store.Permanent`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +174,7 @@ impl DaySummary {
             status: "failed",
             error: None,
             transient: None,
+            error_type: None,
             run_id: None,
             mode: None,
             data_availability_date: None,
@@ -264,6 +284,7 @@ pub async fn extract(
                         "failed"
                     };
                     summary.transient = Some(e.is_transient());
+                    summary.error_type = Some(e.error_type().to_string());
                     summary.error = Some(e.to_string());
                     tracing::error!(%date, error = %e, "day failed");
                 }

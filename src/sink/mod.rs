@@ -7,8 +7,8 @@
 //! leaves the previous data of the day exactly as it was; its leftovers are swept by the next run.
 
 pub mod local;
-// pub mod parquet;  (lands with the tables branch)
-// pub mod run;
+pub mod parquet;
+pub mod run;
 
 use std::fmt;
 
@@ -18,7 +18,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use local::LocalStore;
-// pub use run::{split_by_date, DayWriter, SinkError};
+pub use run::{split_by_date, DayWriter, SinkError};
 
 /// The raw page archive is published like a table under this name.
 pub const RAW_TABLE: &str = "_raw";

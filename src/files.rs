@@ -1,0 +1,162 @@
+//! Saved API pages on disk, for `convert`: NDJSON (one page object a line, what the `_raw/`
+//! archive holds), a JSON file with one page or an array of conversation records; any of them
+//! gzipped (`.gz`). Pages are read one at a time, so memory stays bounded by the largest page.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::page::{Page, PageError, PageOrigin};
+
+/// Why saved pages cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Page(#[from] PageError),
+}
+
+/// Yields the pages of one file.
+pub struct PageReader {
+    path: PathBuf,
+    name: String,
+    kind: Kind,
+}
+
+enum Kind {
+    Lines { reader: Box<dyn BufRead + Send>, line: usize },
+    Whole(Option<Vec<u8>>),
+}
+
+impl PageReader {
+    pub fn open(path: &Path) -> Result<Self, FileError> {
+        let io = |source| FileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let name = path.display().to_string();
+        let plain = name.strip_suffix(".gz").unwrap_or(&name).to_ascii_lowercase();
+        let reader: Box<dyn Read + Send> = if name.ends_with(".gz") {
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
+        let kind = if plain.ends_with(".ndjson") || plain.ends_with(".jsonl") {
+            Kind::Lines {
+                reader: Box::new(BufReader::with_capacity(1 << 20, reader)),
+                line: 0,
+            }
+        } else {
+            let mut buf = Vec::new();
+            BufReader::new(reader).read_to_end(&mut buf).map_err(io)?;
+            Kind::Whole(Some(buf))
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            name,
+            kind,
+        })
+    }
+}
+
+impl Iterator for PageReader {
+    type Item = Result<Page, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.kind {
+            Kind::Whole(buf) => {
+                let body = buf.take()?;
+                let origin = PageOrigin::new(format!("file {}", self.name));
+                Some(Page::parse_page_or_list(Bytes::from(body), origin).map_err(Into::into))
+            }
+            Kind::Lines { reader, line } => loop {
+                let mut buf = Vec::new();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) => return None,
+                    Ok(_) => {
+                        *line += 1;
+                        if buf.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let origin = PageOrigin::new(format!("file {} line {line}", self.name));
+                        return Some(Page::parse(Bytes::from(buf), origin).map_err(Into::into));
+                    }
+                    Err(source) => {
+                        return Some(Err(FileError::Io {
+                            path: self.path.clone(),
+                            source,
+                        }))
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const P1: &str = r#"{"conversations":[{"conversationId":"a","conversationStart":"2026-11-20T00:00:00.000Z"}],"totalHits":2}"#;
+    const P2: &str = r#"{"conversations":[{"conversationId":"b","conversationStart":"2026-11-20T00:00:01.000Z"}]}"#;
+
+    fn ids(path: &Path) -> Vec<String> {
+        PageReader::open(path)
+            .expect("open")
+            .flat_map(|p| {
+                let p = p.expect("page");
+                p.records()
+                    .map(|r| crate::page::record_key(r).expect("key").conversation_id.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_ndjson_gzip_pages_and_lists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nd = dir.path().join("pages.ndjson");
+        std::fs::write(&nd, format!("{P1}\n\n{P2}\n")).expect("write");
+        assert_eq!(ids(&nd), ["a", "b"]);
+
+        let gz = dir.path().join("pages.ndjson.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(format!("{P1}\n{P2}").as_bytes()).expect("gz");
+        std::fs::write(&gz, enc.finish().expect("gz")).expect("write");
+        assert_eq!(ids(&gz), ["a", "b"]);
+
+        let list = dir.path().join("records.json");
+        std::fs::write(
+            &list,
+            r#"[{"conversationId":"c","conversationStart":"2026-11-20T00:00:00.000Z"}]"#,
+        )
+        .expect("write");
+        assert_eq!(ids(&list), ["c"]);
+    }
+
+    #[test]
+    fn a_broken_line_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nd = dir.path().join("pages.ndjson");
+        std::fs::write(&nd, format!("{P1}\n{{\"conversations\":[{{\"conv\n")).expect("write");
+        let results: Vec<_> = PageReader::open(&nd).expect("open").collect();
+        assert!(results[0].is_ok());
+        let err = results[1].as_ref().expect_err("broken line").to_string();
+        assert!(err.contains("pages.ndjson line 2"), "{err}");
+        let missing = PageReader::open(&dir.path().join("nope.ndjson"))
+            .err()
+            .expect("missing file")
+            .to_string();
+        assert!(missing.contains("nope.ndjson"), "{missing}");
+    }
+}

@@ -1,0 +1,221 @@
+//! Parquet files of one table: writer settings that Athena (Trino) and Spark read well, and a
+//! streaming writer (row groups capped by encoded size and rows, see [`ParquetSettings`]).
+
+use std::str::FromStr;
+
+use arrow::array::RecordBatch;
+use chrono::{DateTime, Utc};
+use parquet::arrow::async_writer::{AsyncArrowWriter, AsyncFileWriter};
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+
+use crate::tables::schema::{file_schema, Role, Ty};
+use crate::tables::{Table, SCHEMA_VERSION};
+
+/// How files are written.
+#[derive(Debug, Clone)]
+pub struct ParquetSettings {
+    pub compression: Codec,
+    /// A row group is closed once its encoded size reaches this.
+    pub max_row_group_bytes: usize,
+    pub max_row_group_rows: usize,
+}
+
+impl Default for ParquetSettings {
+    fn default() -> Self {
+        Self {
+            compression: Codec::Zstd(3),
+            max_row_group_bytes: 64 << 20,
+            max_row_group_rows: 1 << 20,
+        }
+    }
+}
+
+/// A compression codec, as the CLI spells it: `zstd(3)`, `zstd`, `snappy`, `gzip(6)`, `lz4`,
+/// `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Zstd(i32),
+    Snappy,
+    Gzip(u32),
+    Lz4,
+    None,
+}
+
+impl FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        let (name, level) = match s.split_once('(') {
+            Some((n, rest)) => {
+                let l = rest
+                    .strip_suffix(')')
+                    .ok_or_else(|| format!("{s:?}: missing ')'"))?;
+                (n, Some(l.parse::<i64>().map_err(|_| format!("{s:?}: bad level"))?))
+            }
+            None => (s.as_str(), None),
+        };
+        let codec = match (name, level) {
+            ("zstd", l) => Codec::Zstd(l.unwrap_or(3) as i32),
+            ("gzip", l) => Codec::Gzip(l.unwrap_or(6) as u32),
+            ("snappy", None) => Codec::Snappy,
+            ("lz4", None) => Codec::Lz4,
+            ("none" | "uncompressed", None) => Codec::None,
+            _ => {
+                return Err(format!(
+                    "{s:?}: expected zstd(LEVEL), snappy, gzip(LEVEL), lz4 or none"
+                ))
+            }
+        };
+        codec.compression().map(|_| codec)
+    }
+}
+
+impl Codec {
+    fn compression(self) -> Result<Compression, String> {
+        Ok(match self {
+            Codec::Zstd(l) => Compression::ZSTD(
+                ZstdLevel::try_new(l).map_err(|_| format!("zstd level {l} is out of 1..=22"))?,
+            ),
+            Codec::Gzip(l) => Compression::GZIP(
+                GzipLevel::try_new(l).map_err(|_| format!("gzip level {l} is out of 0..=10"))?,
+            ),
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Lz4 => Compression::LZ4_RAW,
+            Codec::None => Compression::UNCOMPRESSED,
+        })
+    }
+}
+
+/// Where a file's data came from, stored in its key-value metadata.
+#[derive(Debug, Clone)]
+pub struct ParquetMeta {
+    /// The extracted interval, Genesys form.
+    pub interval: String,
+    pub extracted_at: DateTime<Utc>,
+}
+
+/// Writer properties for one table's files.
+pub fn writer_properties(
+    table: Table,
+    settings: &ParquetSettings,
+    meta: &ParquetMeta,
+) -> WriterProperties {
+    let compression = settings
+        .compression
+        .compression()
+        .unwrap_or(Compression::SNAPPY);
+    let mut b = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_1_0)
+        .set_compression(compression)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(settings.max_row_group_rows.max(1)))
+        .set_max_row_group_bytes(Some(settings.max_row_group_bytes.max(1)))
+        .set_created_by(format!("genesys-parquet {}", env!("CARGO_PKG_VERSION")))
+        // Standard LIST element names (`element`), which Athena/Hive expect.
+        .set_coerce_types(true)
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(
+                "genesys_parquet.schema_version".into(),
+                SCHEMA_VERSION.to_string(),
+            ),
+            KeyValue::new(
+                "genesys_parquet.tool_version".into(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            KeyValue::new("genesys_parquet.table".into(), table.name().to_string()),
+            KeyValue::new("genesys_parquet.interval".into(), meta.interval.clone()),
+            KeyValue::new(
+                "genesys_parquet.extracted_at".into(),
+                meta.extracted_at.to_rfc3339(),
+            ),
+        ]));
+    // Dictionaries pay off for ids and enumerations, not for JSON and free text.
+    for c in table.columns() {
+        let free_text = matches!(c.role, Role::Extra | Role::Raw)
+            || matches!(
+                c.name.as_str(),
+                "wrap_up_note" | "subject" | "participant_name" | "value"
+            );
+        if free_text && c.ty == Ty::Str {
+            b = b
+                .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false)
+                .set_column_statistics_enabled(
+                    ColumnPath::from(c.name.as_str()),
+                    EnabledStatistics::None,
+                );
+        }
+    }
+    b.build()
+}
+
+/// Rows and bytes of a finished file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileStats {
+    pub rows: u64,
+}
+
+/// One Parquet file of one table, streamed to `W`.
+pub struct TableFileWriter<W: AsyncFileWriter> {
+    writer: AsyncArrowWriter<W>,
+    table: Table,
+    schema: arrow::datatypes::SchemaRef,
+    rows: u64,
+}
+
+impl<W: AsyncFileWriter> TableFileWriter<W> {
+    pub fn try_new(
+        w: W,
+        table: Table,
+        settings: &ParquetSettings,
+        meta: &ParquetMeta,
+    ) -> parquet::errors::Result<Self> {
+        let schema = file_schema(table);
+        let props = writer_properties(table, settings, meta);
+        let writer = AsyncArrowWriter::try_new(w, schema.clone(), Some(props))?;
+        Ok(Self {
+            writer,
+            table,
+            schema,
+            rows: 0,
+        })
+    }
+
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// Writes a batch in the file schema (no partition column).
+    pub async fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        // Re-label with the file schema (same columns): the writer compares schemas.
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?;
+        self.writer.write(&batch).await?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Writes the footer and completes the upload.
+    pub async fn close(self) -> parquet::errors::Result<FileStats> {
+        let rows = self.rows;
+        self.writer.close().await?;
+        Ok(FileStats { rows })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codecs_parse_like_the_cli_says() {
+        assert_eq!("zstd(3)".parse::<Codec>(), Ok(Codec::Zstd(3)));
+        assert_eq!("ZSTD".parse::<Codec>(), Ok(Codec::Zstd(3)));
+        assert_eq!("gzip(9)".parse::<Codec>(), Ok(Codec::Gzip(9)));
+        assert_eq!("snappy".parse::<Codec>(), Ok(Codec::Snappy));
+        assert_eq!("none".parse::<Codec>(), Ok(Codec::None));
+        assert!("zstd(99)".parse::<Codec>().unwrap_err().contains("1..=22"));
+        assert!("brotli".parse::<Codec>().unwrap_err().contains("expected"));
+    }
+}
