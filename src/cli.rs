@@ -215,12 +215,7 @@ async fn convert(c: ConvertCmd) -> anyhow::Result<i32> {
 }
 
 async fn demo(c: DemoCmd) -> anyhow::Result<i32> {
-    #[derive(Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        sim: SimConfig,
-    }
-    let mut sim = Defaults::parse_from(["simulate"]).sim;
+    let mut sim = SimConfig::default();
     sim.seed = c.seed;
     sim.per_day = c.per_day;
     // A demo should not wait for realistic job latencies.

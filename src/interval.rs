@@ -149,6 +149,13 @@ impl FromStr for Interval {
     }
 }
 
+impl serde::Serialize for Interval {
+    /// As Genesys writes intervals: `start/end` in millisecond UTC form.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_genesys())
+    }
+}
+
 /// Parses a bound given by a user: `2026-11-21` (UTC midnight) or an RFC 3339 time.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, IntervalError> {
     let s = s.trim();

@@ -5,10 +5,15 @@
 //! Parquet to a local folder or S3, and [`pipeline`] runs it day by day. [`simulator`] is a
 //! faithful stand-in for the Genesys API used by tests, the demo and benchmarks.
 
+pub mod cli;
+pub mod config;
 pub mod files;
 pub mod genesys;
 pub mod interval;
+pub mod lambda;
 pub mod page;
+pub mod pipeline;
+pub mod simulator;
 pub mod sink;
 pub mod tables;
 

@@ -323,7 +323,7 @@ async fn extract_day(
         .plan(day, cfg.mode)
         .await
         .map_err(|source| PipelineError::Genesys { date, source })?;
-    summary.mode = Some(plan.mode.to_string());
+    summary.mode = Some(plan.paths().to_string());
     summary.data_availability_date = plan.data_availability_date;
     let lease = store
         .acquire_lease(date, &run, cfg.lease_ttl)
@@ -569,11 +569,11 @@ pub async fn convert_files(
             page.try_retain(|i, text| {
                 let key = record_key(text)
                     .map_err(|reason| PipelineError::Input(format!("{origin}: record {i}: {reason}")))?;
-                if !seen.insert(id_hash(&key.conversation_id)) {
+                if !seen.insert(crate::genesys::id_key(&key.conversation_id)) {
                     return Ok(false);
                 }
                 dates.push(key.conversation_start.date_naive());
-                Ok(true)
+                Ok::<bool, PipelineError>(true)
             })?;
             for d in &dates {
                 *per_day_conversations.entry(*d).or_default() += 1;
@@ -680,19 +680,4 @@ async fn write_split(
         }
     }
     Ok(())
-}
-
-/// A compact key for deduplication: the UUID's 128 bits, or a hash for other ids.
-fn id_hash(id: &str) -> u128 {
-    match uuid::Uuid::parse_str(id) {
-        Ok(u) => u.as_u128(),
-        Err(_) => {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            id.hash(&mut h);
-            // The top bit marks hashed ids so they never collide with a real UUID's value space
-            // in practice.
-            (1u128 << 127) | u128::from(h.finish())
-        }
-    }
 }

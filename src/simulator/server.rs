@@ -1,0 +1,669 @@
+//! The HTTP side of the simulator (axum): login, the details query, jobs, availability, with
+//! the real envelopes, paging rules, limits and error bodies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::data::{ConvRef, Dataset};
+use super::SimConfig;
+use crate::genesys::model::{
+    PATH_DETAILS_QUERY, PATH_JOBS, PATH_JOBS_AVAILABILITY, PATH_TOKEN,
+};
+use crate::interval::{day_start, format_millis, parse_time, Interval};
+
+/// What the simulator has served.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SimStats {
+    /// API requests (logins not included).
+    pub requests: u64,
+    pub by_endpoint: BTreeMap<String, u64>,
+    pub logins: u64,
+    pub http_401: u64,
+    pub http_429: u64,
+    pub http_5xx: u64,
+    pub jobs_submitted: u64,
+    pub jobs_deleted: u64,
+}
+
+struct Job {
+    interval: Interval,
+    start_of_day: bool,
+    submitted: Instant,
+    submitted_at: DateTime<Utc>,
+    availability: DateTime<Utc>,
+    failed: bool,
+    results: Option<Arc<Vec<ConvRef>>>,
+    pages_served: u32,
+    expired: bool,
+}
+
+struct Inner {
+    tokens: HashMap<String, Instant>,
+    rate: HashMap<String, (Instant, u32)>,
+    jobs: HashMap<String, Job>,
+    jobs_created: u32,
+    revoked: bool,
+    fault_rng: ChaCha8Rng,
+    stats: SimStats,
+    query_cache: HashMap<(i64, i64), Arc<Vec<ConvRef>>>,
+}
+
+pub struct State {
+    pub cfg: SimConfig,
+    pub data: Dataset,
+    inner: Mutex<Inner>,
+}
+
+impl State {
+    pub fn new(cfg: SimConfig) -> Self {
+        Self {
+            data: Dataset::for_config(&cfg),
+            inner: Mutex::new(Inner {
+                tokens: HashMap::new(),
+                rate: HashMap::new(),
+                jobs: HashMap::new(),
+                jobs_created: 0,
+                revoked: false,
+                fault_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xFA17),
+                stats: SimStats::default(),
+                query_cache: HashMap::new(),
+            }),
+            cfg,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic in another handler leaves consistent enough state for a test server.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.lock().stats.clone()
+    }
+}
+
+type Shared = Arc<State>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route(PATH_TOKEN, post(token))
+        .route(PATH_DETAILS_QUERY, post(details_query))
+        .route(PATH_JOBS, post(submit_job))
+        .route(PATH_JOBS_AVAILABILITY, get(availability))
+        .route(&format!("{PATH_JOBS}/{{id}}"), get(job_status).delete(delete_job))
+        .route(&format!("{PATH_JOBS}/{{id}}/results"), get(job_results))
+        .with_state(state)
+}
+
+/// The real error body, with a fresh contextId and the correlation header.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let context = uuid::Uuid::new_v4().to_string();
+    let body = json!({
+        "message": message,
+        "code": code,
+        "status": status.as_u16(),
+        "contextId": context,
+        "details": [],
+        "errors": [],
+    });
+    let mut r = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        r.headers_mut().insert("inin-correlation-id", v);
+    }
+    r
+}
+
+fn too_many(retry_after: u64) -> Response {
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too.many.requests.retry.after",
+        &format!("Rate limit exceeded the maximum. Retry the request in [{retry_after}] seconds"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    r
+}
+
+fn bad_request(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad.request", message)
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        r.headers_mut().insert("inin-correlation-id", v);
+    }
+    r
+}
+
+/// Latency, authentication, rate limit and injected faults, in that order, for an API call.
+async fn gate(state: &State, headers: &HeaderMap, endpoint: &str) -> Result<(), Response> {
+    if state.cfg.latency_ms > 0 {
+        tokio::time::sleep(StdDuration::from_millis(state.cfg.latency_ms)).await;
+    }
+    let mut g = state.lock();
+    g.stats.requests += 1;
+    *g.stats.by_endpoint.entry(endpoint.to_string()).or_default() += 1;
+    let requests = g.stats.requests;
+    if let Some(n) = state.cfg.fault_token_expiry_after {
+        if requests > n && !g.revoked {
+            g.revoked = true;
+            g.tokens.clear();
+        }
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let Some(token) = token else {
+        g.stats.http_401 += 1;
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "bad.credentials",
+            "Invalid login credentials.",
+        ));
+    };
+    match g.tokens.get(&token) {
+        None => {
+            g.stats.http_401 += 1;
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "bad.credentials",
+                "Invalid login credentials.",
+            ));
+        }
+        Some(exp) if *exp <= Instant::now() => {
+            g.stats.http_401 += 1;
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "credentials.expired",
+                "The supplied credentials are expired and cannot be used.",
+            ));
+        }
+        Some(_) => {}
+    }
+    let now = Instant::now();
+    let limit = state.cfg.rate_limit_per_minute.max(1);
+    let window = g.rate.entry(token).or_insert((now, 0));
+    if now.duration_since(window.0) >= StdDuration::from_secs(60) {
+        *window = (now, 0);
+    }
+    if window.1 >= limit {
+        let left = 60u64.saturating_sub(now.duration_since(window.0).as_secs()).max(1);
+        g.stats.http_429 += 1;
+        return Err(too_many(left));
+    }
+    window.1 += 1;
+    let r: f64 = g.fault_rng.random();
+    if r < state.cfg.fault_429 {
+        g.stats.http_429 += 1;
+        return Err(too_many(1));
+    }
+    if r < state.cfg.fault_429 + state.cfg.fault_5xx {
+        g.stats.http_5xx += 1;
+        let pick = g.fault_rng.random_range(0..3);
+        return Err(match pick {
+            0 => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal.server.error",
+                "The server encountered an unexpected condition which prevented it from fulfilling the request.",
+            ),
+            1 => error(StatusCode::BAD_GATEWAY, "bad.gateway", "Bad gateway"),
+            _ => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service.unavailable",
+                "Service Unavailable",
+            ),
+        });
+    }
+    Ok(())
+}
+
+async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if state.cfg.latency_ms > 0 {
+        tokio::time::sleep(StdDuration::from_millis(state.cfg.latency_ms)).await;
+    }
+    let oauth_error = |status: StatusCode, error: &str, description: &str| {
+        json_response(
+            status,
+            json!({"error": error, "description": description, "error_description": description})
+                .to_string(),
+        )
+    };
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let form = String::from_utf8_lossy(&body);
+    if !form.split('&').any(|kv| kv == "grant_type=client_credentials") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant type not supported",
+        );
+    }
+    let Some((id, secret)) = basic.as_deref().and_then(|s| s.split_once(':')) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "client not found");
+    };
+    if id != state.cfg.client_id {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "client not found");
+    }
+    if secret != state.cfg.client_secret {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "authentication failed",
+        );
+    }
+    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let lifetime = state.cfg.token_lifetime_secs;
+    let mut g = state.lock();
+    g.stats.logins += 1;
+    g.tokens
+        .insert(token.clone(), Instant::now() + StdDuration::from_secs(lifetime));
+    json_response(
+        StatusCode::OK,
+        json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime}).to_string(),
+    )
+}
+
+const QUERY_FIELDS: &[&str] = &[
+    "interval",
+    "order",
+    "orderBy",
+    "paging",
+    "conversationFilters",
+    "segmentFilters",
+    "evaluationFilters",
+    "surveyFilters",
+    "resolutionFilters",
+    "aggregations",
+];
+const JOB_FIELDS: &[&str] = &[
+    "interval",
+    "order",
+    "orderBy",
+    "limit",
+    "startOfDayIntervalMatching",
+    "conversationFilters",
+    "segmentFilters",
+    "evaluationFilters",
+    "surveyFilters",
+    "resolutionFilters",
+];
+
+/// Parses a request body strictly, like the service: unknown fields are refused.
+fn strict_body(body: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, Value>, Response> {
+    if body.len() > 512_000 {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request.entity.too.large",
+            "The request is over the size limit. Maximum bytes: 512000",
+        ));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| bad_request(&format!("Unable to parse the request body: {e}")))?;
+    let Value::Object(map) = v else {
+        return Err(bad_request("The request body must be a JSON object."));
+    };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(bad_request(&format!(
+            "Unrecognized field \"{k}\" (Class com.inin.analytics.query.DetailsQuery), not marked as ignorable"
+        )));
+    }
+    Ok(map)
+}
+
+fn parse_interval(map: &serde_json::Map<String, Value>, max_days: i64) -> Result<Interval, Response> {
+    let text = map
+        .get("interval")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request("You must specify an interval."))?;
+    let invalid = || bad_request(&format!("Invalid interval: {text}"));
+    let (s, e) = text.split_once('/').ok_or_else(invalid)?;
+    let (s, e) = (parse_time(s).map_err(|_| invalid())?, parse_time(e).map_err(|_| invalid())?);
+    let interval = Interval::new(s, e).map_err(|_| invalid())?;
+    if interval.duration() > Duration::days(max_days) {
+        return Err(bad_request(
+            "You must specify a search interval as part of your query that does not exceed 31 days.",
+        ));
+    }
+    Ok(interval)
+}
+
+fn records_json(state: &State, refs: &[ConvRef], with_attributes: bool) -> String {
+    let now = Utc::now();
+    let mut s = String::with_capacity(refs.len() * 7000);
+    for (i, c) in refs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&state.data.record(c, with_attributes, now));
+    }
+    s
+}
+
+async fn details_query(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = gate(&state, &headers, "details_query").await {
+        return r;
+    }
+    let map = match strict_body(&body, QUERY_FIELDS) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let interval = match parse_interval(&map, 31) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let paging = map.get("paging").cloned().unwrap_or(json!({}));
+    let size = paging.get("pageSize").and_then(Value::as_u64).unwrap_or(25);
+    let number = paging.get("pageNumber").and_then(Value::as_u64).unwrap_or(1);
+    let max = u64::from(state.cfg.query_max_page_size);
+    if size == 0 || size > max {
+        return bad_request(&format!("Max page size is {max}"));
+    }
+    if number == 0 {
+        return bad_request("pageNumber must be at least 1");
+    }
+    if number * size > state.cfg.query_window {
+        return bad_request(&format!(
+            "Pagination may not exceed {} results.",
+            state.cfg.query_window
+        ));
+    }
+    let desc = map.get("order").and_then(Value::as_str) == Some("desc");
+    let by_end = map.get("orderBy").and_then(Value::as_str) == Some("conversationEnd");
+    let key = (interval.start.timestamp_millis(), interval.end.timestamp_millis());
+    let cached = state.lock().query_cache.get(&key).cloned();
+    let all = match cached {
+        Some(a) => a,
+        None => {
+            // "only include conversations that started on a day touched by the interval".
+            let first = day_start(interval.start.date_naive()).timestamp_millis();
+            let last = day_start(interval.end.date_naive() + Duration::days(1)).timestamp_millis();
+            let v: Vec<ConvRef> = state
+                .data
+                .active_in(&interval, Utc::now())
+                .into_iter()
+                .filter(|c| c.start_ms >= first && c.start_ms < last)
+                .collect();
+            let v = Arc::new(v);
+            let mut g = state.lock();
+            if g.query_cache.len() > 32 {
+                g.query_cache.clear();
+            }
+            g.query_cache.insert(key, v.clone());
+            v
+        }
+    };
+    let mut order: Vec<ConvRef> = all.as_ref().clone();
+    if by_end {
+        order.sort_by_key(|c| (c.end_ms, c.id));
+    }
+    if desc {
+        order.reverse();
+    }
+    let from = ((number - 1) * size) as usize;
+    let page = order
+        .get(from..(from + size as usize).min(order.len()))
+        .unwrap_or(&[]);
+    let body = if page.is_empty() {
+        format!("{{\"totalHits\":{}}}", order.len())
+    } else {
+        format!(
+            "{{\"conversations\":[{}],\"totalHits\":{}}}",
+            records_json(&state, page, false),
+            order.len()
+        )
+    };
+    json_response(StatusCode::OK, body)
+}
+
+async fn submit_job(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = gate(&state, &headers, "jobs_submit").await {
+        return r;
+    }
+    let map = match strict_body(&body, JOB_FIELDS) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let interval = match parse_interval(&map, 366) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let start_of_day = map
+        .get("startOfDayIntervalMatching")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let ready = StdDuration::from_millis(state.cfg.job_ready_after_ms);
+    let now = Instant::now();
+    let mut g = state.lock();
+    let running = g
+        .jobs
+        .values()
+        .filter(|j| !j.expired && now.duration_since(j.submitted) < ready)
+        .count();
+    if running >= state.cfg.max_concurrent_jobs {
+        g.stats.http_429 += 1;
+        return too_many(2);
+    }
+    g.jobs_created += 1;
+    g.stats.jobs_submitted += 1;
+    let failed = g.jobs_created <= state.cfg.fault_job_failed;
+    let id = uuid::Uuid::new_v4().to_string();
+    g.jobs.insert(
+        id.clone(),
+        Job {
+            interval,
+            start_of_day,
+            submitted: now,
+            submitted_at: Utc::now(),
+            availability: Utc::now() - Duration::seconds(state.cfg.availability_lag_secs as i64),
+            failed,
+            results: None,
+            pages_served: 0,
+            expired: false,
+        },
+    );
+    json_response(StatusCode::ACCEPTED, json!({"jobId": id}).to_string())
+}
+
+fn job_state(cfg: &SimConfig, j: &Job) -> &'static str {
+    let age = j.submitted.elapsed();
+    let ready = StdDuration::from_millis(cfg.job_ready_after_ms);
+    if j.expired || age > ready + StdDuration::from_secs(cfg.job_expiry_secs) {
+        "EXPIRED"
+    } else if age < ready / 3 {
+        "QUEUED"
+    } else if age < ready {
+        "PENDING"
+    } else if j.failed {
+        "FAILED"
+    } else {
+        "FULFILLED"
+    }
+}
+
+async fn job_status(
+    AxState(state): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = gate(&state, &headers, "jobs_status").await {
+        return r;
+    }
+    let g = state.lock();
+    let Some(j) = g.jobs.get(&id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not.found",
+            "The requested operation failed with status 404",
+        );
+    };
+    let st = job_state(&state.cfg, j);
+    let ready = j.submitted_at + Duration::milliseconds(state.cfg.job_ready_after_ms as i64);
+    let mut body = json!({
+        "state": st,
+        "submissionDate": format_millis(j.submitted_at),
+        "expirationDate": format_millis(ready + Duration::seconds(state.cfg.job_expiry_secs as i64)),
+    });
+    if matches!(st, "FULFILLED" | "FAILED") {
+        body["completionDate"] = json!(format_millis(ready));
+    }
+    if st == "FAILED" {
+        body["errorMessage"] = json!("Job failed: the analytics query could not be completed (simulated fault)");
+    }
+    json_response(StatusCode::OK, body.to_string())
+}
+
+async fn job_results(
+    AxState(state): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = gate(&state, &headers, "jobs_results").await {
+        return r;
+    }
+    let size: u64 = match q.get("pageSize").map(|s| s.parse::<u64>()) {
+        None => 1000,
+        Some(Ok(n)) if n >= 1 => n,
+        Some(_) => return bad_request("pageSize must be a positive integer"),
+    };
+    if size > u64::from(state.cfg.job_page_size_max) {
+        return bad_request(&format!("Max page size is {}", state.cfg.job_page_size_max));
+    }
+    let offset: u64 = match q.get("cursor") {
+        None => 0,
+        Some(c) => match base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+        {
+            Some(n) => n,
+            None => return bad_request("Invalid cursor"),
+        },
+    };
+    let (refs, availability) = {
+        let mut g = state.lock();
+        let cfg = &state.cfg;
+        let Some(j) = g.jobs.get_mut(&id) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not.found",
+                "The requested operation failed with status 404",
+            );
+        };
+        match job_state(cfg, j) {
+            "FULFILLED" => {}
+            "EXPIRED" => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "not.found",
+                    "The job results have expired",
+                )
+            }
+            other => {
+                return bad_request(&format!("The job is not fulfilled (state {other})"));
+            }
+        }
+        if let Some(n) = cfg.fault_expire_cursor {
+            if j.pages_served >= n {
+                j.expired = true;
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "not.found",
+                    "The job results have expired",
+                );
+            }
+        }
+        j.pages_served += 1;
+        if j.results.is_none() {
+            let avail = j.availability.timestamp_millis();
+            let first = day_start(j.interval.start.date_naive()).timestamp_millis();
+            let v: Vec<ConvRef> = state
+                .data
+                .active_in(&j.interval, j.submitted_at)
+                .into_iter()
+                // The lake holds only what happened before its availability date.
+                .filter(|c| c.start_ms < avail)
+                .filter(|c| !j.start_of_day || c.start_ms >= first)
+                .collect();
+            j.results = Some(Arc::new(v));
+        }
+        (j.results.clone().unwrap_or_default(), j.availability)
+    };
+    let from = (offset as usize).min(refs.len());
+    let to = (from + size as usize).min(refs.len());
+    if to as u64 > state.cfg.job_window {
+        return bad_request(&format!(
+            "pagination may not exceed {} results",
+            state.cfg.job_window
+        ));
+    }
+    let mut body = String::from("{\"conversations\":[");
+    body.push_str(&records_json(&state, &refs[from..to], true));
+    body.push(']');
+    if to < refs.len() {
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{to}"));
+        body.push_str(&format!(",\"cursor\":\"{cursor}\""));
+    }
+    body.push_str(&format!(
+        ",\"dataAvailabilityDate\":\"{}\"}}",
+        format_millis(availability)
+    ));
+    json_response(StatusCode::OK, body)
+}
+
+async fn delete_job(
+    AxState(state): AxState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = gate(&state, &headers, "jobs_delete").await {
+        return r;
+    }
+    let mut g = state.lock();
+    if g.jobs.remove(&id).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not.found",
+            "The requested operation failed with status 404",
+        );
+    }
+    g.stats.jobs_deleted += 1;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn availability(AxState(state): AxState<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = gate(&state, &headers, "jobs_availability").await {
+        return r;
+    }
+    let at = Utc::now() - Duration::seconds(state.cfg.availability_lag_secs as i64);
+    json_response(
+        StatusCode::OK,
+        json!({"dataAvailabilityDate": format_millis(at)}).to_string(),
+    )
+}
