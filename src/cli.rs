@@ -17,7 +17,11 @@ use crate::pipeline::{self, DaySummary, Progress};
 use crate::simulator::SimConfig;
 
 #[derive(Parser, Debug)]
-#[command(name = "genesys-parquet", version, about = "Genesys Cloud conversation details → Parquet tables (Hive-partitioned, Athena-ready)")]
+#[command(
+    name = "genesys-parquet",
+    version,
+    about = "Genesys Cloud conversation details → Parquet tables (Hive-partitioned, Athena-ready)"
+)]
 pub struct Cli {
     /// More logging on stderr (repeat for more); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -166,7 +170,9 @@ async fn run(cmd: Command) -> anyhow::Result<i32> {
         Command::Convert(c) => convert(c).await,
         Command::Schema(c) => {
             match c.format {
-                SchemaFormat::Athena => print!("{}", crate::tables::ddl::athena(&c.database, &c.location)),
+                SchemaFormat::Athena => {
+                    print!("{}", crate::tables::ddl::athena(&c.database, &c.location))
+                }
                 SchemaFormat::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&crate::tables::schema::to_json())?
@@ -202,11 +208,12 @@ async fn extract(c: ExtractCmd) -> anyhow::Result<i32> {
 }
 
 async fn convert(c: ConvertCmd) -> anyhow::Result<i32> {
-    let pipeline_cfg = c
-        .pipeline
-        .build()
+    let pipeline_cfg = c.pipeline.build().map_err(|e| UsageError(e.to_string()))?;
+    let store = c
+        .output
+        .store()
+        .await
         .map_err(|e| UsageError(e.to_string()))?;
-    let store = c.output.store().await.map_err(|e| UsageError(e.to_string()))?;
     let progress = ProgressBarSink::new(0);
     let summary = pipeline::convert_files(c.files, store, &pipeline_cfg, progress.clone()).await?;
     progress.finish();
@@ -215,18 +222,27 @@ async fn convert(c: ConvertCmd) -> anyhow::Result<i32> {
 }
 
 async fn demo(c: DemoCmd) -> anyhow::Result<i32> {
-    let mut sim = SimConfig::default();
-    sim.seed = c.seed;
-    sim.per_day = c.per_day;
-    // A demo should not wait for realistic job latencies.
-    sim.job_ready_after_ms = 300;
-    let end_date: NaiveDate = sim.end_date.unwrap_or_else(|| Utc::now().date_naive() - Duration::days(1));
+    let sim = SimConfig {
+        seed: c.seed,
+        per_day: c.per_day,
+        // A demo should not wait for realistic job latencies.
+        job_ready_after_ms: 300,
+        ..SimConfig::default()
+    };
+    let end_date: NaiveDate = sim
+        .end_date
+        .unwrap_or_else(|| Utc::now().date_naive() - Duration::days(1));
     let handle = crate::simulator::start(sim.clone())
         .await
         .context("starting the simulator")?;
     let url = handle.base_url();
-    eprintln!("simulator listening on {url} (seed {}, {} conversations/day)", c.seed, c.per_day);
-    let client = ClientArgs::for_simulator(&url, &sim.client_id, &sim.client_secret).build().await?;
+    eprintln!(
+        "simulator listening on {url} (seed {}, {} conversations/day)",
+        c.seed, c.per_day
+    );
+    let client = ClientArgs::for_simulator(&url, &sim.client_id, &sim.client_secret)
+        .build()
+        .await?;
     let range = Interval::new(
         crate::interval::day_start(end_date - Duration::days(2)),
         crate::interval::day_start(end_date + Duration::days(1)),

@@ -20,9 +20,21 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Genesys(#[from] crate::genesys::GenesysError),
+    Genesys(Box<crate::genesys::GenesysError>),
     #[error(transparent)]
-    Store(#[from] crate::sink::StoreError),
+    Store(Box<crate::sink::StoreError>),
+}
+
+impl From<crate::genesys::GenesysError> for ConfigError {
+    fn from(e: crate::genesys::GenesysError) -> Self {
+        ConfigError::Genesys(Box::new(e))
+    }
+}
+
+impl From<crate::sink::StoreError> for ConfigError {
+    fn from(e: crate::sink::StoreError) -> Self {
+        ConfigError::Store(Box::new(e))
+    }
 }
 
 /// Where the tables go.

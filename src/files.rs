@@ -32,7 +32,10 @@ pub struct PageReader {
 }
 
 enum Kind {
-    Lines { reader: Box<dyn BufRead + Send>, line: usize },
+    Lines {
+        reader: Box<dyn BufRead + Send>,
+        line: usize,
+    },
     Whole(Option<Vec<u8>>),
 }
 
@@ -44,7 +47,10 @@ impl PageReader {
         };
         let file = File::open(path).map_err(io)?;
         let name = path.display().to_string();
-        let plain = name.strip_suffix(".gz").unwrap_or(&name).to_ascii_lowercase();
+        let plain = name
+            .strip_suffix(".gz")
+            .unwrap_or(&name)
+            .to_ascii_lowercase();
         let reader: Box<dyn Read + Send> = if name.ends_with(".gz") {
             Box::new(flate2::read::MultiGzDecoder::new(file))
         } else {
@@ -116,7 +122,12 @@ mod tests {
             .flat_map(|p| {
                 let p = p.expect("page");
                 p.records()
-                    .map(|r| crate::page::record_key(r).expect("key").conversation_id.to_string())
+                    .map(|r| {
+                        crate::page::record_key(r)
+                            .expect("key")
+                            .conversation_id
+                            .to_string()
+                    })
                     .collect::<Vec<_>>()
             })
             .collect()

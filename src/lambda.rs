@@ -113,7 +113,8 @@ pub enum Trigger {
     Backfill,
 }
 
-const ACCEPTED: &str = "accepted events: {\"source\":\"schedule\",\"scheduled_time\":\"<RFC 3339>\"} \
+const ACCEPTED: &str =
+    "accepted events: {\"source\":\"schedule\",\"scheduled_time\":\"<RFC 3339>\"} \
     (EventBridge Scheduler), an EventBridge scheduled rule event, {\"start\":\"YYYY-MM-DD\",\
     \"end\":\"YYYY-MM-DD\"} (optional \"mode\": auto|jobs|query), {\"source\":\"backfill\",\
     \"start\":…,\"end\":…}, {\"action\":\"plan_backfill\",\"start\":…,\"end\":…}";
@@ -221,10 +222,9 @@ fn range_from(
     now: DateTime<Utc>,
 ) -> Result<Interval, LambdaError> {
     let time = |k: &str| -> Result<DateTime<Utc>, LambdaError> {
-        let v = obj
-            .get(k)
-            .and_then(Value::as_str)
-            .ok_or_else(|| LambdaError::invalid(format!("\"{k}\" must be a date or RFC 3339 time")))?;
+        let v = obj.get(k).and_then(Value::as_str).ok_or_else(|| {
+            LambdaError::invalid(format!("\"{k}\" must be a date or RFC 3339 time"))
+        })?;
         parse_time(v).map_err(|e| LambdaError::invalid(format!("\"{k}\" {v:?}: {e}")))
     };
     let range = Interval::new(time("start")?, time("end")?)
@@ -310,13 +310,23 @@ impl Handler {
         if let Some(m) = mode {
             cfg.mode = m;
         }
-        let summary =
-            pipeline::extract(&self.client, self.store.clone(), range, &cfg, Arc::new(NoProgress))
-                .await;
+        let summary = pipeline::extract(
+            &self.client,
+            self.store.clone(),
+            range,
+            &cfg,
+            Arc::new(NoProgress),
+        )
+        .await;
         let failed = summary.days.iter().filter(|d| d.status != "ok").count();
         println!(
             "{}",
-            emf_line(&self.function_name, summary.conversations, failed, Utc::now())
+            emf_line(
+                &self.function_name,
+                summary.conversations,
+                failed,
+                Utc::now()
+            )
         );
         let mut out = serde_json::to_value(&summary)
             .map_err(|e| LambdaError::invalid(format!("summary: {e}")))?;
@@ -339,7 +349,14 @@ fn failure(summary: &RunSummary) -> LambdaError {
         .unwrap_or_else(|| "Internal".into());
     let list: Vec<String> = failed
         .iter()
-        .map(|d| format!("{} {}: {}", d.date, d.status, d.error.as_deref().unwrap_or("")))
+        .map(|d| {
+            format!(
+                "{} {}: {}",
+                d.date,
+                d.status,
+                d.error.as_deref().unwrap_or("")
+            )
+        })
         .collect();
     LambdaError {
         error_type,
@@ -427,7 +444,14 @@ mod tests {
                 "2026-11-22T00:00:00+00:00".into()
             )
         );
-        assert!(matches!(r, Request::Extract { trigger: Trigger::Schedule, mode: None, .. }));
+        assert!(matches!(
+            r,
+            Request::Extract {
+                trigger: Trigger::Schedule,
+                mode: None,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -448,9 +472,22 @@ mod tests {
                 "2026-11-08T00:00:00+00:00".into()
             )
         );
-        assert!(matches!(r, Request::Extract { trigger: Trigger::Manual, mode: Some(Mode::Jobs), .. }));
+        assert!(matches!(
+            r,
+            Request::Extract {
+                trigger: Trigger::Manual,
+                mode: Some(Mode::Jobs),
+                ..
+            }
+        ));
         let r = parse_event(&event("backfill-day.json"), now(), &settings()).expect("parse");
-        assert!(matches!(r, Request::Extract { trigger: Trigger::Backfill, .. }));
+        assert!(matches!(
+            r,
+            Request::Extract {
+                trigger: Trigger::Backfill,
+                ..
+            }
+        ));
         let plan = parse_event(&event("plan-backfill.json"), now(), &settings()).expect("parse");
         let Request::PlanBackfill { range } = plan else {
             panic!("not a plan")
@@ -459,7 +496,10 @@ mod tests {
         let days = p["days"].as_array().expect("days");
         assert_eq!(days.len(), 62);
         assert_eq!(days[0], json!({"start": "2026-01-01", "end": "2026-01-02"}));
-        assert_eq!(days[61], json!({"start": "2026-03-03", "end": "2026-03-04"}));
+        assert_eq!(
+            days[61],
+            json!({"start": "2026-03-03", "end": "2026-03-04"})
+        );
     }
 
     #[test]
@@ -469,10 +509,22 @@ mod tests {
             (json!([1, 2]), "not a JSON object"),
             (json!({"hello": "world"}), "accepted events"),
             (json!({"start": "2026-11-08", "end": "2026-11-01"}), "end"),
-            (json!({"start": "2026-11-01", "end": "2026-11-30"}), "backfill state machine"),
-            (json!({"start": "2026-11-21", "end": "2026-11-29"}), "future"),
-            (json!({"start": "2026-11-01T05:00:00Z", "end": "2026-11-02"}), "UTC midnight"),
-            (json!({"start": "2026-11-01", "end": "2026-11-02", "mode": "fast"}), "mode"),
+            (
+                json!({"start": "2026-10-01", "end": "2026-10-30"}),
+                "backfill state machine",
+            ),
+            (
+                json!({"start": "2026-11-21", "end": "2026-11-29"}),
+                "future",
+            ),
+            (
+                json!({"start": "2026-11-01T05:00:00Z", "end": "2026-11-02"}),
+                "UTC midnight",
+            ),
+            (
+                json!({"start": "2026-11-01", "end": "2026-11-02", "mode": "fast"}),
+                "mode",
+            ),
             (json!({"source": "schedule"}), "scheduled_time"),
             (json!({"action": "destroy"}), "unknown action"),
         ];

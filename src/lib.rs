@@ -16,4 +16,3 @@ pub mod pipeline;
 pub mod simulator;
 pub mod sink;
 pub mod tables;
-

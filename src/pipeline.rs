@@ -72,7 +72,7 @@ pub enum PipelineError {
     Genesys {
         date: NaiveDate,
         #[source]
-        source: GenesysError,
+        source: Box<GenesysError>,
     },
     #[error("day {date}: {source}")]
     Convert {
@@ -304,7 +304,9 @@ enum Converted {
     Batches(Vec<TableBatch>),
     /// One gzipped NDJSON file of archived pages.
     Raw(Bytes),
-    Page { conversations: u64 },
+    Page {
+        conversations: u64,
+    },
 }
 
 async fn extract_day(
@@ -319,10 +321,14 @@ async fn extract_day(
     let run = RunId::new(Utc::now());
     summary.run_id = Some(run.to_string());
     let started = Utc::now();
-    let plan: ExtractPlan = client
-        .plan(day, cfg.mode)
-        .await
-        .map_err(|source| PipelineError::Genesys { date, source })?;
+    let plan: ExtractPlan =
+        client
+            .plan(day, cfg.mode)
+            .await
+            .map_err(|source| PipelineError::Genesys {
+                date,
+                source: Box::new(source),
+            })?;
     summary.mode = Some(plan.paths().to_string());
     summary.data_availability_date = plan.data_availability_date;
     let lease = store
@@ -346,7 +352,12 @@ async fn extract_day(
     summary.requests = Some(stats.snapshot());
     let outcome = match result {
         Ok(conversations) => writer
-            .publish(day.to_genesys(), !day.is_whole_days(), conversations, started)
+            .publish(
+                day.to_genesys(),
+                !day.is_whole_days(),
+                conversations,
+                started,
+            )
             .await
             .map(|m| summary.record_manifest(&m))
             .map_err(|source| PipelineError::Sink { date, source }),
@@ -383,7 +394,12 @@ async fn run_stages(
             }
             match pages.next().await {
                 None => return Ok(n),
-                Some(Err(source)) => return Err(PipelineError::Genesys { date, source }),
+                Some(Err(source)) => {
+                    return Err(PipelineError::Genesys {
+                        date,
+                        source: Box::new(source),
+                    })
+                }
                 Some(Ok(page)) => {
                     n += 1;
                     if page_tx.send(page).await.is_err() {
@@ -397,7 +413,8 @@ async fn run_stages(
 
     let opts = cfg.convert.clone();
     let archive = cfg.archive_raw;
-    let convert = tokio::task::spawn_blocking(move || convert_loop(page_rx, out_tx, opts, archive, date));
+    let convert =
+        tokio::task::spawn_blocking(move || convert_loop(page_rx, out_tx, opts, archive, date));
 
     let mut raw_seq = 0u32;
     let mut write_result: Result<(), PipelineError> = Ok(());
@@ -464,7 +481,8 @@ fn convert_loop(
         let batches = conv.push_page(&page).map_err(err)?;
         if let Some(raw) = raw.as_mut() {
             raw.add(&page);
-            if raw.len() >= RAW_FILE_BYTES && tx.blocking_send(Converted::Raw(raw.take())).is_err() {
+            if raw.len() >= RAW_FILE_BYTES && tx.blocking_send(Converted::Raw(raw.take())).is_err()
+            {
                 return Ok((0, 0));
             }
         }
@@ -535,7 +553,8 @@ pub async fn convert_files(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let run_started = Utc::now();
-    let (page_tx, mut page_rx) = mpsc::channel::<Result<Page, PipelineError>>(cfg.page_buffer.max(1));
+    let (page_tx, mut page_rx) =
+        mpsc::channel::<Result<Page, PipelineError>>(cfg.page_buffer.max(1));
     let reader = tokio::task::spawn_blocking(move || {
         for path in paths {
             let pages = match crate::files::PageReader::open(&path) {
@@ -567,8 +586,9 @@ pub async fn convert_files(
             let mut dates = Vec::new();
             let origin = page.origin.clone();
             page.try_retain(|i, text| {
-                let key = record_key(text)
-                    .map_err(|reason| PipelineError::Input(format!("{origin}: record {i}: {reason}")))?;
+                let key = record_key(text).map_err(|reason| {
+                    PipelineError::Input(format!("{origin}: record {i}: {reason}"))
+                })?;
                 if !seen.insert(crate::genesys::id_key(&key.conversation_id)) {
                     return Ok(false);
                 }
@@ -582,10 +602,12 @@ pub async fn convert_files(
                 *pages_by_day.entry(*d).or_default() += 1;
                 progress.page_done(*d, page.len() as u64);
             }
-            let batches = conv.push_page(&page).map_err(|source| PipelineError::Convert {
-                date: dates.first().copied().unwrap_or(NaiveDate::MIN),
-                source,
-            })?;
+            let batches = conv
+                .push_page(&page)
+                .map_err(|source| PipelineError::Convert {
+                    date: dates.first().copied().unwrap_or(NaiveDate::MIN),
+                    source,
+                })?;
             write_split(batches, &store, &run, cfg, &mut writers, run_started).await?;
         }
         let batches = conv.finish().map_err(|source| PipelineError::Convert {
@@ -652,7 +674,7 @@ async fn write_split(
             date: NaiveDate::MIN,
             source,
         })? {
-            if !writers.contains_key(&date) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = writers.entry(date) {
                 let lease = store
                     .acquire_lease(date, run, cfg.lease_ttl)
                     .await
@@ -661,16 +683,13 @@ async fn write_split(
                     interval: Interval::day(date).to_genesys(),
                     extracted_at: started,
                 };
-                writers.insert(
-                    date,
-                    DayWriter::new(
-                        store.clone(),
-                        lease,
-                        cfg.parquet.clone(),
-                        meta,
-                        cfg.max_file_bytes,
-                    ),
-                );
+                slot.insert(DayWriter::new(
+                    store.clone(),
+                    lease,
+                    cfg.parquet.clone(),
+                    meta,
+                    cfg.max_file_bytes,
+                ));
             }
             if let Some(w) = writers.get_mut(&date) {
                 w.write(part)

@@ -22,7 +22,10 @@ use serde_json::{json, Map, Value};
 const DATE: &str = "2026-11-20";
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/full-conversation.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/full-conversation.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
 }
 
@@ -43,7 +46,11 @@ fn walk(t: Table, obj: &Value, rows: &mut Rows) {
     let mut known: Vec<&str> = spec.fields.iter().map(|f| f.json).collect();
     for c in t.columns() {
         if let Role::Field { .. } = c.role {
-            let path = c.source.rsplit_once("[].").map(|(_, p)| p).unwrap_or(&c.source);
+            let path = c
+                .source
+                .rsplit_once("[].")
+                .map(|(_, p)| p)
+                .unwrap_or(&c.source);
             let v = match path.split_once('.') {
                 Some((outer, inner)) => o.get(outer).and_then(|x| x.get(inner)),
                 None => o.get(path),
@@ -99,7 +106,9 @@ fn cell(a: &ArrayRef, i: usize) -> Value {
         DataType::Boolean => json!(a.as_boolean().value(i)),
         DataType::Timestamp(_, Some(tz)) if tz.as_ref() == "UTC" => {
             let ms = a.as_primitive::<TimestampMillisecondType>().value(i);
-            json!(format_millis(chrono::DateTime::from_timestamp_millis(ms).expect("ms")))
+            json!(format_millis(
+                chrono::DateTime::from_timestamp_millis(ms).expect("ms")
+            ))
         }
         DataType::List(_) => {
             let l = a.as_list::<i32>().value(i);
@@ -122,7 +131,9 @@ async fn write_tables(out: &Path, records: &str) -> BTreeMap<Table, usize> {
     };
     let mut counts = BTreeMap::new();
     for (i, tb) in batches.into_iter().enumerate() {
-        let dir = out.join(tb.table.name()).join(format!("conversation_date={DATE}"));
+        let dir = out
+            .join(tb.table.name())
+            .join(format!("conversation_date={DATE}"));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let file = tokio::fs::File::create(dir.join(format!("part-{i:05}.parquet")))
             .await
@@ -193,7 +204,8 @@ async fn every_value_of_the_fixture_survives_parquet() {
             .collect();
         // Rows are written in the order the JSON walk visits them, except that a parent row
         // is pushed after its children; compare as sorted lists.
-        let key = |r: &(Map<String, Value>, Map<String, Value>)| serde_json::to_string(r).expect("s");
+        let key =
+            |r: &(Map<String, Value>, Map<String, Value>)| serde_json::to_string(r).expect("s");
         let mut got_sorted: Vec<String> = got.iter().map(key).collect();
         let mut want_sorted: Vec<String> = want.iter().map(key).collect();
         got_sorted.sort();
@@ -205,8 +217,14 @@ async fn every_value_of_the_fixture_survives_parquet() {
     let conv_rows = &read_table(dir.path(), Table::Conversations)[0];
     let extra = cell(conv_rows.column_by_name("extra").expect("extra"), 0);
     let extra: Value = serde_json::from_str(extra.as_str().expect("extra")).expect("json");
-    assert_eq!(extra["sentimentScore2027"], json!({"v": 1, "label": "positive"}));
-    assert_eq!(cell(conv_rows.column_by_name("external_tag").expect("c"), 0), Value::Null);
+    assert_eq!(
+        extra["sentimentScore2027"],
+        json!({"v": 1, "label": "positive"})
+    );
+    assert_eq!(
+        cell(conv_rows.column_by_name("external_tag").expect("c"), 0),
+        Value::Null
+    );
     let raw = cell(conv_rows.column_by_name("raw").expect("raw"), 0);
     let raw: Value = serde_json::from_str(raw.as_str().expect("raw")).expect("json");
     assert_eq!(raw, conv, "raw keeps the record");
@@ -219,15 +237,26 @@ async fn every_value_of_the_fixture_survives_parquet() {
     let names: Vec<Value> = (0..parts.num_rows())
         .map(|i| cell(parts.column_by_name("participant_name").expect("c"), i))
         .collect();
-    assert!(names.contains(&json!("José Müller 王秀英 Zoë Ørsted")), "{names:?}");
+    assert!(
+        names.contains(&json!("José Müller 王秀英 Zoë Ørsted")),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
 async fn files_carry_the_schema_version_and_timestamps_are_utc() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_tables(dir.path(), &format!("[{}]", fixture())).await;
-    let d = dir.path().join("segments").join(format!("conversation_date={DATE}"));
-    let path = std::fs::read_dir(&d).expect("dir").flatten().next().expect("file").path();
+    let d = dir
+        .path()
+        .join("segments")
+        .join(format!("conversation_date={DATE}"));
+    let path = std::fs::read_dir(&d)
+        .expect("dir")
+        .flatten()
+        .next()
+        .expect("file")
+        .path();
     let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).expect("open"))
         .expect("reader");
     let kv = reader
@@ -241,7 +270,10 @@ async fn files_carry_the_schema_version_and_timestamps_are_utc() {
     assert_eq!(get("genesys_parquet.table").as_deref(), Some("segments"));
     let schema = reader.schema();
     assert_eq!(
-        schema.field_with_name("segment_start").expect("col").data_type(),
+        schema
+            .field_with_name("segment_start")
+            .expect("col")
+            .data_type(),
         &Ty::Time.arrow()
     );
 }
@@ -259,7 +291,10 @@ async fn duckdb_reads_the_tables_and_the_ddl_matches_the_files() {
     let conv = fixture();
     // Three conversations: the fixture, and two copies with other ids.
     let mut recs = vec![conv.clone()];
-    for id in ["11111111-0000-4000-8000-000000000001", "11111111-0000-4000-8000-000000000002"] {
+    for id in [
+        "11111111-0000-4000-8000-000000000001",
+        "11111111-0000-4000-8000-000000000002",
+    ] {
         let mut c = conv.clone();
         c["conversationId"] = json!(id);
         recs.push(c);
@@ -324,7 +359,10 @@ print(json.dumps(res))
     for (child, n) in res["orphans"].as_object().expect("orphans") {
         assert_eq!(n, &json!(0), "{child} rows without a parent");
     }
-    assert_eq!(res["types"]["conversation_start"], "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(
+        res["types"]["conversation_start"],
+        "TIMESTAMP WITH TIME ZONE"
+    );
     assert_eq!(res["start"], "2026-11-20 09:58:01.123000");
     assert_eq!(res["ddl_mismatch"], json!([]), "{}", res["ddl_mismatch"]);
 }
@@ -353,7 +391,12 @@ async fn the_real_examples_convert() {
         batches.extend(c.finish().expect(name));
         conversations += c.stats().conversations;
         assert!(c.stats().rows["segments"] > 0, "{name}");
-        assert_eq!(c.stats().unknown_fields(), 0, "{name}: {:?}", c.stats().unknown_fields);
+        assert_eq!(
+            c.stats().unknown_fields(),
+            0,
+            "{name}: {:?}",
+            c.stats().unknown_fields
+        );
     }
     assert_eq!(conversations, 3);
 }

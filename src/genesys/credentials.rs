@@ -38,7 +38,10 @@ impl Credentials {
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| GenesysError::Credentials(format!("{k} is not set")))
         };
-        Ok(Self::new(get("GENESYS_CLIENT_ID")?, get("GENESYS_CLIENT_SECRET")?))
+        Ok(Self::new(
+            get("GENESYS_CLIENT_ID")?,
+            get("GENESYS_CLIENT_SECRET")?,
+        ))
     }
 
     /// The secret's JSON: `{"client_id": "…", "client_secret": "…"}`.

@@ -28,7 +28,11 @@ pub enum GenesysError {
         correlation_id: Option<String>,
     },
     #[error("{what}: the service asked to retry in {seconds} s (Retry-After), over the {max} s this client waits; try again later")]
-    RetryAfterTooLong { what: String, seconds: u64, max: u64 },
+    RetryAfterTooLong {
+        what: String,
+        seconds: u64,
+        max: u64,
+    },
     #[error("{what}: gave up after {attempts} attempts; last error: {last}")]
     RetriesExhausted {
         what: String,

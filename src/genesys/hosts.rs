@@ -46,7 +46,11 @@ impl Hosts {
             .find(|(r, _)| r.eq_ignore_ascii_case(name.trim()))
             .ok_or_else(|| GenesysError::UnknownRegion {
                 name: name.to_string(),
-                valid: REGIONS.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", "),
+                valid: REGIONS
+                    .iter()
+                    .map(|(r, _)| *r)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?;
         let login = api.replacen("https://api.", "https://login.", 1);
         Hosts::custom(api, &login)
@@ -80,7 +84,10 @@ mod tests {
 
     #[test]
     fn embedded_regions_equal_the_shared_table() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/genesys/regions.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/genesys/regions.json"
+        );
         let shared: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&std::fs::read_to_string(path).expect("regions.json"))
                 .expect("json");
@@ -95,8 +102,13 @@ mod tests {
         let h = Hosts::for_region("us-west-2").expect("region");
         assert_eq!(h.api.as_str(), "https://api.usw2.pure.cloud/");
         assert_eq!(h.login.as_str(), "https://login.usw2.pure.cloud/");
-        let e = Hosts::for_region("us-east-9").expect_err("unknown").to_string();
-        assert!(e.contains("us-east-9") && e.contains("eusc-de-east-1"), "{e}");
+        let e = Hosts::for_region("us-east-9")
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            e.contains("us-east-9") && e.contains("eusc-de-east-1"),
+            "{e}"
+        );
         assert!(Hosts::custom("ftp://x", "http://y").is_err());
     }
 }

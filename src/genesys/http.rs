@@ -283,7 +283,11 @@ impl Transport {
     }
 
     /// Sends the request until it succeeds or must fail; returns the body.
-    pub async fn send(&self, req: &Request<'_>, stats: &RequestStats) -> Result<Bytes, GenesysError> {
+    pub async fn send(
+        &self,
+        req: &Request<'_>,
+        stats: &RequestStats,
+    ) -> Result<Bytes, GenesysError> {
         let url = self.url(&self.hosts.api, &req.path)?;
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
@@ -335,7 +339,10 @@ impl Transport {
                                 });
                             }
                         }
-                        ("HTTP 429 Too Many Requests".to_string(), after.map(Duration::from_secs))
+                        (
+                            "HTTP 429 Too Many Requests".to_string(),
+                            after.map(Duration::from_secs),
+                        )
                     } else if status == StatusCode::REQUEST_TIMEOUT
                         || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
                     {
@@ -378,9 +385,9 @@ async fn api_error(what: &str, resp: reqwest::Response) -> GenesysError {
         what: what.to_string(),
         status: status.as_u16(),
         code: parsed.code.unwrap_or_else(|| "-".into()),
-        message: parsed.message.unwrap_or_else(|| {
-            String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
-        }),
+        message: parsed
+            .message
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()),
         context_id: parsed.context_id.unwrap_or_else(|| "-".into()),
         correlation_id,
     }

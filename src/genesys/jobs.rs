@@ -11,7 +11,9 @@ use futures::stream::BoxStream;
 use reqwest::Method;
 
 use super::http::{Request, RequestStats, Transport};
-use super::model::{AsyncConversationQuery, AsyncQueryResponse, AsyncQueryStatus, JobState, PATH_JOBS};
+use super::model::{
+    AsyncConversationQuery, AsyncQueryResponse, AsyncQueryStatus, JobState, PATH_JOBS,
+};
 use super::{ClientConfig, GenesysError};
 use crate::interval::Interval;
 use crate::page::{Page, PageOrigin};
@@ -20,7 +22,11 @@ enum JobEnd {
     /// Results paged to the end.
     Done,
     /// FAILED / CANCELLED / EXPIRED, or results gone mid-way: submit again.
-    Resubmit { job_id: String, state: String, message: Option<String> },
+    Resubmit {
+        job_id: String,
+        state: String,
+        message: Option<String>,
+    },
     /// More results than one job may page through.
     Split,
 }
@@ -128,7 +134,11 @@ pub(super) fn job_pages(
     })
 }
 
-async fn submit(t: &Transport, iv: &Interval, stats: &RequestStats) -> Result<String, GenesysError> {
+async fn submit(
+    t: &Transport,
+    iv: &Interval,
+    stats: &RequestStats,
+) -> Result<String, GenesysError> {
     let body = AsyncConversationQuery {
         interval: iv.to_genesys(),
         order: Some("asc".into()),
@@ -146,10 +156,11 @@ async fn submit(t: &Transport, iv: &Interval, stats: &RequestStats) -> Result<St
         what: format!("submitting a job for {iv}"),
     };
     let resp = t.send(&req, stats).await?;
-    let r: AsyncQueryResponse = serde_json::from_slice(&resp).map_err(|e| GenesysError::Decode {
-        what: req.what.clone(),
-        reason: e.to_string(),
-    })?;
+    let r: AsyncQueryResponse =
+        serde_json::from_slice(&resp).map_err(|e| GenesysError::Decode {
+            what: req.what.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(r.job_id)
 }
 
@@ -196,7 +207,9 @@ async fn poll(
                 attempts: 1,
             });
         }
-        delay = (delay.mul_f32(1.5)).min(cfg.job_poll_max).max(Duration::from_millis(10));
+        delay = (delay.mul_f32(1.5))
+            .min(cfg.job_poll_max)
+            .max(Duration::from_millis(10));
     }
 }
 

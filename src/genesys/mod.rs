@@ -66,7 +66,9 @@ impl FromStr for Mode {
             "auto" => Ok(Mode::Auto),
             "jobs" => Ok(Mode::Jobs),
             "query" => Ok(Mode::Query),
-            other => Err(format!("unknown mode {other:?} (expected auto, jobs or query)")),
+            other => Err(format!(
+                "unknown mode {other:?} (expected auto, jobs or query)"
+            )),
         }
     }
 }

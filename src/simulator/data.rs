@@ -127,7 +127,10 @@ impl Dataset {
     }
 
     pub fn started_in(&self, interval: &Interval) -> Vec<ConvRef> {
-        let (s, e) = (interval.start.timestamp_millis(), interval.end.timestamp_millis());
+        let (s, e) = (
+            interval.start.timestamp_millis(),
+            interval.end.timestamp_millis(),
+        );
         interval
             .dates()
             .into_iter()
@@ -139,7 +142,10 @@ impl Dataset {
     /// Conversations with activity in the interval (start before its end, end after its
     /// start; in-progress ones are active until `now`), ordered by start.
     pub fn active_in(&self, interval: &Interval, now: DateTime<Utc>) -> Vec<ConvRef> {
-        let (s, e) = (interval.start.timestamp_millis(), interval.end.timestamp_millis());
+        let (s, e) = (
+            interval.start.timestamp_millis(),
+            interval.end.timestamp_millis(),
+        );
         let now = now.timestamp_millis();
         let first = (interval.start - Duration::milliseconds(MAX_DURATION_MS)).date_naive();
         let mut out = Vec::new();
@@ -196,7 +202,7 @@ impl Dataset {
                 }
                 line.push_str(&self.record(c, false, now));
             }
-            let _ = write!(line, "],\"totalHits\":{}}}\n", all.len());
+            let _ = writeln!(line, "],\"totalHits\":{}}}", all.len());
             w.write_all(line.as_bytes())?;
             bytes += line.len() as u64;
         }
@@ -403,16 +409,31 @@ impl Gen<'_> {
         if ended {
             o.time("conversationEnd", c.end_ms);
         }
-        o.str("originatingDirection", if inbound { "inbound" } else { "outbound" })
-            .strs("divisionIds", &[DIVISION])
-            .str("conversationInitiator", if inbound { "customer" } else { "agent" })
-            .bool("customerParticipation", true);
+        o.str(
+            "originatingDirection",
+            if inbound { "inbound" } else { "outbound" },
+        )
+        .strs("divisionIds", &[DIVISION])
+        .str(
+            "conversationInitiator",
+            if inbound { "customer" } else { "agent" },
+        )
+        .bool("customerParticipation", true);
         if media == "voice" {
-            o.float("mediaStatsMinConversationMos", self.rng.random_range(2.5..4.5))
-                .float("mediaStatsMinConversationRFactor", self.rng.random_range(60.0..93.0));
+            o.float(
+                "mediaStatsMinConversationMos",
+                self.rng.random_range(2.5..4.5),
+            )
+            .float(
+                "mediaStatsMinConversationRFactor",
+                self.rng.random_range(60.0..93.0),
+            );
         }
         if self.rng.random_bool(0.05) {
-            o.str("externalTag", &format!("crm-{}", self.rng.random_range(10_000..99_999)));
+            o.str(
+                "externalTag",
+                &format!("crm-{}", self.rng.random_range(10_000..99_999)),
+            );
         }
         if unknown_field {
             o.raw("sentimentScore2027", "{\"v\":1,\"label\":\"positive\"}");
@@ -438,13 +459,19 @@ impl Gen<'_> {
         let acd_end = ivr_end + span / 8;
         // Customer.
         sep(list);
-        self.participant(list, "customer", None, media, c.start_ms, end, ended, queue, inbound);
+        self.participant(
+            list, "customer", None, media, c.start_ms, end, ended, queue, inbound,
+        );
         if matches!(media, "voice" | "callback") {
             sep(list);
-            self.participant(list, "ivr", None, media, c.start_ms, ivr_end, true, queue, inbound);
+            self.participant(
+                list, "ivr", None, media, c.start_ms, ivr_end, true, queue, inbound,
+            );
         }
         sep(list);
-        self.participant(list, "acd", None, media, ivr_end, acd_end, true, queue, inbound);
+        self.participant(
+            list, "acd", None, media, ivr_end, acd_end, true, queue, inbound,
+        );
         let slice = ((end - acd_end) / i64::from(agents)).max(1000);
         for a in 0..agents {
             let s = acd_end + slice * i64::from(a);
@@ -609,7 +636,10 @@ impl Gen<'_> {
                 s.str("addressFrom", "customer-handle")
                     .str("addressTo", "brand-handle");
                 if media == "message" {
-                    s.str("messageType", self.pick(&["sms", "whatsapp", "webmessaging"]));
+                    s.str(
+                        "messageType",
+                        self.pick(&["sms", "whatsapp", "webmessaging"]),
+                    );
                 }
             }
         }
@@ -624,7 +654,8 @@ impl Gen<'_> {
                         list.push(',');
                     }
                     let mut a = Obj::open(list);
-                    a.str("proposedAgentId", &uuid(self.rng)).int("agentRank", i + 1);
+                    a.str("proposedAgentId", &uuid(self.rng))
+                        .int("agentRank", i + 1);
                     a.close();
                 }
                 list.push(']');
@@ -655,7 +686,10 @@ impl Gen<'_> {
             let outcomes = f.list("outcomes");
             let mut oc = Obj::open(outcomes);
             oc.str("flowOutcomeId", "9d8c7b6a-1234-4567-89ab-cdef01234567")
-                .str("flowOutcome", "9d8c7b6a-1234-4567-89ab-cdef01234567=Identified")
+                .str(
+                    "flowOutcome",
+                    "9d8c7b6a-1234-4567-89ab-cdef01234567=Identified",
+                )
                 .str("flowOutcomeValue", "SUCCESS")
                 .time("flowOutcomeStartTimestamp", start + 1000)
                 .time("flowOutcomeEndTimestamp", start + 20_000);
@@ -704,7 +738,10 @@ impl Gen<'_> {
                     so.bool("conference", false);
                 }
                 if g.kind == "interact" && purpose == "acd" && self.rng.random_bool(0.2) {
-                    so.strs("requestedRoutingSkillIds", &["b0b0b0b0-0000-4000-8000-000000000001"]);
+                    so.strs(
+                        "requestedRoutingSkillIds",
+                        &["b0b0b0b0-0000-4000-8000-000000000001"],
+                    );
                     let list = so.list("scoredAgents");
                     let mut a = Obj::open(list);
                     a.str("scoredAgentId", &uuid(self.rng))
@@ -722,7 +759,8 @@ impl Gen<'_> {
                     list.push(']');
                 }
                 if g.disconnect.is_some() && media == "voice" && purpose == "customer" {
-                    so.ints("sipResponseCodes", &[200]).ints("q850ResponseCodes", &[16]);
+                    so.ints("sipResponseCodes", &[200])
+                        .ints("q850ResponseCodes", &[16]);
                 }
                 so.close();
                 let d = if g.end > 0 { g.end - g.start } else { 0 };
@@ -779,7 +817,9 @@ impl Gen<'_> {
                     list.push(',');
                 }
                 let mut m = Obj::open(list);
-                m.str("name", name).int("value", *value).time("emitDate", emit);
+                m.str("name", name)
+                    .int("value", *value)
+                    .time("emitDate", emit);
                 m.close();
             }
             list.push(']');
@@ -804,7 +844,14 @@ impl Gen<'_> {
         s.close();
     }
 
-    fn segments(&mut self, purpose: &str, start: i64, end: i64, ended: bool, queue: &'static str) -> Vec<Seg> {
+    fn segments(
+        &mut self,
+        purpose: &str,
+        start: i64,
+        end: i64,
+        ended: bool,
+        queue: &'static str,
+    ) -> Vec<Seg> {
         let seg = |kind, start, end, queue, disconnect, wrapup| Seg {
             kind,
             start,
@@ -824,21 +871,49 @@ impl Gen<'_> {
                     let hold_end = mid + (acw_start - mid) / 4;
                     v.push(seg("interact", alert_end, mid, Some(queue), None, false));
                     v.push(seg("hold", mid, hold_end, Some(queue), None, false));
-                    v.push(seg("interact", hold_end, acw_start, Some(queue), Some("client"), false));
+                    v.push(seg(
+                        "interact",
+                        hold_end,
+                        acw_start,
+                        Some(queue),
+                        Some("client"),
+                        false,
+                    ));
                 } else {
-                    v.push(seg("interact", alert_end, acw_start, Some(queue), Some("client"), false));
+                    v.push(seg(
+                        "interact",
+                        alert_end,
+                        acw_start,
+                        Some(queue),
+                        Some("client"),
+                        false,
+                    ));
                 }
                 v.push(seg("wrapup", acw_start, last_end, Some(queue), None, true));
                 v
             }
-            "acd" => vec![seg("interact", start, end, Some(queue), Some("transfer"), false)],
+            "acd" => vec![seg(
+                "interact",
+                start,
+                end,
+                Some(queue),
+                Some("transfer"),
+                false,
+            )],
             "ivr" => vec![
                 seg("system", start, start + 500, None, None, false),
                 seg("interact", start + 500, end, None, Some("transfer"), false),
             ],
             _ => vec![
                 seg("system", start, start + 300, None, None, false),
-                seg("interact", start + 300, last_end, None, ended.then_some("peer"), false),
+                seg(
+                    "interact",
+                    start + 300,
+                    last_end,
+                    None,
+                    ended.then_some("peer"),
+                    false,
+                ),
             ],
         }
     }
@@ -875,7 +950,10 @@ mod tests {
         }
         let avg = total / 300;
         assert!((3000..12_000).contains(&avg), "average record size {avg}");
-        let other = Dataset::new(DataConfig { seed: 8, ..a.config().clone() });
+        let other = Dataset::new(DataConfig {
+            seed: 8,
+            ..a.config().clone()
+        });
         assert_ne!(other.day(day[0].date)[0].id, day[0].id);
     }
 
@@ -887,7 +965,10 @@ mod tests {
         let iv = Interval::day(day);
         let started = d.started_in(&iv);
         let active = d.active_in(&iv, Utc::now());
-        assert!(active.len() > started.len(), "conversations crossing midnight");
+        assert!(
+            active.len() > started.len(),
+            "conversations crossing midnight"
+        );
         assert!(started.iter().all(|c| active.contains(c)));
     }
 }

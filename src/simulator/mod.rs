@@ -161,7 +161,10 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<SimHandle> {
 }
 
 /// Serves on `listener` until the handle is shut down.
-pub async fn serve(listener: tokio::net::TcpListener, cfg: SimConfig) -> std::io::Result<SimHandle> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cfg: SimConfig,
+) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
     let state = Arc::new(server::State::new(cfg));
     let app = server::router(state.clone());

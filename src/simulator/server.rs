@@ -20,9 +20,7 @@ use serde_json::{json, Value};
 
 use super::data::{ConvRef, Dataset};
 use super::SimConfig;
-use crate::genesys::model::{
-    PATH_DETAILS_QUERY, PATH_JOBS, PATH_JOBS_AVAILABILITY, PATH_TOKEN,
-};
+use crate::genesys::model::{PATH_DETAILS_QUERY, PATH_JOBS, PATH_JOBS_AVAILABILITY, PATH_TOKEN};
 use crate::interval::{day_start, format_millis, parse_time, Interval};
 
 /// What the simulator has served.
@@ -104,7 +102,10 @@ pub fn router(state: Shared) -> Router {
         .route(PATH_DETAILS_QUERY, post(details_query))
         .route(PATH_JOBS, post(submit_job))
         .route(PATH_JOBS_AVAILABILITY, get(availability))
-        .route(&format!("{PATH_JOBS}/{{id}}"), get(job_status).delete(delete_job))
+        .route(
+            &format!("{PATH_JOBS}/{{id}}"),
+            get(job_status).delete(delete_job),
+        )
         .route(&format!("{PATH_JOBS}/{{id}}/results"), get(job_results))
         .with_state(state)
 }
@@ -208,7 +209,9 @@ async fn gate(state: &State, headers: &HeaderMap, endpoint: &str) -> Result<(), 
         *window = (now, 0);
     }
     if window.1 >= limit {
-        let left = 60u64.saturating_sub(now.duration_since(window.0).as_secs()).max(1);
+        let left = 60u64
+            .saturating_sub(now.duration_since(window.0).as_secs())
+            .max(1);
         g.stats.http_429 += 1;
         return Err(too_many(left));
     }
@@ -256,7 +259,10 @@ async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes)
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok());
     let form = String::from_utf8_lossy(&body);
-    if !form.split('&').any(|kv| kv == "grant_type=client_credentials") {
+    if !form
+        .split('&')
+        .any(|kv| kv == "grant_type=client_credentials")
+    {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -264,10 +270,18 @@ async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes)
         );
     }
     let Some((id, secret)) = basic.as_deref().and_then(|s| s.split_once(':')) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "client not found");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "client not found",
+        );
     };
     if id != state.cfg.client_id {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "client not found");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "client not found",
+        );
     }
     if secret != state.cfg.client_secret {
         return oauth_error(
@@ -276,12 +290,18 @@ async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes)
             "authentication failed",
         );
     }
-    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let lifetime = state.cfg.token_lifetime_secs;
     let mut g = state.lock();
     g.stats.logins += 1;
-    g.tokens
-        .insert(token.clone(), Instant::now() + StdDuration::from_secs(lifetime));
+    g.tokens.insert(
+        token.clone(),
+        Instant::now() + StdDuration::from_secs(lifetime),
+    );
     json_response(
         StatusCode::OK,
         json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime}).to_string(),
@@ -313,6 +333,8 @@ const JOB_FIELDS: &[&str] = &[
     "resolutionFilters",
 ];
 
+// Handlers answer with a `Response` either way; boxing the error side would buy nothing.
+#[allow(clippy::result_large_err)]
 /// Parses a request body strictly, like the service: unknown fields are refused.
 fn strict_body(body: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, Value>, Response> {
     if body.len() > 512_000 {
@@ -335,14 +357,21 @@ fn strict_body(body: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, 
     Ok(map)
 }
 
-fn parse_interval(map: &serde_json::Map<String, Value>, max_days: i64) -> Result<Interval, Response> {
+#[allow(clippy::result_large_err)]
+fn parse_interval(
+    map: &serde_json::Map<String, Value>,
+    max_days: i64,
+) -> Result<Interval, Response> {
     let text = map
         .get("interval")
         .and_then(Value::as_str)
         .ok_or_else(|| bad_request("You must specify an interval."))?;
     let invalid = || bad_request(&format!("Invalid interval: {text}"));
     let (s, e) = text.split_once('/').ok_or_else(invalid)?;
-    let (s, e) = (parse_time(s).map_err(|_| invalid())?, parse_time(e).map_err(|_| invalid())?);
+    let (s, e) = (
+        parse_time(s).map_err(|_| invalid())?,
+        parse_time(e).map_err(|_| invalid())?,
+    );
     let interval = Interval::new(s, e).map_err(|_| invalid())?;
     if interval.duration() > Duration::days(max_days) {
         return Err(bad_request(
@@ -364,7 +393,11 @@ fn records_json(state: &State, refs: &[ConvRef], with_attributes: bool) -> Strin
     s
 }
 
-async fn details_query(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn details_query(
+    AxState(state): AxState<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Err(r) = gate(&state, &headers, "details_query").await {
         return r;
     }
@@ -378,7 +411,10 @@ async fn details_query(AxState(state): AxState<Shared>, headers: HeaderMap, body
     };
     let paging = map.get("paging").cloned().unwrap_or(json!({}));
     let size = paging.get("pageSize").and_then(Value::as_u64).unwrap_or(25);
-    let number = paging.get("pageNumber").and_then(Value::as_u64).unwrap_or(1);
+    let number = paging
+        .get("pageNumber")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
     let max = u64::from(state.cfg.query_max_page_size);
     if size == 0 || size > max {
         return bad_request(&format!("Max page size is {max}"));
@@ -394,7 +430,10 @@ async fn details_query(AxState(state): AxState<Shared>, headers: HeaderMap, body
     }
     let desc = map.get("order").and_then(Value::as_str) == Some("desc");
     let by_end = map.get("orderBy").and_then(Value::as_str) == Some("conversationEnd");
-    let key = (interval.start.timestamp_millis(), interval.end.timestamp_millis());
+    let key = (
+        interval.start.timestamp_millis(),
+        interval.end.timestamp_millis(),
+    );
     let cached = state.lock().query_cache.get(&key).cloned();
     let all = match cached {
         Some(a) => a,
@@ -532,7 +571,8 @@ async fn job_status(
         body["completionDate"] = json!(format_millis(ready));
     }
     if st == "FAILED" {
-        body["errorMessage"] = json!("Job failed: the analytics query could not be completed (simulated fault)");
+        body["errorMessage"] =
+            json!("Job failed: the analytics query could not be completed (simulated fault)");
     }
     json_response(StatusCode::OK, body.to_string())
 }
@@ -627,7 +667,8 @@ async fn job_results(
     body.push_str(&records_json(&state, &refs[from..to], true));
     body.push(']');
     if to < refs.len() {
-        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{to}"));
+        let cursor =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{to}"));
         body.push_str(&format!(",\"cursor\":\"{cursor}\""));
     }
     body.push_str(&format!(

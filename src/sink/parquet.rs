@@ -53,7 +53,10 @@ impl FromStr for Codec {
                 let l = rest
                     .strip_suffix(')')
                     .ok_or_else(|| format!("{s:?}: missing ')'"))?;
-                (n, Some(l.parse::<i64>().map_err(|_| format!("{s:?}: bad level"))?))
+                (
+                    n,
+                    Some(l.parse::<i64>().map_err(|_| format!("{s:?}: bad level"))?),
+                )
             }
             None => (s.as_str(), None),
         };

@@ -105,7 +105,10 @@ impl DayWriter {
         let table = tb.table;
         if !self.open.contains_key(&table) {
             let part = self.next_part.entry(table).or_insert(0);
-            let (upload, key) = self.store.create_part(&self.lease, table.name(), *part).await?;
+            let (upload, key) = self
+                .store
+                .create_part(&self.lease, table.name(), *part)
+                .await?;
             *part += 1;
             let (w, handle) = UploadWriter::new(upload);
             let writer = TableFileWriter::try_new(w, table, &self.settings, &self.meta).map_err(
@@ -209,11 +212,7 @@ impl DayWriter {
             started,
             finished: Utc::now(),
             conversations,
-            rows: self
-                .rows
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
+            rows: self.rows.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             files: std::mem::take(&mut self.files),
         };
         self.store.publish(&self.lease, &manifest).await?;
@@ -237,7 +236,11 @@ impl DayWriter {
         self.store.put_raw(&self.lease, &name, gz_ndjson).await?;
         self.files.push(ManifestFile {
             table: super::RAW_TABLE.to_string(),
-            key: format!("{}/conversation_date={}/{name}", super::RAW_TABLE, self.lease.date),
+            key: format!(
+                "{}/conversation_date={}/{name}",
+                super::RAW_TABLE,
+                self.lease.date
+            ),
             rows: 0,
             bytes,
             sha256,

@@ -189,7 +189,8 @@ impl Converter {
             let n = buf.len;
             *self.stats.rows.entry(t.name()).or_default() += n as u64;
             let parent_rows = UInt32Array::from(std::mem::take(&mut buf.parent_rows));
-            let mut own: Vec<Option<ArrayRef>> = buf.cols.iter_mut().map(|c| Some(c.finish())).collect();
+            let mut own: Vec<Option<ArrayRef>> =
+                buf.cols.iter_mut().map(|c| Some(c.finish())).collect();
             let index: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut buf.index)));
             let extra: ArrayRef = Arc::new(buf.extra.finish());
             let raw: ArrayRef = Arc::new(buf.raw.finish());
@@ -220,7 +221,10 @@ impl Converter {
                 };
                 if matches!(
                     col.name.as_str(),
-                    "conversation_id" | "conversation_start" | "participant_id" | "session_id"
+                    "conversation_id"
+                        | "conversation_start"
+                        | "participant_id"
+                        | "session_id"
                         | "segment_index"
                 ) {
                     keys[t.idx()].insert(key_name(&col.name), array.clone());
@@ -449,7 +453,11 @@ fn parse_str(raw: &str) -> Option<Cow<'_, str>> {
 /// own examples).
 pub fn parse_time_ms(s: &str) -> Option<i64> {
     fast_time(s.as_bytes())
-        .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis()))
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp_millis())
+        })
         .or_else(|| {
             NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
                 .ok()
@@ -870,41 +878,83 @@ mod tests {
             [Some("2026-11-20".into()), Some("2026-11-21".into())]
         );
         let extra = strs(conv, "extra");
-        let e: serde_json::Value = serde_json::from_str(extra[0].as_deref().expect("extra")).expect("json");
-        assert_eq!(e, serde_json::json!({"mediaStatsMinConversationMos": "bad", "sentimentScore2027": {"v": 1}}));
+        let e: serde_json::Value =
+            serde_json::from_str(extra[0].as_deref().expect("extra")).expect("json");
+        assert_eq!(
+            e,
+            serde_json::json!({"mediaStatsMinConversationMos": "bad", "sentimentScore2027": {"v": 1}})
+        );
         assert_eq!(extra[1], None);
         assert!(col(conv, "media_stats_min_conversation_mos").is_null(0));
         assert!(col(conv, "conversation_end").is_null(1));
         let divs = col(conv, "division_ids").as_list::<i32>();
-        assert_eq!(divs.value(0).as_string::<i32>().iter().collect::<Vec<_>>(), [Some("d1"), Some("d2")]);
+        assert_eq!(
+            divs.value(0).as_string::<i32>().iter().collect::<Vec<_>>(),
+            [Some("d1"), Some("d2")]
+        );
         assert_eq!(stats.type_mismatches(), 1);
         assert_eq!(stats.unknown_fields(), 2); // sentimentScore2027 + flow.futureFlowField
 
         // Segments came before sessionId in the JSON; keys are still right.
         let seg = &b[&Table::Segments];
         assert_eq!(seg.num_rows(), 2);
-        assert_eq!(strs(seg, "session_id"), [Some("s1".into()), Some("s1".into())]);
-        assert_eq!(strs(seg, "participant_id"), [Some("p1".into()), Some("p1".into())]);
-        assert_eq!(strs(seg, "conversation_id"), [Some("c1".into()), Some("c1".into())]);
-        assert_eq!(strs(seg, "segment_type"), [Some("interact".into()), Some("teleporting".into())]);
+        assert_eq!(
+            strs(seg, "session_id"),
+            [Some("s1".into()), Some("s1".into())]
+        );
+        assert_eq!(
+            strs(seg, "participant_id"),
+            [Some("p1".into()), Some("p1".into())]
+        );
+        assert_eq!(
+            strs(seg, "conversation_id"),
+            [Some("c1".into()), Some("c1".into())]
+        );
+        assert_eq!(
+            strs(seg, "segment_type"),
+            [Some("interact".into()), Some("teleporting".into())]
+        );
         let idx = col(seg, "segment_index").as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(idx.values().to_vec(), vec![0, 1]);
         let start = col(seg, "conversation_start").as_primitive::<TimestampMillisecondType>();
-        assert_eq!(start.value(0), parse_time_ms("2026-11-20T23:59:00.000Z").expect("t"));
+        assert_eq!(
+            start.value(0),
+            parse_time_ms("2026-11-20T23:59:00.000Z").expect("t")
+        );
 
         let props = &b[&Table::SegmentProperties];
-        assert_eq!(col(props, "segment_index").as_primitive::<arrow::datatypes::Int64Type>().value(0), 1);
+        assert_eq!(
+            col(props, "segment_index")
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            1
+        );
         let sess = &b[&Table::Sessions];
         assert_eq!(strs(sess, "flow_id"), [Some("f1".into())]);
-        let e: serde_json::Value = serde_json::from_str(strs(sess, "extra")[0].as_deref().expect("extra")).expect("json");
+        let e: serde_json::Value =
+            serde_json::from_str(strs(sess, "extra")[0].as_deref().expect("extra")).expect("json");
         assert_eq!(e, serde_json::json!({"flow.futureFlowField": 1}));
-        assert_eq!(strs(&b[&Table::FlowOutcomes], "session_id"), [Some("s1".into())]);
+        assert_eq!(
+            strs(&b[&Table::FlowOutcomes], "session_id"),
+            [Some("s1".into())]
+        );
         let attrs = &b[&Table::ParticipantAttributes];
         assert_eq!(strs(attrs, "name"), [Some("a".into()), Some("b".into())]);
-        assert_eq!(strs(attrs, "value"), [Some("1".into()), Some("x\"y".into())]);
-        assert_eq!(strs(&b[&Table::Participants], "participant_name"), [Some("José Müller".into())]);
+        assert_eq!(
+            strs(attrs, "value"),
+            [Some("1".into()), Some("x\"y".into())]
+        );
+        assert_eq!(
+            strs(&b[&Table::Participants], "participant_name"),
+            [Some("José Müller".into())]
+        );
         let m = &b[&Table::SessionMetrics];
-        assert_eq!(col(m, "value").as_primitive::<arrow::datatypes::Int64Type>().value(0), 1234);
+        assert_eq!(
+            col(m, "value")
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            1234
+        );
         // Tables the records don't fill produce no batch.
         assert!(!b.contains_key(&Table::Surveys));
     }
@@ -912,10 +962,19 @@ mod tests {
     #[test]
     fn bad_records_name_page_and_record() {
         for (json, needle) in [
-            (r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T00:00:00.000Z"},{"conversationStart":"2026-11-20T00:00:00.000Z"}]}"#, "record 1: no conversationId"),
-            (r#"{"conversations":[{"conversationId":"c9","conversationStart":"soon"}]}"#, "record 0 (conversation c9): conversationStart"),
+            (
+                r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T00:00:00.000Z"},{"conversationStart":"2026-11-20T00:00:00.000Z"}]}"#,
+                "record 1: no conversationId",
+            ),
+            (
+                r#"{"conversations":[{"conversationId":"c9","conversationStart":"soon"}]}"#,
+                "record 0 (conversation c9): conversationStart",
+            ),
             (r#"{"conversations":[[1,2]]}"#, "record 0"),
-            (r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T00:00:00.000Z","participants":7}]}"#, "list of AnalyticsParticipant"),
+            (
+                r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T00:00:00.000Z","participants":7}]}"#,
+                "list of AnalyticsParticipant",
+            ),
         ] {
             let mut c = Converter::new(ConvertOptions::default());
             let err = c.push_page(&page(json)).expect_err(json).to_string();
@@ -931,11 +990,20 @@ mod tests {
             recs.push(format!(r#"{{"conversationId":"c{i}","conversationStart":"2026-11-20T00:00:00.000Z","participants":[{{"participantId":"p{i}"}},{{"participantId":"q{i}"}}]}}"#));
         }
         let json = format!(r#"{{"conversations":[{}]}}"#, recs.join(","));
-        let mut c = Converter::new(ConvertOptions { batch_rows: 100, ..ConvertOptions::default() });
+        let mut c = Converter::new(ConvertOptions {
+            batch_rows: 100,
+            ..ConvertOptions::default()
+        });
         let mut batches = c.push_page(&page(&json)).expect("push");
         assert!(batches.len() >= 4, "{}", batches.len());
         batches.extend(c.finish().expect("finish"));
-        let rows = |t| batches.iter().filter(|b| b.table == t).map(|b| b.batch.num_rows()).sum::<usize>();
+        let rows = |t| {
+            batches
+                .iter()
+                .filter(|b| b.table == t)
+                .map(|b| b.batch.num_rows())
+                .sum::<usize>()
+        };
         assert_eq!(rows(Table::Conversations), 250);
         assert_eq!(rows(Table::Participants), 500);
         // Keys stay aligned across flushes.

@@ -56,6 +56,10 @@ mod tests {
         assert!(ddl.contains("  `conversation_start` timestamp COMMENT"));
         assert!(ddl.contains("  `division_ids` array<string> COMMENT"));
         assert!(ddl.contains("  `sip_response_codes` array<bigint> COMMENT"));
-        assert_eq!(ddl.matches("PARTITIONED BY (`conversation_date` string)").count(), 15);
+        assert_eq!(
+            ddl.matches("PARTITIONED BY (`conversation_date` string)")
+                .count(),
+            15
+        );
     }
 }

@@ -26,12 +26,32 @@ pub const CONVERSATION: &[Field] = &[
 
 pub const PARTICIPANT: &[Field] = &[
     Field::new("externalContactId", Ty::Str, "External contact identifier"),
-    Field::new("externalOrganizationId", Ty::Str, "External organization identifier"),
-    Field::new("flaggedReason", Ty::Str, "Reason for which participant flagged conversation"),
-    Field::new("participantId", Ty::Str, "Unique identifier for the participant"),
-    Field::new("participantName", Ty::Str, "A human readable name identifying the participant"),
+    Field::new(
+        "externalOrganizationId",
+        Ty::Str,
+        "External organization identifier",
+    ),
+    Field::new(
+        "flaggedReason",
+        Ty::Str,
+        "Reason for which participant flagged conversation",
+    ),
+    Field::new(
+        "participantId",
+        Ty::Str,
+        "Unique identifier for the participant",
+    ),
+    Field::new(
+        "participantName",
+        Ty::Str,
+        "A human readable name identifying the participant",
+    ),
     Field::new("purpose", Ty::Str, "The participant's purpose"),
-    Field::new("screenRecording", Ty::Bool, "Flag determining if a screen recording was started or not"),
+    Field::new(
+        "screenRecording",
+        Ty::Bool,
+        "Flag determining if a screen recording was started or not",
+    ),
     Field::new("teamId", Ty::Str, "The team ID the user is a member of"),
     Field::new("userId", Ty::Str, "Unique identifier for the user"),
 ];
@@ -194,18 +214,42 @@ pub const MEDIA_ENDPOINT_STAT: &[Field] = &[
 ];
 
 pub const PROPOSED_AGENT: &[Field] = &[
-    Field::new("agentRank", Ty::Int, "Proposed agent rank for this conversation from predictive routing (lower is better)"),
-    Field::new("proposedAgentId", Ty::Str, "Unique identifier for the agent that was proposed by predictive routing"),
+    Field::new(
+        "agentRank",
+        Ty::Int,
+        "Proposed agent rank for this conversation from predictive routing (lower is better)",
+    ),
+    Field::new(
+        "proposedAgentId",
+        Ty::Str,
+        "Unique identifier for the agent that was proposed by predictive routing",
+    ),
 ];
 
 pub const AGENT_GROUP: &[Field] = &[
-    Field::new("agentGroupId", Ty::Str, "Conditional group routing agent group identifier"),
-    Field::new("agentGroupType", Ty::Str, "Conditional group routing agent group type"),
+    Field::new(
+        "agentGroupId",
+        Ty::Str,
+        "Conditional group routing agent group identifier",
+    ),
+    Field::new(
+        "agentGroupType",
+        Ty::Str,
+        "Conditional group routing agent group type",
+    ),
 ];
 
 pub const SCORED_AGENT: &[Field] = &[
-    Field::new("agentScore", Ty::Int, "Assigned agent score for this conversation (0 - 100, higher being better)"),
-    Field::new("scoredAgentId", Ty::Str, "Unique identifier for the agent that was scored for this conversation"),
+    Field::new(
+        "agentScore",
+        Ty::Int,
+        "Assigned agent score for this conversation (0 - 100, higher being better)",
+    ),
+    Field::new(
+        "scoredAgentId",
+        Ty::Str,
+        "Unique identifier for the agent that was scored for this conversation",
+    ),
 ];
 
 pub const PROPERTY: &[Field] = &[
@@ -257,4 +301,3 @@ pub const RESOLUTION: &[Field] = &[
     Field::new("queueId", Ty::Str, "The ID of the last queue on which the conversation was handled."),
     Field::new("userId", Ty::Str, "The ID of the last user who handled the conversation."),
 ];
-

@@ -45,9 +45,7 @@ impl Ty {
             Ty::Bool => DataType::Boolean,
             Ty::Time => DataType::Timestamp(TimeUnit::Millisecond, Some(Arc::from("UTC"))),
             Ty::StrList => DataType::List(Arc::new(ArrowField::new("item", DataType::Utf8, true))),
-            Ty::IntList => {
-                DataType::List(Arc::new(ArrowField::new("item", DataType::Int64, true)))
-            }
+            Ty::IntList => DataType::List(Arc::new(ArrowField::new("item", DataType::Int64, true))),
         }
     }
 
@@ -238,8 +236,8 @@ const ATTRIBUTE: &[Field] = &[
 fn specs() -> &'static [TableSpec; 15] {
     static SPECS: OnceLock<[TableSpec; 15]> = OnceLock::new();
     SPECS.get_or_init(|| {
-        let child = |table, name, description, model, source, parent, keys, index, fields| {
-            TableSpec {
+        let child =
+            |table, name, description, model, source, parent, keys, index, fields| TableSpec {
                 table,
                 name,
                 description,
@@ -254,8 +252,7 @@ fn specs() -> &'static [TableSpec; 15] {
                 flatten: None,
                 map: None,
                 raw: false,
-            }
-        };
+            };
         [
             TableSpec {
                 table: Table::Conversations,
@@ -656,9 +653,15 @@ fn build_layout(spec: &TableSpec) -> Layout {
             ArrowField::new(c.name.clone(), c.ty.arrow(), nullable)
         })
         .collect();
-    let metadata: HashMap<String, String> =
-        [("genesys_parquet.schema_version".to_string(), SCHEMA_VERSION.to_string())].into();
-    let file_schema = Arc::new(Schema::new_with_metadata(file_fields.clone(), metadata.clone()));
+    let metadata: HashMap<String, String> = [(
+        "genesys_parquet.schema_version".to_string(),
+        SCHEMA_VERSION.to_string(),
+    )]
+    .into();
+    let file_schema = Arc::new(Schema::new_with_metadata(
+        file_fields.clone(),
+        metadata.clone(),
+    ));
     let mut batch_fields = file_fields;
     batch_fields.push(ArrowField::new(PARTITION_COLUMN, DataType::Utf8, false));
     let batch_schema = Arc::new(Schema::new_with_metadata(batch_fields, metadata));
@@ -728,8 +731,14 @@ mod tests {
     #[test]
     fn snake_case_of_tricky_names() {
         for (json, want) in [
-            ("mediaStatsMinConversationMos", "media_stats_min_conversation_mos"),
-            ("mediaStatsMinConversationRFactor", "media_stats_min_conversation_r_factor"),
+            (
+                "mediaStatsMinConversationMos",
+                "media_stats_min_conversation_mos",
+            ),
+            (
+                "mediaStatsMinConversationRFactor",
+                "media_stats_min_conversation_r_factor",
+            ),
             ("oTotalScore", "o_total_score"),
             ("q850ResponseCodes", "q850_response_codes"),
             ("nNextContactAvoided", "n_next_contact_avoided"),
@@ -760,7 +769,13 @@ mod tests {
             .collect();
         assert_eq!(
             seg,
-            ["conversation_id", "conversation_start", "participant_id", "session_id", "segment_index"]
+            [
+                "conversation_id",
+                "conversation_start",
+                "participant_id",
+                "session_id",
+                "segment_index"
+            ]
         );
     }
 
@@ -768,7 +783,10 @@ mod tests {
     /// flattened flow: nothing the API sends is dropped.
     #[test]
     fn every_sdk_field_is_a_column() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/genesys/sdk-models.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/genesys/sdk-models.json"
+        );
         let models: Value =
             serde_json::from_str(&std::fs::read_to_string(path).expect("sdk-models.json"))
                 .expect("json");
@@ -806,7 +824,10 @@ mod tests {
         let flow = models["AnalyticsFlow"].as_object().expect("flow");
         for name in flow.keys() {
             assert!(
-                Table::Sessions.layout().flat_lookup.contains_key(name.as_str()),
+                Table::Sessions
+                    .layout()
+                    .flat_lookup
+                    .contains_key(name.as_str()),
                 "AnalyticsFlow.{name}"
             );
             checked += 1;

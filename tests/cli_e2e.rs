@@ -1,0 +1,363 @@
+//! End to end, as a user runs it: the `genesys-parquet` binary's simulator on port 0, then
+//! `extract` into a temporary folder, then DuckDB (an independent Parquet reader) reads every
+//! table and the counts are compared with the simulator's truth.
+//!
+//! Needs `GP_PYTHON` (a Python with duckdb), which `.ci/run` sets.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use genesys_parquet::interval::Interval;
+use genesys_parquet::simulator::{Dataset, SimConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_genesys-parquet");
+const SEED: u64 = 11;
+const PER_DAY: u32 = 300;
+/// A fixed past day, so every simulated conversation has ended and the data is the same on
+/// every run.
+const END_DATE: &str = "2026-10-20";
+
+/// A `genesys-parquet simulate` process, killed on drop.
+struct Simulator {
+    child: Child,
+    url: String,
+}
+
+impl Simulator {
+    fn start(extra: &[&str]) -> Simulator {
+        let per_day = PER_DAY.to_string();
+        let seed = SEED.to_string();
+        let mut child = Command::new(BIN)
+            .args(["simulate", "--listen", "127.0.0.1:0", "--seed", &seed])
+            .args(["--per-day", &per_day, "--end-date", END_DATE])
+            .args(["--job-ready-after-ms", "100"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn simulator");
+        let stdout = child.stdout.take().expect("simulator stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read simulator's first line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from simulate: {line:?}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Simulator { child, url }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn extract_cmd(sim: &Simulator, out: &Path, start: &str, end: &str, mode: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["extract", "--start", start, "--end", end, "--mode", mode])
+        .arg("--out")
+        .arg(out)
+        .args(["--api-url", &sim.url, "--login-url", &sim.url])
+        .env("GENESYS_CLIENT_ID", "demo")
+        .env("GENESYS_CLIENT_SECRET", "demo")
+        .env_remove("GENESYS_REGION")
+        .env_remove("GP_OUT")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn run_ok(mut cmd: Command) -> serde_json::Value {
+    let out: Output = cmd.output().expect("run genesys-parquet");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr:\n{stderr}\nstdout:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary is not JSON: {e}"))
+}
+
+fn python() -> String {
+    std::env::var("GP_PYTHON").unwrap_or_else(|_| {
+        panic!("GP_PYTHON is not set: point it at a Python with duckdb (bash .ci/run does)")
+    })
+}
+
+/// Runs a DuckDB script with `OUT` set to the output folder; returns its stdout as JSON.
+fn duckdb(out: &Path, script: &str) -> serde_json::Value {
+    let prelude = "import duckdb, json, os, sys\nOUT = os.environ['OUT']\ncon = duckdb.connect()\n";
+    let o = Command::new(python())
+        .arg("-c")
+        .arg(format!("{prelude}{script}"))
+        .env("OUT", out)
+        .output()
+        .expect("run python");
+    assert!(
+        o.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("python printed JSON")
+}
+
+/// Per table and day: rows; for conversations also distinct ids; plus the sorted ids per day.
+const COUNTS: &str = r#"
+res = {"tables": {}, "ids": {}}
+for t in sorted(os.listdir(OUT)):
+    if t.startswith('_'):
+        continue
+    rows = con.execute(f"SELECT conversation_date, count(*) FROM read_parquet('{OUT}/{t}/*/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 1").fetchall()
+    res["tables"][t] = {str(d): n for d, n in rows}
+for d, ids, n in con.execute(f"SELECT conversation_date, list(conversation_id ORDER BY conversation_id), count(DISTINCT conversation_id) FROM read_parquet('{OUT}/conversations/*/*.parquet', hive_partitioning=true) GROUP BY 1").fetchall():
+    assert n == len(ids), f"duplicate conversation_id on {d}"
+    res["ids"][str(d)] = ids
+print(json.dumps(res))
+"#;
+
+/// A digest of every visible row of every table (order-independent), per table.
+const DIGEST: &str = r#"
+res = {}
+for t in sorted(os.listdir(OUT)):
+    if t.startswith('_'):
+        continue
+    rel = f"read_parquet('{OUT}/{t}/*/*.parquet', hive_partitioning=true)"
+    res[t] = con.execute(f"SELECT count(*), md5(string_agg(r, '|' ORDER BY r)) FROM (SELECT CAST(x AS VARCHAR) AS r FROM {rel} x)").fetchone()[1]
+print(json.dumps(res))
+"#;
+
+fn truth(day: NaiveDate) -> Vec<String> {
+    let cfg = SimConfig {
+        seed: SEED,
+        per_day: PER_DAY,
+        end_date: Some(END_DATE.parse().expect("date")),
+        ..SimConfig::default()
+    };
+    let mut ids = Dataset::for_config(&cfg).conversation_ids_started_in(&Interval::day(day));
+    ids.sort();
+    ids
+}
+
+fn visible_files(out: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(dir: &Path, acc: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, acc);
+            } else {
+                acc.insert(p.clone(), std::fs::read(&p).expect("read file"));
+            }
+        }
+    }
+    let mut acc = BTreeMap::new();
+    for e in std::fs::read_dir(out).expect("read_dir").flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with('_') || name == "_manifests" {
+            walk(&e.path(), &mut acc);
+        }
+    }
+    acc
+}
+
+#[test]
+fn extract_two_days_matches_truth_and_reruns_are_idempotent() {
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let summary = run_ok(extract_cmd(&sim, &out, "2026-10-18", "2026-10-20", "auto"));
+
+    // The summary names both days, in jobs mode (the days are long past availability).
+    let days = summary["days"].as_array().expect("days");
+    assert_eq!(days.len(), 2);
+    let d1: NaiveDate = "2026-10-18".parse().expect("date");
+    let d2: NaiveDate = "2026-10-19".parse().expect("date");
+    let t1 = truth(d1);
+    let t2 = truth(d2);
+    assert!(
+        t1.len() > 100 && t2.len() > 100,
+        "{} {}",
+        t1.len(),
+        t2.len()
+    );
+    for (day, t) in days.iter().zip([&t1, &t2]) {
+        assert_eq!(day["status"], "ok", "{day}");
+        assert_eq!(day["mode"], "jobs", "{day}");
+        assert_eq!(day["conversations"].as_u64(), Some(t.len() as u64), "{day}");
+        assert!(
+            day["requests"]["requests"].as_u64().unwrap_or(0) >= 3,
+            "{day}"
+        );
+    }
+
+    let counts = duckdb(&out, COUNTS);
+    assert_eq!(counts["ids"][d1.to_string()], serde_json::json!(t1));
+    assert_eq!(counts["ids"][d2.to_string()], serde_json::json!(t2));
+    let tables = counts["tables"].as_object().expect("tables");
+    for t in [
+        "conversations",
+        "participants",
+        "sessions",
+        "segments",
+        "session_metrics",
+    ] {
+        let per_day = tables.get(t).unwrap_or_else(|| panic!("no table {t}"));
+        for d in [d1, d2] {
+            let n = per_day[d.to_string()].as_u64().unwrap_or(0);
+            assert!(n >= t1.len().min(t2.len()) as u64, "{t} {d}: {n} rows");
+        }
+        // Rows per table and day equal what the summary reported.
+        for day in days {
+            let date = day["date"].as_str().expect("date");
+            assert_eq!(per_day[date], day["rows"][t], "{t} {date}");
+        }
+    }
+
+    // Re-running a day changes nothing visible.
+    let before = duckdb(&out, DIGEST);
+    run_ok(extract_cmd(&sim, &out, "2026-10-19", "2026-10-20", "auto"));
+    assert_eq!(duckdb(&out, DIGEST), before);
+
+    // The synchronous query path yields the same conversations as the jobs path.
+    let out_q = dir.path().join("out-query");
+    let s = run_ok(extract_cmd(
+        &sim,
+        &out_q,
+        "2026-10-19",
+        "2026-10-20",
+        "query",
+    ));
+    assert_eq!(s["days"][0]["mode"], "query");
+    let counts_q = duckdb(&out_q, COUNTS);
+    assert_eq!(counts_q["ids"][d2.to_string()], serde_json::json!(t2));
+}
+
+#[test]
+fn a_run_killed_mid_day_leaves_the_previous_partition_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    {
+        let sim = Simulator::start(&[]);
+        run_ok(extract_cmd(&sim, &out, "2026-10-19", "2026-10-20", "query"));
+    }
+    let before = visible_files(&out);
+    assert!(!before.is_empty());
+
+    // A slow server, so the second run is surely mid-day when it is killed.
+    let slow = Simulator::start(&["--latency-ms", "150"]);
+    let mut child = extract_cmd(&slow, &out, "2026-10-19", "2026-10-20", "query")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn extract");
+    // Wait until the run has written something of its own (its staging folder), then kill it.
+    let staging = out.join("_staging");
+    let t0 = Instant::now();
+    while !has_files(&staging) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "extract wrote nothing"
+        );
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "extract ended too early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+
+    assert_eq!(
+        visible_files(&out),
+        before,
+        "the killed run changed visible data"
+    );
+    let counts = duckdb(&out, COUNTS);
+    assert_eq!(
+        counts["ids"]["2026-10-19"],
+        serde_json::json!(truth("2026-10-19".parse().expect("date")))
+    );
+
+    // The next run takes over the dead run's lease and clears its leftovers.
+    let sim = Simulator::start(&[]);
+    run_ok(extract_cmd(&sim, &out, "2026-10-19", "2026-10-20", "query"));
+    assert!(!has_files(&staging), "leftovers of the killed run remain");
+}
+
+fn has_files(dir: &Path) -> bool {
+    fn any(dir: &Path) -> bool {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        any(&p)
+                    } else {
+                        true
+                    }
+                })
+            })
+            .unwrap_or(false)
+    }
+    any(dir)
+}
+
+#[test]
+fn bad_usage_exits_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--start", "2026-10-20", "--end", "2026-10-18"], "end"),
+        (
+            &["--start", "2026-10-18T05:00:00Z", "--end", "2026-10-19"],
+            "--partial-days",
+        ),
+        (&["--start", "2999-01-01", "--end", "2999-01-02"], "future"),
+        (&["--start", "yesterday", "--end", "2026-10-19"], "--start"),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(BIN)
+            .arg("extract")
+            .args(*args)
+            .arg("--out")
+            .arg(dir.path())
+            .args([
+                "--api-url",
+                "http://127.0.0.1:9",
+                "--login-url",
+                "http://127.0.0.1:9",
+            ])
+            .env("GENESYS_CLIENT_ID", "x")
+            .env("GENESYS_CLIENT_SECRET", "very-secret-value")
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("very-secret-value"));
+    }
+}
+
+#[test]
+fn wrong_credentials_fail_without_showing_the_secret() {
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = extract_cmd(&sim, dir.path(), "2026-10-19", "2026-10-20", "auto")
+        .env("GENESYS_CLIENT_SECRET", "not-the-secret-123")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("authentication failed"), "{all}");
+    assert!(!all.contains("not-the-secret-123"), "{all}");
+}
