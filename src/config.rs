@@ -66,11 +66,10 @@ impl OutputArgs {
                     self.out
                 )));
             }
-            let _ = (bucket, prefix);
-            return Err(ConfigError::Invalid(format!(
-                "--out {}: S3 output is not available in this build yet; write to a local folder",
-                self.out
-            )));
+            let store =
+                crate::sink::s3::S3Store::from_env(bucket, prefix, self.s3_endpoint.as_deref())
+                    .await?;
+            return Ok(Arc::new(store));
         }
         if self.out.contains("://") {
             return Err(ConfigError::Invalid(format!(

@@ -154,12 +154,26 @@ impl LocalStore {
     async fn roll_forward(&self, staging: &Path, manifest: &Manifest) -> Result<(), StoreError> {
         let date = manifest.date;
         let old = staging.join("_old");
-        let tables = manifest
+        // Every table the run wrote, and every table holding this day from an earlier run: a
+        // table the new run has no rows for must not keep the old run's rows.
+        let mut tables: Vec<String> = manifest
             .rows
             .keys()
-            .map(String::as_str)
-            .chain(std::iter::once(RAW));
-        for table in tables {
+            .cloned()
+            .chain(manifest.files.iter().map(|f| f.table.clone()))
+            .chain(std::iter::once(RAW.to_string()))
+            .collect();
+        if let Ok(mut rd) = tokio::fs::read_dir(&self.root).await {
+            while let Ok(Some(e)) = rd.next_entry().await {
+                let name = e.file_name().to_string_lossy().to_string();
+                if !name.starts_with('_') && exists(&self.visible_dir(&name, date)).await? {
+                    tables.push(name);
+                }
+            }
+        }
+        tables.sort();
+        tables.dedup();
+        for table in tables.iter().map(String::as_str) {
             let new = staging.join(table).join(Self::partition(date));
             let vis = self.visible_dir(table, date);
             let new_exists = exists(&new).await?;

@@ -9,6 +9,7 @@
 pub mod local;
 pub mod parquet;
 pub mod run;
+pub mod s3;
 
 use std::fmt;
 

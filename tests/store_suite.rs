@@ -1,0 +1,506 @@
+//! One suite, every backend (like object_store's): the day-replacement protocol checked on the
+//! local folder store and on the S3 store against a real S3-compatible server (moto's server
+//! mode, started here; `GP_MOTO_SERVER` names its binary, `.ci/run` sets it).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{NaiveDate, Utc};
+use genesys_parquet::sink::s3::S3Store;
+use genesys_parquet::sink::{Lease, LocalStore, Manifest, ManifestFile, RunId, Store, StoreError};
+
+fn date() -> NaiveDate {
+    "2026-11-20".parse().expect("date")
+}
+
+/// What a backend shows a reader that lists a table's partition (Athena without a catalog).
+#[async_trait]
+trait Backend: Send + Sync {
+    fn store(&self) -> Arc<dyn Store>;
+    /// (file name, content) of every object under `table/conversation_date=D/`, sorted.
+    async fn visible(&self, table: &str) -> Vec<(String, String)>;
+    /// Multipart uploads left open.
+    async fn open_uploads(&self) -> usize;
+}
+
+struct Local {
+    _dir: tempfile::TempDir,
+    store: Arc<LocalStore>,
+}
+
+impl Local {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(LocalStore::new(dir.path().join("out")).expect("store"));
+        Local { _dir: dir, store }
+    }
+}
+
+#[async_trait]
+impl Backend for Local {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+    async fn visible(&self, table: &str) -> Vec<(String, String)> {
+        let dir = self
+            .store
+            .root()
+            .join(table)
+            .join(format!("conversation_date={}", date()));
+        let mut v: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().to_string(),
+                            std::fs::read_to_string(e.path()).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+    async fn open_uploads(&self) -> usize {
+        0
+    }
+}
+
+/// A moto S3 server on a free port, killed on drop.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let bin = std::env::var("GP_MOTO_SERVER").unwrap_or_else(|_| {
+            panic!(
+                "GP_MOTO_SERVER is not set: point it at moto's `moto_server` (bash .ci/run does)"
+            )
+        });
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let url = format!("http://127.0.0.1:{port}");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "moto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto { child, url }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3_client(url: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(url)
+        .force_path_style(true)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+struct S3 {
+    _moto: Moto,
+    client: aws_sdk_s3::Client,
+    store: Arc<S3Store>,
+}
+
+const BUCKET: &str = "lake";
+const PREFIX: &str = "genesys";
+
+impl S3 {
+    async fn new() -> Self {
+        let moto = Moto::start();
+        let client = s3_client(&moto.url);
+        client
+            .create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("create bucket");
+        let store = Arc::new(S3Store::new(client.clone(), BUCKET, PREFIX));
+        S3 {
+            _moto: moto,
+            client,
+            store,
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for S3 {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+    async fn visible(&self, table: &str) -> Vec<(String, String)> {
+        let prefix = format!("{PREFIX}/{table}/conversation_date={}/", date());
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(&prefix)
+            .send()
+            .await
+            .expect("list");
+        let mut v = Vec::new();
+        for o in out.contents() {
+            let key = o.key().expect("key").to_string();
+            let body = self
+                .client
+                .get_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .send()
+                .await
+                .expect("get")
+                .body
+                .collect()
+                .await
+                .expect("body")
+                .into_bytes();
+            let name = key.rsplit('/').next().unwrap_or("").to_string();
+            v.push((name, String::from_utf8_lossy(&body).to_string()));
+        }
+        v.sort();
+        v
+    }
+    async fn open_uploads(&self) -> usize {
+        self.client
+            .list_multipart_uploads()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("list uploads")
+            .uploads()
+            .len()
+    }
+}
+
+/// Writes `parts` parts of each table for a run; completes them unless `leave_open`.
+async fn write_run(
+    store: &Arc<dyn Store>,
+    run: &str,
+    tables: &[&str],
+    parts: u32,
+    ttl: chrono::Duration,
+) -> (Lease, Vec<ManifestFile>) {
+    let lease = store
+        .acquire_lease(date(), &RunId(run.to_string()), ttl)
+        .await
+        .expect("lease");
+    let mut files = Vec::new();
+    for t in tables {
+        for p in 0..parts {
+            let (mut up, key) = store.create_part(&lease, t, p).await.expect("part");
+            let body = format!("{run}:{t}:{p}");
+            // A part bigger than one multipart chunk for the first table, to exercise both paths.
+            let data = if p == 0 && *t == tables[0] {
+                let mut big = body.clone().into_bytes();
+                big.resize(9 << 20, b'.');
+                Bytes::from(big)
+            } else {
+                Bytes::from(body.clone())
+            };
+            let n = data.len() as u64;
+            up.write(data).await.expect("write");
+            up.complete().await.expect("complete");
+            files.push(ManifestFile {
+                table: t.to_string(),
+                key,
+                rows: 1,
+                bytes: n,
+                sha256: String::new(),
+            });
+        }
+    }
+    (lease, files)
+}
+
+fn manifest(lease: &Lease, files: Vec<ManifestFile>) -> Manifest {
+    Manifest {
+        date: lease.date,
+        run_id: lease.run.clone(),
+        interval: "x".into(),
+        partial_day: false,
+        schema_version: "1".into(),
+        tool_version: "test".into(),
+        started: Utc::now(),
+        finished: Utc::now(),
+        conversations: files.len() as u64,
+        rows: Default::default(),
+        files,
+    }
+}
+
+fn runs_of(v: &[(String, String)]) -> Vec<String> {
+    let mut r: Vec<String> = v
+        .iter()
+        .map(|(_, c)| c.split(':').next().unwrap_or("").to_string())
+        .collect();
+    r.dedup();
+    r
+}
+
+async fn publish_replaces_the_day(b: &dyn Backend) {
+    let store = b.store();
+    let hour = chrono::Duration::hours(1);
+    let (l1, f1) = write_run(&store, "run-1", &["segments", "sessions"], 2, hour).await;
+    // Nothing of a run is visible before it is published.
+    assert!(b
+        .visible("sessions")
+        .await
+        .iter()
+        .all(|(_, c)| !c.starts_with("run-1")));
+    store
+        .publish(&l1, &manifest(&l1, f1))
+        .await
+        .expect("publish");
+    store.release_lease(&l1).await.expect("release");
+    assert_eq!(runs_of(&b.visible("segments").await), ["run-1"]);
+    assert_eq!(b.visible("sessions").await.len(), 2);
+    assert_eq!(
+        store
+            .manifest(date())
+            .await
+            .expect("manifest")
+            .map(|m| m.run_id.0),
+        Some("run-1".to_string())
+    );
+
+    // A re-run replaces every table; a table it has no rows for is emptied.
+    let (l2, f2) = write_run(&store, "run-2", &["segments"], 1, hour).await;
+    store
+        .publish(&l2, &manifest(&l2, f2))
+        .await
+        .expect("publish");
+    store.release_lease(&l2).await.expect("release");
+    assert_eq!(runs_of(&b.visible("segments").await), ["run-2"]);
+    assert_eq!(b.visible("segments").await.len(), 1);
+    assert!(b.visible("sessions").await.is_empty());
+    assert_eq!(b.open_uploads().await, 0);
+}
+
+async fn a_crashed_run_leaves_the_day_intact_and_is_swept(b: &dyn Backend) {
+    let store = b.store();
+    let hour = chrono::Duration::hours(1);
+    let (l1, f1) = write_run(&store, "run-1", &["segments"], 2, hour).await;
+    store
+        .publish(&l1, &manifest(&l1, f1))
+        .await
+        .expect("publish");
+    store.release_lease(&l1).await.expect("release");
+    let before = b.visible("segments").await;
+
+    // run-2 writes complete parts and leaves one upload open, then "dies" (no abort, no
+    // release); its lease expires after a second.
+    let ttl = chrono::Duration::seconds(1);
+    let (l2, _) = write_run(&store, "run-2", &["segments"], 2, ttl).await;
+    let (mut open, _) = store.create_part(&l2, "segments", 9).await.expect("part");
+    let mut big = vec![b'x'; 9 << 20];
+    big.truncate(9 << 20);
+    open.write(Bytes::from(big)).await.expect("write");
+    drop(open);
+    assert_eq!(
+        b.visible("segments").await,
+        before,
+        "a dead run is never visible"
+    );
+
+    // While the lease is live, another run is refused with who holds the day and since when.
+    let err = store
+        .acquire_lease(date(), &RunId("run-3".into()), hour)
+        .await
+        .expect_err("day is leased");
+    assert!(matches!(err, StoreError::LeaseHeld { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("run-2") && msg.contains("since"), "{msg}");
+    assert!(err.is_transient());
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (l3, f3) = write_run(&store, "run-3", &["segments"], 1, hour).await;
+    // Taking the lease swept the dead run (objects and open uploads), not the visible one.
+    assert_eq!(b.visible("segments").await, before);
+    assert_eq!(b.open_uploads().await, 0);
+    store
+        .publish(&l3, &manifest(&l3, f3))
+        .await
+        .expect("publish");
+    assert_eq!(runs_of(&b.visible("segments").await), ["run-3"]);
+}
+
+async fn a_failed_run_is_discarded(b: &dyn Backend) {
+    let store = b.store();
+    let hour = chrono::Duration::hours(1);
+    let (l1, f1) = write_run(&store, "run-1", &["segments"], 1, hour).await;
+    store
+        .publish(&l1, &manifest(&l1, f1))
+        .await
+        .expect("publish");
+    store.release_lease(&l1).await.expect("release");
+    let (l2, _) = write_run(&store, "run-2", &["segments"], 2, hour).await;
+    store.discard(&l2).await.expect("discard");
+    store.release_lease(&l2).await.expect("release");
+    assert_eq!(runs_of(&b.visible("segments").await), ["run-1"]);
+    // The day is free again.
+    let (l3, _) = write_run(&store, "run-3", &["segments"], 1, hour).await;
+    store.release_lease(&l3).await.expect("release");
+}
+
+#[tokio::test]
+async fn local_publish_replaces_the_day() {
+    publish_replaces_the_day(&Local::new()).await;
+}
+
+#[tokio::test]
+async fn local_crashed_run() {
+    a_crashed_run_leaves_the_day_intact_and_is_swept(&Local::new()).await;
+}
+
+#[tokio::test]
+async fn local_failed_run() {
+    a_failed_run_is_discarded(&Local::new()).await;
+}
+
+#[tokio::test]
+async fn s3_publish_replaces_the_day() {
+    publish_replaces_the_day(&S3::new().await).await;
+}
+
+#[tokio::test]
+async fn s3_crashed_run() {
+    a_crashed_run_leaves_the_day_intact_and_is_swept(&S3::new().await).await;
+}
+
+#[tokio::test]
+async fn s3_failed_run() {
+    a_failed_run_is_discarded(&S3::new().await).await;
+}
+
+#[tokio::test]
+async fn s3_errors_name_bucket_key_and_cause() {
+    let s3 = S3::new().await;
+    let store = S3Store::new(s3.client.clone(), "no-such-bucket", "p");
+    let err = store
+        .acquire_lease(date(), &RunId("r".into()), chrono::Duration::hours(1))
+        .await
+        .expect_err("bucket missing");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("bucket no-such-bucket does not exist"),
+        "{msg}"
+    );
+    assert!(msg.contains("s3://no-such-bucket/p/_leases/"), "{msg}");
+    assert!(!err.is_transient());
+}
+
+/// The CLI writing to S3 as a user would (`--out s3://…`), read back with pyarrow's own S3
+/// client: every conversation of the day, once, and nothing left in staging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_to_s3_is_read_back_by_pyarrow() {
+    use genesys_parquet::interval::Interval;
+    use genesys_parquet::simulator::{self, SimConfig};
+    let s3 = S3::new().await;
+    let sim = simulator::start(SimConfig {
+        seed: 21,
+        per_day: 300,
+        end_date: Some("2026-10-20".parse().expect("date")),
+        job_ready_after_ms: 50,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let url = sim.base_url();
+    let moto = s3._moto.url.clone();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_genesys-parquet"))
+        .args([
+            "extract",
+            "--start",
+            "2026-10-19",
+            "--end",
+            "2026-10-20",
+            "--mode",
+            "jobs",
+        ])
+        .args([
+            "--out",
+            &format!("s3://{BUCKET}/{PREFIX}"),
+            "--s3-endpoint",
+            &moto,
+        ])
+        .args(["--api-url", &url, "--login-url", &url])
+        .env("GENESYS_CLIENT_ID", "demo")
+        .env("GENESYS_CLIENT_SECRET", "demo")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .expect("run extract");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth = sim
+        .dataset()
+        .conversation_ids_started_in(&Interval::day("2026-10-19".parse().expect("date")));
+    let python = std::env::var("GP_PYTHON")
+        .unwrap_or_else(|_| panic!("GP_PYTHON is not set (bash .ci/run sets it)"));
+    let script = r#"
+import json, sys
+import pyarrow.fs as fs, pyarrow.parquet as pq, pyarrow.compute as pc
+endpoint, bucket, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+s3 = fs.S3FileSystem(endpoint_override=endpoint.replace('http://', ''), scheme='http',
+                     access_key='test', secret_key='test', region='us-east-1')
+t = pq.read_table(f"{bucket}/{prefix}/conversations", filesystem=s3, partitioning='hive')
+segs = pq.read_table(f"{bucket}/{prefix}/segments", filesystem=s3, partitioning='hive')
+keys = [i.path for i in s3.get_file_info(fs.FileSelector(f"{bucket}/{prefix}", recursive=True)) if i.type == fs.FileType.File]
+print(json.dumps({"ids": sorted(t.column('conversation_id').to_pylist()),
+                  "dates": sorted(set(str(d) for d in t.column('conversation_date').to_pylist())),
+                  "segments": segs.num_rows,
+                  "staging": [k for k in keys if '/_staging/' in k]}))
+"#;
+    let o = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args([&moto, BUCKET, PREFIX])
+        .output()
+        .expect("python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let mut want = truth.clone();
+    want.sort();
+    assert_eq!(v["ids"], serde_json::json!(want));
+    assert_eq!(v["dates"], serde_json::json!(["2026-10-19"]));
+    assert!(v["segments"].as_u64().unwrap_or(0) > truth.len() as u64);
+    assert_eq!(v["staging"], serde_json::json!([]));
+    assert_eq!(s3.open_uploads().await, 0);
+    sim.shutdown().await;
+}
