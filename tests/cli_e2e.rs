@@ -361,3 +361,35 @@ fn wrong_credentials_fail_without_showing_the_secret() {
     assert!(all.contains("authentication failed"), "{all}");
     assert!(!all.contains("not-the-secret-123"), "{all}");
 }
+
+#[test]
+fn unknown_fields_and_enum_values_are_kept_not_dropped() {
+    let sim = Simulator::start(&[
+        "--fault-unknown-field",
+        "0.3",
+        "--fault-unknown-enum",
+        "0.3",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let summary = run_ok(extract_cmd(&sim, &out, "2026-10-19", "2026-10-20", "jobs"));
+    assert_eq!(summary["days"][0]["status"], "ok");
+    let v = duckdb(
+        &out,
+        r#"
+rel = lambda t: f"read_parquet('{OUT}/{t}/*/*.parquet', hive_partitioning=true)"
+print(json.dumps({
+  "extra": con.execute(f"SELECT count(*) FROM {rel('conversations')} WHERE json_extract(extra, '$.sentimentScore2027.label') = '\"positive\"'").fetchone()[0],
+  "hologram": con.execute(f"SELECT count(*) FROM {rel('sessions')} WHERE media_type = 'hologram'").fetchone()[0],
+  "teleporting": con.execute(f"SELECT count(*) FROM {rel('segments')} WHERE segment_type = 'teleporting'").fetchone()[0],
+  "n": con.execute(f"SELECT count(*) FROM {rel('conversations')}").fetchone()[0],
+}))
+"#,
+    );
+    let n = v["n"].as_u64().expect("n");
+    assert_eq!(n, truth("2026-10-19".parse().expect("date")).len() as u64);
+    for k in ["extra", "hologram", "teleporting"] {
+        let c = v[k].as_u64().expect(k);
+        assert!(c > n / 10 && c < n, "{k}: {c} of {n}");
+    }
+}
