@@ -256,13 +256,9 @@ impl DayWriter {
 
 /// Checks the batch's trailing `conversation_date` column is all `date` and drops it.
 fn strip_date(tb: &TableBatch, date: NaiveDate) -> Result<RecordBatch, SinkError> {
-    let batch = &tb.batch;
-    let n = batch.num_columns();
     let table = tb.table.name();
-    let col = (n > 0 && batch.schema().field(n - 1).name() == "conversation_date")
-        .then(|| batch.column(n - 1))
-        .ok_or(SinkError::NoDateColumn { table })?;
-    let dates = col.as_string::<i32>();
+    let dates = date_column(tb)?;
+    let n = tb.batch.num_columns();
     let want = date.to_string();
     if let Some(other) = dates.iter().flatten().find(|d| *d != want) {
         return Err(SinkError::WrongDay {
@@ -271,21 +267,28 @@ fn strip_date(tb: &TableBatch, date: NaiveDate) -> Result<RecordBatch, SinkError
             other: other.to_string(),
         });
     }
-    let mut b = batch.clone();
+    let mut b = tb.batch.clone();
     b.remove_column(n - 1);
     Ok(b)
+}
+
+/// The trailing `conversation_date` column of a converter batch.
+fn date_column(tb: &TableBatch) -> Result<&arrow::array::StringArray, SinkError> {
+    let batch = &tb.batch;
+    let n = batch.num_columns();
+    (n > 0 && batch.schema().field(n - 1).name() == "conversation_date")
+        .then(|| batch.column(n - 1).as_string::<i32>())
+        .ok_or(SinkError::NoDateColumn {
+            table: tb.table.name(),
+        })
 }
 
 /// Splits a converter batch by its trailing `conversation_date` column (for `convert`, whose
 /// input may span many days). Rows with a null date are a converter bug and are refused.
 pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, SinkError> {
     let batch = &tb.batch;
-    let n = batch.num_columns();
     let table = tb.table.name();
-    let col = (n > 0 && batch.schema().field(n - 1).name() == "conversation_date")
-        .then(|| batch.column(n - 1))
-        .ok_or(SinkError::NoDateColumn { table })?;
-    let dates = col.as_string::<i32>();
+    let dates = date_column(tb)?;
     let mut distinct: Vec<&str> = dates.iter().flatten().collect();
     distinct.sort_unstable();
     distinct.dedup();
