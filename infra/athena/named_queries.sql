@@ -1,0 +1,112 @@
+-- Athena (Trino) queries over the genesys-parquet tables.
+--
+-- Each query starts with `-- name: <id>` and `-- description: ...`; infra/gen_glue_tables.py
+-- copies them into AWS::Athena::NamedQuery resources of template.yaml (edit them HERE, then
+-- regenerate). They read the last 30 days; the `conversation_date` filter prunes partitions.
+--
+-- Where the metrics live (Genesys Analytics): nOffered, tAbandon and tAnswered are on the ACD
+-- (queue) session, tHandle on the agent's session; both sessions' segments carry queue_id. So
+-- each session's queue is taken from its own segments.
+
+-- name: avg_handle_time_per_queue_per_day
+-- description: Average handle time (tHandle, seconds) per queue per day, last 30 days.
+WITH session_queue AS (
+  SELECT conversation_date, conversation_id, session_id, max(queue_id) AS queue_id
+  FROM segments
+  WHERE queue_id IS NOT NULL
+    AND conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+  GROUP BY conversation_date, conversation_id, session_id
+)
+SELECT m.conversation_date,
+       q.queue_id,
+       count(*) AS handled,
+       round(avg(m.value) / 1000.0, 1) AS avg_handle_seconds
+FROM session_metrics m
+JOIN session_queue q
+  ON q.conversation_date = m.conversation_date
+ AND q.conversation_id = m.conversation_id
+ AND q.session_id = m.session_id
+WHERE m.name = 'tHandle'
+  AND m.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+GROUP BY m.conversation_date, q.queue_id
+ORDER BY m.conversation_date, q.queue_id;
+
+-- name: abandon_rate_per_queue_per_day
+-- description: Abandon rate (conversations with tAbandon / nOffered) per queue per day, last 30 days.
+WITH session_queue AS (
+  SELECT conversation_date, conversation_id, session_id, max(queue_id) AS queue_id
+  FROM segments
+  WHERE queue_id IS NOT NULL
+    AND conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+  GROUP BY conversation_date, conversation_id, session_id
+)
+SELECT m.conversation_date,
+       q.queue_id,
+       sum(CASE WHEN m.name = 'nOffered' THEN m.value ELSE 0 END) AS offered,
+       count_if(m.name = 'tAbandon') AS abandoned,
+       round(CAST(count_if(m.name = 'tAbandon') AS double)
+             / nullif(sum(CASE WHEN m.name = 'nOffered' THEN m.value ELSE 0 END), 0), 4) AS abandon_rate
+FROM session_metrics m
+JOIN session_queue q
+  ON q.conversation_date = m.conversation_date
+ AND q.conversation_id = m.conversation_id
+ AND q.session_id = m.session_id
+WHERE m.name IN ('nOffered', 'tAbandon')
+  AND m.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+GROUP BY m.conversation_date, q.queue_id
+ORDER BY m.conversation_date, q.queue_id;
+
+-- name: transfers_per_conversation
+-- description: Transfers per conversation (nTransferred metrics, and segments that ended in a transfer), last 30 days.
+WITH metric_transfers AS (
+  SELECT conversation_date, conversation_id, sum(value) AS n_transferred
+  FROM session_metrics
+  WHERE name = 'nTransferred'
+    AND conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+  GROUP BY conversation_date, conversation_id
+),
+segment_transfers AS (
+  SELECT conversation_date, conversation_id, count(*) AS transfer_segments
+  FROM segments
+  WHERE disconnect_type = 'transfer'
+    AND conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+  GROUP BY conversation_date, conversation_id
+)
+SELECT c.conversation_date,
+       c.conversation_id,
+       c.conversation_start,
+       coalesce(mt.n_transferred, 0) AS n_transferred,
+       coalesce(st.transfer_segments, 0) AS transfer_segments
+FROM conversations c
+LEFT JOIN metric_transfers mt
+  ON mt.conversation_date = c.conversation_date AND mt.conversation_id = c.conversation_id
+LEFT JOIN segment_transfers st
+  ON st.conversation_date = c.conversation_date AND st.conversation_id = c.conversation_id
+WHERE c.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+  AND (mt.n_transferred > 0 OR st.transfer_segments > 0)
+ORDER BY n_transferred DESC, transfer_segments DESC, c.conversation_start;
+
+-- name: service_level_per_queue_per_day
+-- description: Service level (share of offered conversations answered within 20 s: tAnswered <= 20000 ms / nOffered) per queue per day, last 30 days.
+WITH session_queue AS (
+  SELECT conversation_date, conversation_id, session_id, max(queue_id) AS queue_id
+  FROM segments
+  WHERE queue_id IS NOT NULL
+    AND conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+  GROUP BY conversation_date, conversation_id, session_id
+)
+SELECT m.conversation_date,
+       q.queue_id,
+       sum(CASE WHEN m.name = 'nOffered' THEN m.value ELSE 0 END) AS offered,
+       count_if(m.name = 'tAnswered' AND m.value <= 20000) AS answered_within_20s,
+       round(CAST(count_if(m.name = 'tAnswered' AND m.value <= 20000) AS double)
+             / nullif(sum(CASE WHEN m.name = 'nOffered' THEN m.value ELSE 0 END), 0), 4) AS service_level
+FROM session_metrics m
+JOIN session_queue q
+  ON q.conversation_date = m.conversation_date
+ AND q.conversation_id = m.conversation_id
+ AND q.session_id = m.session_id
+WHERE m.name IN ('nOffered', 'tAnswered')
+  AND m.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+GROUP BY m.conversation_date, q.queue_id
+ORDER BY m.conversation_date, q.queue_id;

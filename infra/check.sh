@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Offline checks of the deployment files; `.ci/run` calls this. Installs nothing.
+#
+# Needs cfn-lint: on PATH, or in the Python named by GP_PYTHON (`$GP_PYTHON -m cfnlint`).
+# The Glue tables are checked against `genesys-parquet schema --format json`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${GP_PYTHON:-python3}"
+if command -v cfn-lint >/dev/null 2>&1; then
+  CFN_LINT=(cfn-lint)
+elif [ -n "${GP_PYTHON:-}" ] && "$GP_PYTHON" -c 'import cfnlint' 2>/dev/null; then
+  CFN_LINT=("$GP_PYTHON" -m cfnlint)
+else
+  echo "infra/check.sh: cfn-lint not found: put it on PATH or set GP_PYTHON to a python with cfn-lint installed" >&2
+  exit 1
+fi
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+echo "== cfn-lint template.yaml"
+AWS_DEFAULT_REGION=us-east-1 "${CFN_LINT[@]}" template.yaml
+
+echo "== backfill state machine"
+"$PY" infra/asl_check.py infra/backfill.asl.json --emit-template "$tmp/asl-template.json"
+AWS_DEFAULT_REGION=us-east-1 "${CFN_LINT[@]}" "$tmp/asl-template.json"
+
+echo "== generated Glue tables and named queries"
+# The schema comes from the code itself, so the Glue tables cannot drift from the files.
+cargo run -q --locked --bin genesys-parquet -- schema --format json >"$tmp/schema.json"
+schema="$tmp/schema.json"
+"$PY" infra/gen_glue_tables.py --schema "$schema" --check template.yaml
+
+echo "== generator self-test"
+"$PY" infra/test_gen_glue_tables.py
+
+echo "infra/check.sh: ok"
