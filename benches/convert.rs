@@ -134,8 +134,8 @@ con.execute("CREATE TABLE p AS SELECT c.conversationId AS conversation_id, c.con
 con.execute(f"COPY (SELECT conversation_id, conversation_start, unnest(p) FROM p) TO '{out}/participants.parquet' (FORMAT parquet, COMPRESSION zstd)")
 con.execute("CREATE TABLE s AS SELECT conversation_id, conversation_start, p.participantId AS participant_id, unnest(p.sessions) AS s FROM p")
 con.execute(f"COPY (SELECT conversation_id, conversation_start, participant_id, unnest(s) FROM s) TO '{out}/sessions.parquet' (FORMAT parquet, COMPRESSION zstd)")
-con.execute(f"COPY (SELECT conversation_id, conversation_start, participant_id, s.sessionId AS session_id, unnest(unnest(s.segments)) FROM s) TO '{out}/segments.parquet' (FORMAT parquet, COMPRESSION zstd)")
-con.execute(f"COPY (SELECT conversation_id, conversation_start, participant_id, s.sessionId AS session_id, unnest(unnest(s.metrics)) FROM s) TO '{out}/session_metrics.parquet' (FORMAT parquet, COMPRESSION zstd)")
+con.execute(f"COPY (SELECT conversation_id, conversation_start, participant_id, s.sessionId AS session_id, unnest(s.segments, recursive := true) FROM s) TO '{out}/segments.parquet' (FORMAT parquet, COMPRESSION zstd)")
+con.execute(f"COPY (SELECT conversation_id, conversation_start, participant_id, s.sessionId AS session_id, unnest(s.metrics, recursive := true) FROM s) TO '{out}/session_metrics.parquet' (FORMAT parquet, COMPRESSION zstd)")
 print(time.time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 "#;
     let o = Command::new(python)

@@ -553,71 +553,75 @@ pub async fn convert_files(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let run_started = Utc::now();
-    let (page_tx, mut page_rx) =
-        mpsc::channel::<Result<Page, PipelineError>>(cfg.page_buffer.max(1));
+    // Reading, deduplicating and converting run on a blocking thread; Parquet encoding and
+    // writing on this task: two cores busy, bounded by the channel between them.
+    type Converted = (Vec<TableBatch>, Vec<NaiveDate>);
+    let (tx, mut rx) = mpsc::channel::<Result<Converted, PipelineError>>(2);
+    let opts = cfg.convert.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        for path in paths {
-            let pages = match crate::files::PageReader::open(&path) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = page_tx.blocking_send(Err(PipelineError::Input(e.to_string())));
-                    return;
-                }
-            };
-            for page in pages {
-                let msg = page.map_err(|e| PipelineError::Input(e.to_string()));
-                let stop = msg.is_err();
-                if page_tx.blocking_send(msg).is_err() || stop {
-                    return;
+        let mut conv = Converter::new(opts);
+        let mut seen: HashSet<u128> = HashSet::new();
+        let work = || -> Result<(), PipelineError> {
+            for path in paths {
+                let pages = crate::files::PageReader::open(&path)
+                    .map_err(|e| PipelineError::Input(e.to_string()))?;
+                for page in pages {
+                    let mut page = page.map_err(|e| PipelineError::Input(e.to_string()))?;
+                    let mut dates = Vec::new();
+                    let origin = page.origin.clone();
+                    page.try_retain(|i, text| {
+                        let key = record_key(text).map_err(|reason| {
+                            PipelineError::Input(format!("{origin}: record {i}: {reason}"))
+                        })?;
+                        if !seen.insert(crate::genesys::id_key(&key.conversation_id)) {
+                            return Ok(false);
+                        }
+                        dates.push(key.conversation_start.date_naive());
+                        Ok::<bool, PipelineError>(true)
+                    })?;
+                    let batches =
+                        conv.push_page(&page)
+                            .map_err(|source| PipelineError::Convert {
+                                date: dates.first().copied().unwrap_or(NaiveDate::MIN),
+                                source,
+                            })?;
+                    if tx.blocking_send(Ok((batches, dates))).is_err() {
+                        return Ok(());
+                    }
                 }
             }
+            let batches = conv.finish().map_err(|source| PipelineError::Convert {
+                date: NaiveDate::MIN,
+                source,
+            })?;
+            let _ = tx.blocking_send(Ok((batches, Vec::new())));
+            Ok(())
+        };
+        if let Err(e) = work() {
+            let _ = tx.blocking_send(Err(e));
         }
     });
 
-    let mut conv = Converter::new(cfg.convert.clone());
-    let mut seen: HashSet<u128> = HashSet::new();
     let mut writers: BTreeMap<NaiveDate, DayWriter> = BTreeMap::new();
     let mut per_day_conversations: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     let mut pages_by_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     let run = RunId::new(run_started);
     let result: Result<(), PipelineError> = async {
-        while let Some(page) = page_rx.recv().await {
-            let mut page = page?;
-            let mut dates = Vec::new();
-            let origin = page.origin.clone();
-            page.try_retain(|i, text| {
-                let key = record_key(text).map_err(|reason| {
-                    PipelineError::Input(format!("{origin}: record {i}: {reason}"))
-                })?;
-                if !seen.insert(crate::genesys::id_key(&key.conversation_id)) {
-                    return Ok(false);
-                }
-                dates.push(key.conversation_start.date_naive());
-                Ok::<bool, PipelineError>(true)
-            })?;
+        while let Some(msg) = rx.recv().await {
+            let (batches, dates) = msg?;
             for d in &dates {
                 *per_day_conversations.entry(*d).or_default() += 1;
             }
             if let Some(d) = dates.first() {
                 *pages_by_day.entry(*d).or_default() += 1;
-                progress.page_done(*d, page.len() as u64);
+                progress.page_done(*d, dates.len() as u64);
             }
-            let batches = conv
-                .push_page(&page)
-                .map_err(|source| PipelineError::Convert {
-                    date: dates.first().copied().unwrap_or(NaiveDate::MIN),
-                    source,
-                })?;
             write_split(batches, &store, &run, cfg, &mut writers, run_started).await?;
         }
-        let batches = conv.finish().map_err(|source| PipelineError::Convert {
-            date: NaiveDate::MIN,
-            source,
-        })?;
-        write_split(batches, &store, &run, cfg, &mut writers, run_started).await
+        Ok(())
     }
     .await;
-    drop(page_rx);
+    drop(rx);
     let _ = reader.await;
 
     let mut days = Vec::new();

@@ -18,7 +18,8 @@ use crate::tables::{Table, SCHEMA_VERSION};
 #[derive(Debug, Clone)]
 pub struct ParquetSettings {
     pub compression: Codec,
-    /// A row group is closed once its encoded size reaches this.
+    /// A row group is closed once its encoded size reaches this. Every open table buffers one
+    /// row group, so this bounds memory (16 MiB × the big tables).
     pub max_row_group_bytes: usize,
     pub max_row_group_rows: usize,
 }
@@ -27,7 +28,7 @@ impl Default for ParquetSettings {
     fn default() -> Self {
         Self {
             compression: Codec::Zstd(3),
-            max_row_group_bytes: 64 << 20,
+            max_row_group_bytes: 16 << 20,
             max_row_group_rows: 1 << 20,
         }
     }

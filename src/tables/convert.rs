@@ -47,7 +47,7 @@ impl Default for ConvertOptions {
         Self {
             raw: true,
             batch_rows: 64 * 1024,
-            batch_bytes: 24 << 20,
+            batch_bytes: 16 << 20,
         }
     }
 }
