@@ -191,7 +191,8 @@ async fn the_details_query_is_strict_and_pages_like_the_service() {
 async fn jobs_run_queued_pending_fulfilled_and_page_by_cursor() {
     let s = sim(SimConfig {
         per_day: 1500,
-        job_ready_after_ms: 300,
+        // Long enough that the first status read sees QUEUED even on a loaded CI machine.
+        job_ready_after_ms: 1500,
         ..SimConfig::default()
     })
     .await;
@@ -214,7 +215,7 @@ async fn jobs_run_queued_pending_fulfilled_and_page_by_cursor() {
     assert_eq!(v["state"], "QUEUED");
     let (st, _) = get(&http, &url, &tok, &format!("{JOBS}/{id}/results")).await;
     assert_eq!(st, 400, "results before FULFILLED");
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (_, v) = get(&http, &url, &tok, &format!("{JOBS}/{id}")).await;
     assert_eq!(v["state"], "FULFILLED");
     assert!(v["completionDate"].is_string() && v["expirationDate"].is_string());

@@ -214,10 +214,22 @@ async fn write_run(
         .acquire_lease(date(), &RunId(run.to_string()), ttl)
         .await
         .expect("lease");
+    let files = write_parts(store, &lease, tables, parts).await;
+    (lease, files)
+}
+
+/// Writes `parts` completed parts of each table under `lease`.
+async fn write_parts(
+    store: &Arc<dyn Store>,
+    lease: &Lease,
+    tables: &[&str],
+    parts: u32,
+) -> Vec<ManifestFile> {
+    let run = &lease.run.0;
     let mut files = Vec::new();
     for t in tables {
         for p in 0..parts {
-            let (mut up, key) = store.create_part(&lease, t, p).await.expect("part");
+            let (mut up, key) = store.create_part(lease, t, p).await.expect("part");
             let body = format!("{run}:{t}:{p}");
             // A part bigger than one multipart chunk for the first table, to exercise both paths.
             let data = if p == 0 && *t == tables[0] {
@@ -239,7 +251,7 @@ async fn write_run(
             });
         }
     }
-    (lease, files)
+    files
 }
 
 fn manifest(lease: &Lease, files: Vec<ManifestFile>) -> Manifest {
@@ -317,10 +329,26 @@ async fn a_crashed_run_leaves_the_day_intact_and_is_swept(b: &dyn Backend) {
     store.release_lease(&l1).await.expect("release");
     let before = b.visible("segments").await;
 
+    // run-2 takes the day with a short lease. While it is live, another run is refused with
+    // who holds the day and since when. (Checked right away: a loaded CI machine can take
+    // seconds to write the parts below.)
+    let ttl = chrono::Duration::seconds(5);
+    let l2 = store
+        .acquire_lease(date(), &RunId("run-2".into()), ttl)
+        .await
+        .expect("lease");
+    let err = store
+        .acquire_lease(date(), &RunId("run-3".into()), hour)
+        .await
+        .expect_err("day is leased");
+    assert!(matches!(err, StoreError::LeaseHeld { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("run-2") && msg.contains("since"), "{msg}");
+    assert!(err.is_transient());
+
     // run-2 writes complete parts and leaves one upload open, then "dies" (no abort, no
-    // release); its lease expires after a second.
-    let ttl = chrono::Duration::seconds(1);
-    let (l2, _) = write_run(&store, "run-2", &["segments"], 2, ttl).await;
+    // release).
+    write_parts(&store, &l2, &["segments"], 2).await;
     let (mut open, _) = store.create_part(&l2, "segments", 9).await.expect("part");
     let mut big = vec![b'x'; 9 << 20];
     big.truncate(9 << 20);
@@ -332,17 +360,10 @@ async fn a_crashed_run_leaves_the_day_intact_and_is_swept(b: &dyn Backend) {
         "a dead run is never visible"
     );
 
-    // While the lease is live, another run is refused with who holds the day and since when.
-    let err = store
-        .acquire_lease(date(), &RunId("run-3".into()), hour)
-        .await
-        .expect_err("day is leased");
-    assert!(matches!(err, StoreError::LeaseHeld { .. }), "{err}");
-    let msg = err.to_string();
-    assert!(msg.contains("run-2") && msg.contains("since"), "{msg}");
-    assert!(err.is_transient());
-
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Once run-2's lease has expired, the next run takes the day over.
+    if let Ok(left) = (l2.expires - chrono::Utc::now()).to_std() {
+        tokio::time::sleep(left + Duration::from_millis(200)).await;
+    }
     let (l3, f3) = write_run(&store, "run-3", &["segments"], 1, hour).await;
     // Taking the lease swept the dead run (objects and open uploads), not the visible one.
     assert_eq!(b.visible("segments").await, before);
