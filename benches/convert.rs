@@ -5,7 +5,8 @@
 //! `cargo bench --bench convert` — env `GP_BENCH_CONVERSATIONS` (default 50000, several values
 //! comma-separated, e.g. `50000,500000`), `GP_PYTHON` (python with duckdb; without it only our
 //! side runs), `GP_BENCH_DUCKDB_MAX` (largest input DuckDB is run on, default 50000: it needs
-//! about 1.3 GB per 50k conversations).
+//! about 1.3 GB per 50k conversations), `GP_BENCH_KEEP_INPUT=DIR` (keep the generated NDJSON
+//! there, to profile `convert` on it by hand).
 
 use std::path::Path;
 use std::process::Command;
@@ -58,7 +59,19 @@ fn main() {
             out_bytes as f64 / 1e6,
             duck_s / ours,
         );
-        let _ = std::fs::remove_file(&input);
+        match std::env::var_os("GP_BENCH_KEEP_INPUT") {
+            // For profiling `convert` by hand on the same input.
+            Some(keep) => {
+                std::fs::create_dir_all(&keep).expect("mkdir");
+                let to = Path::new(&keep).join(input.file_name().expect("name"));
+                std::fs::rename(&input, &to)
+                    .or_else(|_| std::fs::copy(&input, &to).map(|_| ()))
+                    .expect("keep input");
+            }
+            None => {
+                let _ = std::fs::remove_file(&input);
+            }
+        }
     }
 }
 
@@ -127,6 +140,7 @@ import duckdb, resource, sys, time
 src, out = sys.argv[1], sys.argv[2]
 t0 = time.time()
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.execute(f"CREATE TABLE pages AS SELECT * FROM read_json('{src}', format='newline_delimited', sample_size=-1, maximum_object_size=1000000000)")
 con.execute("CREATE TABLE c AS SELECT unnest(conversations) AS c FROM pages")
 con.execute(f"COPY (SELECT c.* EXCLUDE (participants) FROM (SELECT unnest(c) FROM c) c) TO '{out}/conversations.parquet' (FORMAT parquet, COMPRESSION zstd)")
@@ -153,5 +167,11 @@ print(time.time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     let mut it = text.split_whitespace();
     let secs: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
     let kib: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    if secs.is_nan() || kib.is_nan() {
+        eprintln!(
+            "duckdb printed no timing: stdout {text:?}, stderr {:?}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     (secs, kib / 1024.0)
 }

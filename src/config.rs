@@ -180,7 +180,7 @@ pub struct PipelineArgs {
     #[arg(long, env = "GP_CONCURRENCY", default_value_t = 1)]
     pub concurrency: usize,
     /// Parquet compression: zstd(LEVEL), snappy, gzip(LEVEL), lz4, none.
-    #[arg(long, env = "GP_COMPRESSION", default_value = "zstd(3)")]
+    #[arg(long, env = "GP_COMPRESSION", default_value = "zstd(1)")]
     pub compression: String,
     /// Leave out the `raw` column (the whole record as JSON) of the conversations table.
     #[arg(long, env = "GP_NO_RAW")]
@@ -191,6 +191,10 @@ pub struct PipelineArgs {
     /// Part files are cut at this size, in MiB.
     #[arg(long, env = "GP_MAX_FILE_MB", default_value_t = 256)]
     pub max_file_mb: u64,
+    /// Memory for the Parquet row groups being built, in MiB per day (all tables): past it the
+    /// largest is written out, so larger values give larger row groups.
+    #[arg(long, env = "GP_BUFFER_MB", default_value_t = 48)]
+    pub buffer_mb: usize,
 }
 
 impl PipelineArgs {
@@ -198,10 +202,11 @@ impl PipelineArgs {
         Self {
             mode: Mode::Auto,
             concurrency: 3,
-            compression: "zstd(3)".into(),
+            compression: "zstd(1)".into(),
             no_raw: false,
             archive_raw: false,
             max_file_mb: 256,
+            buffer_mb: 48,
         }
     }
 
@@ -215,11 +220,18 @@ impl PipelineArgs {
                 self.max_file_mb
             )));
         }
+        if !(4..=16384).contains(&self.buffer_mb) {
+            return Err(ConfigError::Invalid(format!(
+                "--buffer-mb {} is out of range (4 to 16384)",
+                self.buffer_mb
+            )));
+        }
         Ok(PipelineConfig {
             mode: self.mode,
             day_concurrency: self.concurrency.clamp(1, 16),
             parquet: ParquetSettings {
                 compression,
+                max_buffered_bytes: self.buffer_mb << 20,
                 ..ParquetSettings::default()
             },
             convert: ConvertOptions {

@@ -217,19 +217,60 @@ pub struct RecordKey<'a> {
 }
 
 /// Reads `conversationId` and `conversationStart` from one record's JSON text.
+///
+/// Stops reading once both are seen (the API sends them first): the record is parsed in full,
+/// and checked, by the converter. Errors only when the record is unreadable before both keys.
 pub fn record_key(text: &str) -> Result<RecordKey<'_>, String> {
-    #[derive(Deserialize)]
-    struct Key<'a> {
-        #[serde(borrow, rename = "conversationId")]
-        id: Option<Cow<'a, str>>,
-        #[serde(borrow, rename = "conversationStart")]
-        start: Option<Cow<'a, str>>,
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    struct Keys<'a, 'de> {
+        id: &'a mut Option<Cow<'de, str>>,
+        start: &'a mut Option<Cow<'de, str>>,
     }
-    let key: Key = serde_json::from_str(text).map_err(|e| format!("malformed record: {e}"))?;
-    let id = key.id.ok_or("record has no conversationId")?;
-    let start = key
-        .start
-        .ok_or_else(|| format!("conversation {id} has no conversationStart"))?;
+    impl<'de> DeserializeSeed<'de> for Keys<'_, 'de> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Keys<'_, 'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a conversation object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key_seed(StrSeed)? {
+                match key.as_ref() {
+                    "conversationId" => *self.id = map.next_value_seed(StrSeed).map(Some)?,
+                    "conversationStart" => *self.start = map.next_value_seed(StrSeed).map(Some)?,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if self.id.is_some() && self.start.is_some() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let (mut id, mut start) = (None, None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read = Keys {
+        id: &mut id,
+        start: &mut start,
+    }
+    .deserialize(&mut de);
+    let (id, start) = match (id, start, read) {
+        // Stopping early leaves the rest unread, which serde_json reports: not an error here.
+        (Some(id), Some(start), _) => (id, start),
+        (_, _, Err(e)) => return Err(format!("malformed record: {e}")),
+        (None, _, Ok(())) => return Err("record has no conversationId".into()),
+        (Some(id), None, Ok(())) => {
+            return Err(format!("conversation {id} has no conversationStart"))
+        }
+    };
     let start = DateTime::parse_from_rfc3339(&start)
         .map_err(|e| format!("conversation {id}: conversationStart {start:?}: {e}"))?
         .with_timezone(&Utc);
@@ -237,6 +278,29 @@ pub fn record_key(text: &str) -> Result<RecordKey<'_>, String> {
         conversation_id: id,
         conversation_start: start,
     })
+}
+
+/// A JSON string, borrowed from the input when it has no escapes.
+pub(crate) struct StrSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrSeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrSeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +364,30 @@ mod tests {
         assert_eq!(page.len(), 1);
         assert_eq!(page.received, 2);
         assert_eq!(page.record(0), r#"{"conversationId":"b"}"#);
+    }
+
+    #[test]
+    fn record_key_reads_the_keys_wherever_they_are() {
+        let k = record_key(
+            r#"{"participants":[{"x":"}"}],"conversationStart":"2026-11-21T00:00:01.500Z","conversationId":"a\u0062"}"#,
+        )
+        .unwrap();
+        assert_eq!(k.conversation_id, "ab");
+        assert_eq!(k.conversation_start.timestamp_millis(), 1_795_219_201_500);
+        // Once both keys are read the rest is the converter's business (it names the record).
+        let k =
+            record_key(r#"{"conversationId":"a","conversationStart":"2026-11-21T00:00:00Z", oops"#)
+                .unwrap();
+        assert_eq!(k.conversation_id, "a");
+        // Broken before both keys: an error.
+        assert!(record_key(r#"{"conversationId":"a", oops"#)
+            .unwrap_err()
+            .contains("malformed record"));
+        assert!(
+            record_key(r#"{"conversationId":"a","conversationStart":"yesterday"}"#)
+                .unwrap_err()
+                .contains("conversation a: conversationStart")
+        );
     }
 
     #[test]

@@ -237,6 +237,7 @@ impl RunSummary {
 /// Observes progress (the CLI draws a bar; the Lambda logs).
 pub trait Progress: Send + Sync {
     fn day_started(&self, _date: NaiveDate) {}
+    /// Pages were converted: `conversations` since the last call (calls may cover many pages).
     fn page_done(&self, _date: NaiveDate, _conversations: u64) {}
     fn day_finished(&self, _summary: &DaySummary) {}
 }
@@ -304,9 +305,40 @@ enum Converted {
     Batches(Vec<TableBatch>),
     /// One gzipped NDJSON file of archived pages.
     Raw(Bytes),
-    Page {
+    /// Progress: pages converted since the last such message.
+    Pages {
+        pages: u64,
         conversations: u64,
     },
+}
+
+/// Progress the converter could not hand over yet (the channel was full).
+#[derive(Default)]
+struct PendingProgress {
+    pages: u64,
+    conversations: u64,
+}
+
+impl PendingProgress {
+    /// Hands the counts over if the channel has room: progress must never make the converter
+    /// wait for the writer, or converting and encoding would take turns instead of overlapping.
+    fn offer(&mut self, tx: &mpsc::Sender<Converted>) -> Result<(), ()> {
+        if self.pages == 0 {
+            return Ok(());
+        }
+        let msg = Converted::Pages {
+            pages: self.pages,
+            conversations: self.conversations,
+        };
+        match tx.try_send(msg) {
+            Ok(()) => {
+                *self = Self::default();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        }
+    }
 }
 
 async fn extract_day(
@@ -382,6 +414,8 @@ async fn run_stages(
     summary: &mut DaySummary,
 ) -> Result<u64, PipelineError> {
     let (page_tx, page_rx) = mpsc::channel::<Page>(cfg.page_buffer.max(1));
+    // Two messages queued: with one batch set encoding and one being built, that bounds the
+    // converted data in flight to four batch sets.
     let (out_tx, mut out_rx) = mpsc::channel::<Converted>(2);
     let deadline = cfg.deadline;
 
@@ -437,8 +471,11 @@ async fn run_stages(
                     .await
                     .map_err(|source| PipelineError::Sink { date, source })
             }
-            Converted::Page { conversations } => {
-                summary.pages += 1;
+            Converted::Pages {
+                pages,
+                conversations,
+            } => {
+                summary.pages += pages;
                 progress.page_done(date, conversations);
                 Ok(())
             }
@@ -476,6 +513,7 @@ fn convert_loop(
 ) -> Result<(u64, u64), PipelineError> {
     let mut conv = Converter::new(opts);
     let mut raw = archive.then(RawArchive::default);
+    let mut pending = PendingProgress::default();
     let err = |source| PipelineError::Convert { date, source };
     while let Some(page) = rx.blocking_recv() {
         let batches = conv.push_page(&page).map_err(err)?;
@@ -486,18 +524,26 @@ fn convert_loop(
                 return Ok((0, 0));
             }
         }
+        pending.pages += 1;
+        pending.conversations += page.len() as u64;
         let sent = (batches.is_empty() || tx.blocking_send(Converted::Batches(batches)).is_ok())
-            && tx
-                .blocking_send(Converted::Page {
-                    conversations: page.len() as u64,
-                })
-                .is_ok();
+            && pending.offer(&tx).is_ok();
         if !sent {
             return Ok((0, 0));
         }
     }
     let batches = conv.finish().map_err(err)?;
     if !batches.is_empty() && tx.blocking_send(Converted::Batches(batches)).is_err() {
+        return Ok((0, 0));
+    }
+    if pending.pages > 0
+        && tx
+            .blocking_send(Converted::Pages {
+                pages: pending.pages,
+                conversations: pending.conversations,
+            })
+            .is_err()
+    {
         return Ok((0, 0));
     }
     if let Some(mut raw) = raw {
@@ -554,21 +600,31 @@ pub async fn convert_files(
     let started = Instant::now();
     let run_started = Utc::now();
     // Reading, deduplicating and converting run on a blocking thread; Parquet encoding and
-    // writing on this task: two cores busy, bounded by the channel between them.
-    type Converted = (Vec<TableBatch>, Vec<NaiveDate>);
-    let (tx, mut rx) = mpsc::channel::<Result<Converted, PipelineError>>(2);
+    // writing on this task: two cores busy. Two messages queued between them bound memory;
+    // progress (conversations per day) is handed over only when there is room.
+    enum Msg {
+        Batches(Vec<TableBatch>),
+        Days(BTreeMap<NaiveDate, (u64, u64)>),
+    }
+    let (tx, mut rx) = mpsc::channel::<Result<Msg, PipelineError>>(2);
     let opts = cfg.convert.clone();
+    // Where the time goes (debug log): the converter waiting for the writer, or the reverse.
+    let converter_waited = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let waited = converter_waited.clone();
+    let mut writer_idle = std::time::Duration::ZERO;
     let reader = tokio::task::spawn_blocking(move || {
         let mut conv = Converter::new(opts);
         let mut seen: HashSet<u128> = HashSet::new();
+        // Per day: (pages, conversations) not handed over yet.
+        let mut pending: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
         let work = || -> Result<(), PipelineError> {
             for path in paths {
                 let pages = crate::files::PageReader::open(&path)
                     .map_err(|e| PipelineError::Input(e.to_string()))?;
                 for page in pages {
                     let mut page = page.map_err(|e| PipelineError::Input(e.to_string()))?;
-                    let mut dates = Vec::new();
                     let origin = page.origin.clone();
+                    let mut first_date = None;
                     page.try_retain(|i, text| {
                         let key = record_key(text).map_err(|reason| {
                             PipelineError::Input(format!("{origin}: record {i}: {reason}"))
@@ -576,17 +632,36 @@ pub async fn convert_files(
                         if !seen.insert(crate::genesys::id_key(&key.conversation_id)) {
                             return Ok(false);
                         }
-                        dates.push(key.conversation_start.date_naive());
+                        let date = key.conversation_start.date_naive();
+                        first_date.get_or_insert(date);
+                        pending.entry(date).or_default().1 += 1;
                         Ok::<bool, PipelineError>(true)
                     })?;
+                    if let Some(d) = first_date {
+                        pending.entry(d).or_default().0 += 1;
+                    }
                     let batches =
                         conv.push_page(&page)
                             .map_err(|source| PipelineError::Convert {
-                                date: dates.first().copied().unwrap_or(NaiveDate::MIN),
+                                date: first_date.unwrap_or(NaiveDate::MIN),
                                 source,
                             })?;
-                    if tx.blocking_send(Ok((batches, dates))).is_err() {
+                    let t0 = Instant::now();
+                    if !batches.is_empty() && tx.blocking_send(Ok(Msg::Batches(batches))).is_err() {
                         return Ok(());
+                    }
+                    waited.fetch_add(
+                        t0.elapsed().as_millis() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    if !pending.is_empty() {
+                        match tx.try_send(Ok(Msg::Days(std::mem::take(&mut pending)))) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(Ok(Msg::Days(back)))) => {
+                                pending = back
+                            }
+                            Err(_) => return Ok(()),
+                        }
                     }
                 }
             }
@@ -594,7 +669,10 @@ pub async fn convert_files(
                 date: NaiveDate::MIN,
                 source,
             })?;
-            let _ = tx.blocking_send(Ok((batches, Vec::new())));
+            if !batches.is_empty() {
+                let _ = tx.blocking_send(Ok(Msg::Batches(batches)));
+            }
+            let _ = tx.blocking_send(Ok(Msg::Days(std::mem::take(&mut pending))));
             Ok(())
         };
         if let Err(e) = work() {
@@ -607,22 +685,34 @@ pub async fn convert_files(
     let mut pages_by_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     let run = RunId::new(run_started);
     let result: Result<(), PipelineError> = async {
-        while let Some(msg) = rx.recv().await {
-            let (batches, dates) = msg?;
-            for d in &dates {
-                *per_day_conversations.entry(*d).or_default() += 1;
+        loop {
+            let t0 = Instant::now();
+            let Some(msg) = rx.recv().await else { break };
+            writer_idle += t0.elapsed();
+            match msg? {
+                Msg::Batches(batches) => {
+                    write_split(batches, &store, &run, cfg, &mut writers, run_started).await?
+                }
+                Msg::Days(days) => {
+                    for (d, (pages, conversations)) in days {
+                        *pages_by_day.entry(d).or_default() += pages;
+                        *per_day_conversations.entry(d).or_default() += conversations;
+                        progress.page_done(d, conversations);
+                    }
+                }
             }
-            if let Some(d) = dates.first() {
-                *pages_by_day.entry(*d).or_default() += 1;
-                progress.page_done(*d, dates.len() as u64);
-            }
-            write_split(batches, &store, &run, cfg, &mut writers, run_started).await?;
         }
         Ok(())
     }
     .await;
     drop(rx);
     let _ = reader.await;
+    tracing::debug!(
+        converter_waited_ms = converter_waited.load(std::sync::atomic::Ordering::Relaxed),
+        writer_idle_ms = writer_idle.as_millis() as u64,
+        seconds = started.elapsed().as_secs_f64(),
+        "converted; publishing"
+    );
 
     let mut days = Vec::new();
     match result {
@@ -701,6 +791,21 @@ async fn write_split(
                     .map_err(|source| PipelineError::Sink { date, source })?;
             }
         }
+    }
+    // Each day keeps to the budget; days stay open until the end, so keep to it across them.
+    while writers
+        .values()
+        .map(DayWriter::buffered_bytes)
+        .sum::<usize>()
+        > cfg.parquet.max_buffered_bytes
+    {
+        let Some((date, w)) = writers.iter_mut().max_by_key(|(_, w)| w.buffered_bytes()) else {
+            break;
+        };
+        let date = *date;
+        w.flush_largest()
+            .await
+            .map_err(|source| PipelineError::Sink { date, source })?;
     }
     Ok(())
 }

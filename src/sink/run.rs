@@ -148,6 +148,43 @@ impl DayWriter {
         if open.handle.progress.bytes() >= self.max_file_bytes {
             self.close_part(table).await?;
         }
+        while self.buffered_bytes() > self.settings.max_buffered_bytes {
+            self.flush_largest().await?;
+        }
+        Ok(())
+    }
+
+    /// Memory held by the row groups being built for this day's tables.
+    pub fn buffered_bytes(&self) -> usize {
+        self.open.values().map(|o| o.writer.buffered_bytes()).sum()
+    }
+
+    /// Writes out the largest row group being built (a no-op when none holds data).
+    pub async fn flush_largest(&mut self) -> Result<(), SinkError> {
+        let largest = self
+            .open
+            .iter()
+            .map(|(t, o)| (*t, o.writer.buffered_bytes()))
+            .max_by_key(|(_, bytes)| *bytes);
+        let Some((table, bytes)) = largest else {
+            return Ok(());
+        };
+        if bytes == 0 {
+            return Ok(());
+        }
+        let Some(open) = self.open.get_mut(&table) else {
+            return Ok(());
+        };
+        if let Err(source) = open.writer.flush_row_group().await {
+            let key = open.key.clone();
+            self.abort_all().await;
+            return Err(SinkError::Parquet {
+                table: table.name(),
+                date: self.lease.date,
+                key,
+                source,
+            });
+        }
         Ok(())
     }
 
@@ -330,4 +367,98 @@ pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, Si
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interval::Interval;
+    use crate::page::{Page, PageOrigin};
+    use crate::simulator::{Dataset, SimConfig};
+    use crate::sink::{LocalStore, RunId};
+    use crate::tables::{ConvertOptions, Converter};
+    use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use bytes::Bytes;
+
+    /// Writes one simulated day through a DayWriter with `budget` and returns, for the
+    /// segments table, (row groups, rows, sorted conversation ids).
+    async fn write_day(root: &std::path::Path, budget: usize) -> (usize, usize, Vec<String>) {
+        let date: NaiveDate = "2026-10-20".parse().expect("date");
+        let cfg = SimConfig {
+            seed: 9,
+            per_day: 400,
+            end_date: Some(date),
+            ..SimConfig::default()
+        };
+        let mut ndjson = Vec::new();
+        Dataset::for_config(&cfg)
+            .write_ndjson_pages(&Interval::day(date), 100, &mut ndjson)
+            .expect("pages");
+        let store: Arc<dyn Store> = Arc::new(LocalStore::new(root).expect("store"));
+        let lease = store
+            .acquire_lease(date, &RunId::new(Utc::now()), chrono::Duration::minutes(5))
+            .await
+            .expect("lease");
+        let settings = ParquetSettings {
+            max_buffered_bytes: budget,
+            ..ParquetSettings::default()
+        };
+        let meta = ParquetMeta {
+            interval: Interval::day(date).to_genesys(),
+            extracted_at: Utc::now(),
+        };
+        let mut w = DayWriter::new(store.clone(), lease.clone(), settings, meta, 256 << 20);
+        // Small batches, so that the budget is crossed many times.
+        let mut conv = Converter::new(ConvertOptions {
+            batch_bytes: 64 << 10,
+            ..ConvertOptions::default()
+        });
+        for (i, line) in ndjson.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let page = Page::parse(
+                Bytes::copy_from_slice(line),
+                PageOrigin::new(format!("{i}")),
+            )
+            .expect("page");
+            for tb in conv.push_page(&page).expect("convert") {
+                w.write(tb).await.expect("write");
+            }
+        }
+        for tb in conv.finish().expect("finish") {
+            w.write(tb).await.expect("write");
+        }
+        let m = w
+            .publish(Interval::day(date).to_genesys(), false, 400, Utc::now())
+            .await
+            .expect("publish");
+        store.release_lease(&lease).await.expect("release");
+        let (mut groups, mut rows, mut ids) = (0, 0, Vec::new());
+        for f in m.files.iter().filter(|f| f.table == "segments") {
+            let file = std::fs::File::open(root.join(&f.key)).expect("open");
+            let r = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader");
+            groups += r.metadata().num_row_groups();
+            for b in r.build().expect("build") {
+                let b = b.expect("batch");
+                rows += b.num_rows();
+                let col = b.column_by_name("conversation_id").expect("column");
+                ids.extend(col.as_string::<i32>().iter().flatten().map(String::from));
+            }
+        }
+        ids.sort();
+        (groups, rows, ids)
+    }
+
+    #[tokio::test]
+    async fn a_small_buffer_budget_writes_smaller_row_groups_of_the_same_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let roomy = write_day(dir.path(), 48 << 20).await;
+        let tight = write_day(dir.path(), 1).await;
+        assert_eq!(roomy.0, 1, "one row group when memory allows");
+        assert!(tight.0 > 5, "the budget splits row groups: {}", tight.0);
+        assert!(roomy.1 > 1000, "segments written: {}", roomy.1);
+        assert_eq!(roomy.1, tight.1);
+        assert_eq!(roomy.2, tight.2);
+    }
 }

@@ -1,8 +1,9 @@
 //! Page → Arrow record batches, streaming, driven by the static schema ([`super::schema`]).
 //!
 //! Each record is parsed once, straight from the page's bytes: a serde visitor walks the JSON
-//! object, looks each key up in the table's layout, and stores scalars (borrowed, no `Value`
-//! tree) in the row's slots; lists of objects recurse into their child tables. JSON key order is
+//! object, looks each key up in the table's layout, and appends scalars (borrowed, no `Value`
+//! tree) straight to the column builders; at the end of the object, columns it did not set get
+//! a null. Lists of objects recurse into their child tables. JSON key order is
 //! not guaranteed (a child list may come before its parent's id), so a child row records its
 //! parent's *row number*, and key columns (`conversation_id`, `participant_id`, …) are copied
 //! from the parent's columns with `take` when the batches are built. That is why every table is
@@ -29,7 +30,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::schema::{Entry, Role, Table, Ty};
-use crate::page::{Page, PageOrigin};
+use crate::page::{Page, PageOrigin, StrSeed};
 
 /// Conversion settings.
 #[derive(Debug, Clone)]
@@ -47,7 +48,7 @@ impl Default for ConvertOptions {
         Self {
             raw: true,
             batch_rows: 64 * 1024,
-            batch_bytes: 16 << 20,
+            batch_bytes: 4 << 20,
         }
     }
 }
@@ -321,9 +322,13 @@ impl TableBuf {
         }
     }
 
-    fn push_row(&mut self, slots: Vec<Val<'_>>, extra: Extra, parent_row: u32, index: i64) {
-        for (col, v) in self.cols.iter_mut().zip(slots) {
-            col.append(v);
+    /// Ends row `self.len`: columns its object did not set get a null.
+    fn end_row(&mut self, extra: Extra, parent_row: u32, index: i64) {
+        let row = self.len;
+        for col in &mut self.cols {
+            if col.len() == row {
+                col.append_null();
+            }
         }
         match extra.finish() {
             Some(e) => self.extra.append_value(e),
@@ -332,6 +337,31 @@ impl TableBuf {
         self.parent_rows.push(parent_row);
         self.index.push(index);
         self.len += 1;
+    }
+
+    /// Whether the current row (`self.len`) has a non-null value in column `slot`.
+    fn is_set(&self, slot: usize) -> bool {
+        let row = self.len;
+        let valid = |v: Option<&[u8]>| v.is_none_or(|v| arrow::util::bit_util::get_bit(v, row));
+        let col = &self.cols[slot];
+        col.len() > row
+            && match col {
+                Col::Str(b) => valid(b.validity_slice()),
+                Col::Int(b) => valid(b.validity_slice()),
+                Col::Float(b) => valid(b.validity_slice()),
+                Col::Bool(b) => valid(b.validity_slice()),
+                Col::Time(b) => valid(b.validity_slice()),
+                Col::StrList(b) => valid(b.validity_slice()),
+                Col::IntList(b) => valid(b.validity_slice()),
+            }
+    }
+
+    /// Sets column `slot` of row `self.len` from a value's JSON text. Returns false (and sets
+    /// nothing) when the value has another type, or the object had the key already.
+    fn set(&mut self, slot: usize, raw: &str) -> bool {
+        let row = self.len;
+        let col = &mut self.cols[slot];
+        col.len() == row && col.append_json(raw)
     }
 }
 
@@ -358,33 +388,76 @@ impl Col {
         }
     }
 
-    /// Appends a value the parser produced for this column's type (or null).
-    fn append(&mut self, v: Val<'_>) {
-        match (self, v) {
-            (Col::Str(b), Val::Str(s)) => b.append_value(s),
-            (Col::Int(b), Val::Int(i)) => b.append_value(i),
-            (Col::Float(b), Val::Float(f)) => b.append_value(f),
-            (Col::Bool(b), Val::Bool(x)) => b.append_value(x),
-            (Col::Time(b), Val::Time(ms)) => b.append_value(ms),
-            (Col::StrList(b), Val::StrList(items)) => {
-                for i in items {
-                    b.values().append_option(i);
-                }
-                b.append(true);
+    fn len(&self) -> usize {
+        use arrow::array::ArrayBuilder;
+        match self {
+            Col::Str(b) => b.len(),
+            Col::Int(b) => b.len(),
+            Col::Float(b) => b.len(),
+            Col::Bool(b) => b.len(),
+            Col::Time(b) => b.len(),
+            Col::StrList(b) => b.len(),
+            Col::IntList(b) => b.len(),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Col::Str(b) => b.append_null(),
+            Col::Int(b) => b.append_null(),
+            Col::Float(b) => b.append_null(),
+            Col::Bool(b) => b.append_null(),
+            Col::Time(b) => b.append_null(),
+            Col::StrList(b) => b.append(false),
+            Col::IntList(b) => b.append(false),
+        }
+    }
+
+    /// Parses a value's JSON text as this column's type and appends it (`null` appends a
+    /// null). Returns false, appending nothing, when the value has another type.
+    fn append_json(&mut self, raw: &str) -> bool {
+        if raw == "null" {
+            self.append_null();
+            return true;
+        }
+        match self {
+            Col::Str(b) => parse_str(raw).map(|v| b.append_value(v)).is_some(),
+            Col::Int(b) => raw.parse().map(|v| b.append_value(v)).is_ok(),
+            Col::Float(b) => {
+                !raw.starts_with('"') && raw.parse().map(|v| b.append_value(v)).is_ok()
             }
-            (Col::IntList(b), Val::IntList(items)) => {
-                for i in items {
-                    b.values().append_option(i);
+            Col::Bool(b) => match raw {
+                "true" | "false" => {
+                    b.append_value(raw == "true");
+                    true
                 }
-                b.append(true);
-            }
-            (Col::Str(b), _) => b.append_null(),
-            (Col::Int(b), _) => b.append_null(),
-            (Col::Float(b), _) => b.append_null(),
-            (Col::Bool(b), _) => b.append_null(),
-            (Col::Time(b), _) => b.append_null(),
-            (Col::StrList(b), _) => b.append(false),
-            (Col::IntList(b), _) => b.append(false),
+                _ => false,
+            },
+            Col::Time(b) => parse_str(raw)
+                .and_then(|s| parse_time_ms(&s))
+                .map(|v| b.append_value(v))
+                .is_some(),
+            Col::StrList(b) => match serde_json::from_str::<Vec<Option<Cow<str>>>>(raw) {
+                Ok(items) => {
+                    for i in items {
+                        b.values().append_option(i);
+                    }
+                    b.append(true);
+                    true
+                }
+                Err(_) => false,
+            },
+            Col::IntList(b) => match serde_json::from_str::<Vec<Option<i64>>>(raw) {
+                Ok(items) => {
+                    b.values().append_values(
+                        &items.iter().map(|i| i.unwrap_or(0)).collect::<Vec<_>>(),
+                        &items.iter().map(|i| i.is_some()).collect::<Vec<_>>(),
+                    );
+                    b.append(true);
+                    true
+                }
+                Err(_) => false,
+            },
         }
     }
 
@@ -399,44 +472,6 @@ impl Col {
             Col::IntList(b) => Arc::new(b.finish()),
         }
     }
-}
-
-/// A parsed scalar, borrowing from the page where it can.
-#[derive(Debug, Clone, PartialEq)]
-enum Val<'a> {
-    Null,
-    Str(Cow<'a, str>),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Time(i64),
-    StrList(Vec<Option<String>>),
-    IntList(Vec<Option<i64>>),
-}
-
-/// Parses a scalar's JSON text as `ty`; `None` when the value has another type.
-fn parse_value(raw: &str, ty: Ty) -> Option<Val<'_>> {
-    if raw == "null" {
-        return Some(Val::Null);
-    }
-    Some(match ty {
-        Ty::Str => Val::Str(parse_str(raw)?),
-        Ty::Int => Val::Int(raw.parse().ok()?),
-        Ty::Float => {
-            if raw.starts_with('"') {
-                return None;
-            }
-            Val::Float(raw.parse().ok()?)
-        }
-        Ty::Bool => match raw {
-            "true" => Val::Bool(true),
-            "false" => Val::Bool(false),
-            _ => return None,
-        },
-        Ty::Time => Val::Time(parse_time_ms(&parse_str(raw)?)?),
-        Ty::StrList => Val::StrList(serde_json::from_str(raw).ok()?),
-        Ty::IntList => Val::IntList(serde_json::from_str(raw).ok()?),
-    })
 }
 
 fn parse_str(raw: &str) -> Option<Cow<'_, str>> {
@@ -548,29 +583,6 @@ impl Ctx<'_> {
     }
 }
 
-/// An object key, borrowed when it has no escapes.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string key")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-}
-
 /// One object → one row of `table` (and rows of its child tables).
 struct ObjectSeed<'a, 'c> {
     ctx: &'a mut Ctx<'c>,
@@ -598,18 +610,14 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
         let ctx = self.ctx;
         let row = u32::try_from(ctx.bufs[t.idx()].len)
             .map_err(|_| de::Error::custom("too many rows in one batch"))?;
-        let mut slots: Vec<Val<'de>> = vec![Val::Null; layout.slots.len()];
         let mut extra = Extra::default();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
+        while let Some(key) = map.next_key_seed(StrSeed)? {
             match layout.lookup.get(key.as_ref()) {
-                Some(Entry::Slot(slot, ty)) => {
+                Some(Entry::Slot(slot, _)) => {
                     let raw: &'de RawValue = map.next_value()?;
-                    match parse_value(raw.get(), *ty) {
-                        Some(v) => slots[*slot] = v,
-                        None => {
-                            extra.push(&key, raw.get());
-                            ctx.mismatch(t, &key);
-                        }
+                    if !ctx.bufs[t.idx()].set(*slot, raw.get()) {
+                        extra.push(&key, raw.get());
+                        ctx.mismatch(t, &key);
                     }
                 }
                 Some(Entry::Children(child)) => map.next_value_seed(ListSeed {
@@ -626,7 +634,6 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
                     ctx: &mut *ctx,
                     table: t,
                     row,
-                    slots: &mut slots,
                     extra: &mut extra,
                 })?,
                 None => {
@@ -636,18 +643,19 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
                 }
             }
         }
+        let buf = &mut ctx.bufs[t.idx()];
         if t == Table::Conversations {
             // Slots 0 and 1 are conversationId and conversationStart (the table's lead).
-            if !matches!(slots[0], Val::Str(_)) {
+            if !buf.is_set(0) {
                 return Err(de::Error::custom("no conversationId"));
             }
-            if !matches!(slots[1], Val::Time(_)) {
+            if !buf.is_set(1) {
                 return Err(de::Error::custom(
                     "conversationStart is missing or not an ISO-8601 time",
                 ));
             }
         }
-        ctx.bufs[t.idx()].push_row(slots, extra, self.parent_row, self.index);
+        buf.end_row(extra, self.parent_row, self.index);
         Ok(())
     }
 }
@@ -720,20 +728,19 @@ impl<'de> Visitor<'de> for MapSeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut index = 0i64;
         let buf = &mut self.ctx.bufs[self.table.idx()];
-        while let Some(key) = map.next_key_seed(KeySeed)? {
+        while let Some(key) = map.next_key_seed(StrSeed)? {
             let raw: &'de RawValue = map.next_value()?;
-            // A non-string value is kept as its JSON text.
-            let value = match parse_str(raw.get()) {
-                Some(s) => Val::Str(s),
-                None if raw.get() == "null" => Val::Null,
-                None => Val::Str(Cow::Borrowed(raw.get())),
+            let [Col::Str(names), Col::Str(values)] = buf.cols.as_mut_slice() else {
+                unreachable!("a map table's slots are name and value");
             };
-            buf.push_row(
-                vec![Val::Str(key), value],
-                Extra::default(),
-                self.parent_row,
-                index,
-            );
+            names.append_value(key);
+            // A non-string value is kept as its JSON text.
+            match parse_str(raw.get()) {
+                Some(s) => values.append_value(s),
+                None if raw.get() == "null" => values.append_null(),
+                None => values.append_value(raw.get()),
+            }
+            buf.end_row(Extra::default(), self.parent_row, index);
             index += 1;
         }
         Ok(())
@@ -741,22 +748,21 @@ impl<'de> Visitor<'de> for MapSeed<'_, '_> {
 }
 
 /// A nested object flattened into its parent's row (the session's `flow`).
-struct FlatSeed<'a, 'c, 's, 'de> {
+struct FlatSeed<'a, 'c, 's> {
     ctx: &'a mut Ctx<'c>,
     table: Table,
     row: u32,
-    slots: &'s mut Vec<Val<'de>>,
     extra: &'s mut Extra,
 }
 
-impl<'de> DeserializeSeed<'de> for FlatSeed<'_, '_, '_, 'de> {
+impl<'de> DeserializeSeed<'de> for FlatSeed<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_, 'de> {
+impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
@@ -770,17 +776,14 @@ impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_, 'de> {
         let t = self.table;
         let layout = t.layout();
         let prefix = t.spec().flatten.as_ref().map(|f| f.json).unwrap_or("");
-        while let Some(key) = map.next_key_seed(KeySeed)? {
+        while let Some(key) = map.next_key_seed(StrSeed)? {
             match layout.flat_lookup.get(key.as_ref()) {
-                Some(Entry::Slot(slot, ty)) => {
+                Some(Entry::Slot(slot, _)) => {
                     let raw: &'de RawValue = map.next_value()?;
-                    match parse_value(raw.get(), *ty) {
-                        Some(v) => self.slots[*slot] = v,
-                        None => {
-                            let k = format!("{prefix}.{key}");
-                            self.extra.push(&k, raw.get());
-                            self.ctx.mismatch(t, &k);
-                        }
+                    if !self.ctx.bufs[t.idx()].set(*slot, raw.get()) {
+                        let k = format!("{prefix}.{key}");
+                        self.extra.push(&k, raw.get());
+                        self.ctx.mismatch(t, &k);
                     }
                 }
                 Some(Entry::Children(child)) => map.next_value_seed(ListSeed {

@@ -9,6 +9,8 @@
 //! partition, so it is in the path, not in the files.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
@@ -498,10 +500,11 @@ pub struct Layout {
     pub slots: Vec<Ty>,
     /// JSON names of the slots (for `extra` on a type mismatch).
     pub slot_json: Vec<String>,
-    /// JSON key of this object → what it is.
-    pub lookup: HashMap<&'static str, Entry>,
+    /// JSON key of this object → what it is. (Looked up for every key of every record: Fx
+    /// hashing, as short trusted keys need no DoS-resistant hasher.)
+    pub lookup: FxHashMap<&'static str, Entry>,
     /// JSON key inside the flattened object → what it is.
-    pub flat_lookup: HashMap<&'static str, Entry>,
+    pub flat_lookup: FxHashMap<&'static str, Entry>,
     pub file_schema: SchemaRef,
     pub batch_schema: SchemaRef,
 }
@@ -558,8 +561,8 @@ fn build_layout(spec: &TableSpec) -> Layout {
     let mut columns = Vec::new();
     let mut slots = Vec::new();
     let mut slot_json = Vec::new();
-    let mut lookup = HashMap::new();
-    let mut flat_lookup = HashMap::new();
+    let mut lookup = FxHashMap::default();
+    let mut flat_lookup = FxHashMap::default();
     let src = |json: &str| {
         if spec.source.is_empty() {
             json.to_string()
