@@ -193,7 +193,7 @@ pub struct PipelineArgs {
     pub max_file_mb: u64,
     /// Memory for the Parquet row groups being built, in MiB per day (all tables): past it the
     /// largest is written out, so larger values give larger row groups.
-    #[arg(long, env = "GP_BUFFER_MB", default_value_t = 48)]
+    #[arg(long, env = "GP_BUFFER_MB", default_value_t = 32)]
     pub buffer_mb: usize,
 }
 
@@ -206,7 +206,7 @@ impl PipelineArgs {
             no_raw: false,
             archive_raw: false,
             max_file_mb: 256,
-            buffer_mb: 48,
+            buffer_mb: 32,
         }
     }
 

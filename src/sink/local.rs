@@ -306,10 +306,12 @@ impl Store for LocalStore {
             .create_new(true)
             .open(&path)
             .await
-            .map_err(|e| StoreError::io("create", path.display(), e))?;
+            .map_err(|e| StoreError::io("create", path.display(), e))?
+            .into_std()
+            .await;
         Ok((
             Box::new(LocalUpload {
-                file: tokio::io::BufWriter::with_capacity(1 << 20, file),
+                file: Some(file),
                 path,
                 bytes: 0,
             }),
@@ -369,33 +371,46 @@ impl Store for LocalStore {
     }
 }
 
+/// A part file being written. Writes are whole row groups (the Parquet writer buffers them),
+/// so they go straight to a std file on the blocking pool: no copy, and no buffer kept per open
+/// file (tokio's `File` keeps one of up to 2 MiB, for each of a day's 15 tables).
 struct LocalUpload {
-    file: tokio::io::BufWriter<tokio::fs::File>,
+    /// `None` only while a write runs, or after one panicked.
+    file: Option<std::fs::File>,
     path: PathBuf,
     bytes: u64,
+}
+
+impl LocalUpload {
+    async fn with_file<T: Send + 'static>(
+        &mut self,
+        op: &'static str,
+        f: impl FnOnce(&mut std::fs::File) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let lost = || StoreError::io(op, self.path.display(), std::io::Error::other("file lost"));
+        let mut file = self.file.take().ok_or_else(lost)?;
+        let (file, r) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut file);
+            (file, r)
+        })
+        .await
+        .map_err(|_| lost())?;
+        self.file = Some(file);
+        r.map_err(|e| StoreError::io(op, self.path.display(), e))
+    }
 }
 
 #[async_trait]
 impl Upload for LocalUpload {
     async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        use std::io::Write;
         self.bytes += data.len() as u64;
-        self.file
-            .write_all(&data)
-            .await
-            .map_err(|e| StoreError::io("write", self.path.display(), e))
+        self.with_file("write", move |f| f.write_all(&data)).await
     }
 
     async fn complete(mut self: Box<Self>) -> Result<u64, StoreError> {
-        self.file
-            .flush()
-            .await
-            .map_err(|e| StoreError::io("write", self.path.display(), e))?;
         // Durable before the publish renames make it visible.
-        self.file
-            .get_ref()
-            .sync_all()
-            .await
-            .map_err(|e| StoreError::io("sync", self.path.display(), e))?;
+        self.with_file("sync", |f| f.sync_all()).await?;
         Ok(self.bytes)
     }
 

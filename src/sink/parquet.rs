@@ -37,7 +37,7 @@ impl Default for ParquetSettings {
             compression: Codec::Zstd(1),
             max_row_group_bytes: 64 << 20,
             max_row_group_rows: 1 << 20,
-            max_buffered_bytes: 48 << 20,
+            max_buffered_bytes: 32 << 20,
         }
     }
 }
