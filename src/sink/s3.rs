@@ -652,7 +652,8 @@ impl S3Upload {
         }
         let id = self.upload_id.clone().unwrap_or_default();
         let number = self.parts.len() as i32 + 1;
-        let data = self.buf.split().freeze();
+        let take = self.buf.len().min(PART_BYTES);
+        let data = self.buf.split_to(take).freeze();
         let out = self
             .client
             .upload_part()
@@ -679,7 +680,8 @@ impl Upload for S3Upload {
     async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
         self.bytes += data.len() as u64;
         self.buf.extend_from_slice(&data);
-        if self.buf.len() >= PART_BYTES {
+        // A row group can be bigger than a part: send it as several, each PART_BYTES.
+        while self.buf.len() >= PART_BYTES {
             self.flush_part().await?;
         }
         Ok(())
@@ -698,6 +700,7 @@ impl Upload for S3Upload {
                 .map_err(|e| s3_error("write", &self.bucket, &self.key, e))?;
             return Ok(self.bytes);
         }
+        // What is left is under PART_BYTES: the last part, which may be small.
         if !self.buf.is_empty() {
             if let Err(e) = self.flush_part().await {
                 let _ = self.abort().await;
