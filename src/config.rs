@@ -46,6 +46,11 @@ pub struct OutputArgs {
     /// S3-compatible endpoint (path-style addressing), e.g. http://127.0.0.1:9000.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub s3_endpoint: Option<String>,
+    /// Glue database whose tables get each published day's partition registered (S3 output
+    /// only): Athena then switches a day to a new run atomically. Without it, Athena finds
+    /// partitions by projection and the files are replaced in place.
+    #[arg(long, env = "GP_GLUE_DATABASE")]
+    pub glue_database: Option<String>,
 }
 
 impl OutputArgs {
@@ -53,7 +58,15 @@ impl OutputArgs {
         Self {
             out: path.display().to_string(),
             s3_endpoint: None,
+            glue_database: None,
         }
+    }
+
+    /// The Glue database, if one is set (the template sets an empty one without a catalog).
+    fn glue_database(&self) -> Option<&str> {
+        self.glue_database
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
     }
 
     /// Opens the store the output names.
@@ -66,10 +79,19 @@ impl OutputArgs {
                     self.out
                 )));
             }
-            let store =
+            let mut store =
                 crate::sink::s3::S3Store::from_env(bucket, prefix, self.s3_endpoint.as_deref())
                     .await?;
+            if let Some(db) = self.glue_database() {
+                store = store.with_catalog(crate::sink::catalog::GlueCatalog::from_env(db).await);
+            }
             return Ok(Arc::new(store));
+        }
+        if let Some(db) = self.glue_database() {
+            return Err(ConfigError::Invalid(format!(
+                "--glue-database {db}: Glue partitions can only point at an s3:// output, not {}",
+                self.out
+            )));
         }
         if self.out.contains("://") {
             return Err(ConfigError::Invalid(format!(

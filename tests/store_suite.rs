@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
-use genesys_parquet::sink::s3::S3Store;
+use genesys_parquet::sink::catalog::GlueCatalog;
+use genesys_parquet::sink::s3::{S3Store, SUPERSEDED_TAG};
 use genesys_parquet::sink::{Lease, LocalStore, Manifest, ManifestFile, RunId, Store, StoreError};
 
 fn date() -> NaiveDate {
@@ -199,6 +200,152 @@ impl Backend for S3 {
             .expect("list uploads")
             .uploads()
             .len()
+    }
+}
+
+/// The S3 store in `catalog` mode: what a reader sees is what the Glue partition points at.
+struct S3Catalog {
+    s3: S3,
+    catalog: GlueCatalog,
+    store: Arc<S3Store>,
+}
+
+const DATABASE: &str = "gp";
+
+fn glue_client(url: &str) -> aws_sdk_glue::Client {
+    let conf = aws_sdk_glue::config::Builder::new()
+        .behavior_version(aws_sdk_glue::config::BehaviorVersion::latest())
+        .region(aws_sdk_glue::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_glue::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(url)
+        .build();
+    aws_sdk_glue::Client::from_conf(conf)
+}
+
+/// The Glue database and one table per output table, as the template creates them.
+async fn create_glue_tables(glue: &aws_sdk_glue::Client) {
+    use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
+    glue.create_database()
+        .database_input(DatabaseInput::builder().name(DATABASE).build().expect("db"))
+        .send()
+        .await
+        .expect("create database");
+    for t in genesys_parquet::tables::schema::Table::all() {
+        let sd = StorageDescriptor::builder()
+            .location(format!("s3://{BUCKET}/{PREFIX}/{}/", t.name()))
+            .columns(
+                Column::builder()
+                    .name("conversation_id")
+                    .r#type("string")
+                    .build()
+                    .expect("col"),
+            )
+            .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
+            .build();
+        glue.create_table()
+            .database_name(DATABASE)
+            .table_input(
+                TableInput::builder()
+                    .name(t.name())
+                    .storage_descriptor(sd)
+                    .partition_keys(
+                        Column::builder()
+                            .name("conversation_date")
+                            .r#type("string")
+                            .build()
+                            .expect("col"),
+                    )
+                    .build()
+                    .expect("table"),
+            )
+            .send()
+            .await
+            .expect("create table");
+    }
+}
+
+impl S3Catalog {
+    async fn new() -> Self {
+        let s3 = S3::new().await;
+        let glue = glue_client(&s3._moto.url);
+        create_glue_tables(&glue).await;
+        let store = Arc::new(
+            S3Store::new(s3.client.clone(), BUCKET, PREFIX)
+                .with_catalog(GlueCatalog::new(glue.clone(), DATABASE)),
+        );
+        S3Catalog {
+            s3,
+            catalog: GlueCatalog::new(glue, DATABASE),
+            store,
+        }
+    }
+
+    /// Keys (relative to the bucket) under the day's registered location of `table`.
+    async fn registered_keys(&self, table: &str) -> Vec<String> {
+        let Some(location) = self
+            .catalog
+            .location(table, date())
+            .await
+            .expect("partition")
+        else {
+            return Vec::new();
+        };
+        let prefix = location
+            .strip_prefix(&format!("s3://{BUCKET}/"))
+            .expect("location in the bucket")
+            .to_string();
+        assert!(
+            prefix.ends_with('/') && prefix.contains("/run="),
+            "a run's own folder: {location}"
+        );
+        let out = self
+            .s3
+            .client
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(&prefix)
+            .send()
+            .await
+            .expect("list");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(String::from))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Backend for S3Catalog {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+    async fn visible(&self, table: &str) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for key in self.registered_keys(table).await {
+            let body = self
+                .s3
+                .client
+                .get_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .send()
+                .await
+                .expect("get")
+                .body
+                .collect()
+                .await
+                .expect("body")
+                .into_bytes();
+            let name = key.rsplit('/').next().unwrap_or("").to_string();
+            v.push((name, String::from_utf8_lossy(&body).to_string()));
+        }
+        v.sort();
+        v
+    }
+    async fn open_uploads(&self) -> usize {
+        self.s3.open_uploads().await
     }
 }
 
@@ -424,6 +571,144 @@ async fn s3_failed_run() {
 }
 
 #[tokio::test]
+async fn catalog_publish_replaces_the_day() {
+    publish_replaces_the_day(&S3Catalog::new().await).await;
+}
+
+#[tokio::test]
+async fn catalog_crashed_run() {
+    a_crashed_run_leaves_the_day_intact_and_is_swept(&S3Catalog::new().await).await;
+}
+
+#[tokio::test]
+async fn catalog_failed_run() {
+    a_failed_run_is_discarded(&S3Catalog::new().await).await;
+}
+
+/// In `catalog` mode a superseded run stays where queries planned before the switch read it,
+/// tagged for the lifecycle rule; the flat partition folder is never written.
+#[tokio::test]
+async fn catalog_keeps_superseded_runs_tagged_for_expiry() {
+    let b = S3Catalog::new().await;
+    let store = b.store();
+    let hour = chrono::Duration::hours(1);
+    let (l1, f1) = write_run(&store, "run-1", &["segments"], 2, hour).await;
+    store
+        .publish(&l1, &manifest(&l1, f1))
+        .await
+        .expect("publish");
+    store.release_lease(&l1).await.expect("release");
+    let run1 = b.registered_keys("segments").await;
+    assert_eq!(run1.len(), 2);
+    assert!(
+        run1.iter().all(|k| k.starts_with(&format!(
+            "{PREFIX}/segments/conversation_date={}/run=run-1/part-",
+            date()
+        ))),
+        "{run1:?}"
+    );
+    // Every table's partition points at the run, also tables it wrote nothing to.
+    let sessions = b
+        .catalog
+        .location("sessions", date())
+        .await
+        .expect("partition");
+    assert_eq!(
+        sessions.as_deref(),
+        Some(
+            format!(
+                "s3://{BUCKET}/{PREFIX}/sessions/conversation_date={}/run=run-1/",
+                date()
+            )
+            .as_str()
+        )
+    );
+
+    let (l2, f2) = write_run(&store, "run-2", &["segments"], 1, hour).await;
+    store
+        .publish(&l2, &manifest(&l2, f2))
+        .await
+        .expect("publish");
+    store.release_lease(&l2).await.expect("release");
+    assert_eq!(runs_of(&b.visible("segments").await), ["run-2"]);
+    for key in &run1 {
+        let tags =
+            b.s3.client
+                .get_object_tagging()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .expect("run-1's object is kept");
+        let tags: Vec<(String, String)> = tags
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        assert_eq!(
+            tags,
+            [(SUPERSEDED_TAG.0.to_string(), SUPERSEDED_TAG.1.to_string())],
+            "{key}"
+        );
+    }
+    // A third run sweeps nothing published, and still tags both older runs.
+    let (l3, f3) = write_run(&store, "run-3", &["segments"], 1, hour).await;
+    store
+        .publish(&l3, &manifest(&l3, f3))
+        .await
+        .expect("publish");
+    let all =
+        b.s3.client
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(format!("{PREFIX}/segments/"))
+            .send()
+            .await
+            .expect("list");
+    let mut runs: Vec<String> = all
+        .contents()
+        .iter()
+        .filter_map(|o| {
+            o.key()?
+                .split("/run=")
+                .nth(1)?
+                .split('/')
+                .next()
+                .map(String::from)
+        })
+        .collect();
+    runs.dedup();
+    assert_eq!(runs, ["run-1", "run-2", "run-3"]);
+    assert_eq!(runs_of(&b.visible("segments").await), ["run-3"]);
+    assert_eq!(b.open_uploads().await, 0);
+}
+
+#[tokio::test]
+async fn catalog_errors_name_the_table() {
+    let s3 = S3::new().await;
+    let glue = glue_client(&s3._moto.url);
+    // No database: the first publish fails naming database, table and partition.
+    let store = S3Store::new(s3.client.clone(), BUCKET, PREFIX)
+        .with_catalog(GlueCatalog::new(glue, "missing_db"));
+    let store: Arc<dyn Store> = Arc::new(store);
+    let (l1, f1) = write_run(
+        &store,
+        "run-1",
+        &["segments"],
+        1,
+        chrono::Duration::hours(1),
+    )
+    .await;
+    let err = store
+        .publish(&l1, &manifest(&l1, f1))
+        .await
+        .expect_err("no Glue database");
+    let msg = err.to_string();
+    assert!(msg.contains("Glue table missing_db.conversations"), "{msg}");
+    assert!(!err.is_transient(), "{msg}");
+}
+
+#[tokio::test]
 async fn s3_errors_name_bucket_key_and_cause() {
     let s3 = S3::new().await;
     let store = S3Store::new(s3.client.clone(), "no-such-bucket", "p");
@@ -523,5 +808,101 @@ print(json.dumps({"ids": sorted(t.column('conversation_id').to_pylist()),
     assert!(v["segments"].as_u64().unwrap_or(0) > truth.len() as u64);
     assert_eq!(v["staging"], serde_json::json!([]));
     assert_eq!(s3.open_uploads().await, 0);
+    sim.shutdown().await;
+}
+
+/// `extract --glue-database` as the Lambda runs it: each run of the day gets its own folder and
+/// Glue points every table at the latest; pyarrow reading the registered folder gets every
+/// conversation of the day once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_with_a_glue_catalog_switches_the_partition() {
+    use genesys_parquet::interval::Interval;
+    use genesys_parquet::simulator::{self, SimConfig};
+    let b = S3Catalog::new().await;
+    let moto = b.s3._moto.url.clone();
+    let sim = simulator::start(SimConfig {
+        seed: 23,
+        per_day: 200,
+        end_date: Some("2026-10-20".parse().expect("date")),
+        job_ready_after_ms: 50,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let url = sim.base_url();
+    let day: NaiveDate = "2026-10-19".parse().expect("date");
+    let extract = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_genesys-parquet"))
+            .args(["extract", "--start", "2026-10-19", "--end", "2026-10-20"])
+            .args([
+                "--mode",
+                "jobs",
+                "--out",
+                &format!("s3://{BUCKET}/{PREFIX}"),
+            ])
+            .args(["--s3-endpoint", &moto, "--glue-database", DATABASE])
+            .args(["--api-url", &url, "--login-url", &url])
+            .env("GENESYS_CLIENT_ID", "demo")
+            .env("GENESYS_CLIENT_SECRET", "demo")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL_GLUE", &moto)
+            .env_remove("AWS_PROFILE")
+            .output()
+            .await
+            .expect("run extract");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        b.catalog
+            .location("conversations", day)
+            .await
+            .expect("partition")
+            .expect("registered")
+    };
+    let first = extract().await;
+    let second = extract().await;
+    assert_ne!(first, second, "a re-run gets its own folder");
+    for t in genesys_parquet::tables::schema::Table::all() {
+        let loc = b.catalog.location(t.name(), day).await.expect("partition");
+        assert_eq!(
+            loc.as_deref(),
+            Some(
+                second
+                    .replace("/conversations/", &format!("/{}/", t.name()))
+                    .as_str()
+            ),
+            "every table points at the same run"
+        );
+    }
+    let python = std::env::var("GP_PYTHON")
+        .unwrap_or_else(|_| panic!("GP_PYTHON is not set (bash .ci/run sets it)"));
+    let script = r#"
+import json, sys
+import pyarrow.fs as fs, pyarrow.parquet as pq
+endpoint, location = sys.argv[1], sys.argv[2]
+s3 = fs.S3FileSystem(endpoint_override=endpoint.replace('http://', ''), scheme='http',
+                     access_key='test', secret_key='test', region='us-east-1')
+t = pq.read_table(location.replace('s3://', ''), filesystem=s3)
+print(json.dumps(sorted(t.column('conversation_id').to_pylist())))
+"#;
+    let o = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args([&moto, &second])
+        .output()
+        .expect("python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ids: Vec<String> = serde_json::from_slice(&o.stdout).expect("json");
+    let mut want = sim
+        .dataset()
+        .conversation_ids_started_in(&Interval::day(day));
+    want.sort();
+    assert!(!want.is_empty());
+    assert_eq!(ids, want);
+    assert_eq!(b.open_uploads().await, 0);
     sim.shutdown().await;
 }

@@ -6,6 +6,7 @@
 //! every table at once, replacing the previous run. A run that fails or is killed before that
 //! leaves the previous data of the day exactly as it was; its leftovers are swept by the next run.
 
+pub mod catalog;
 pub mod local;
 pub mod parquet;
 pub mod run;
@@ -76,6 +77,18 @@ pub enum StoreError {
     },
     #[error("{location}: {message}")]
     Corrupt { location: String, message: String },
+    #[error(
+        "{op} Glue table {table}{}: {message}",
+        .partition.as_ref().map(|p| format!(" partition {p}")).unwrap_or_default()
+    )]
+    Catalog {
+        op: &'static str,
+        /// `database.table`
+        table: String,
+        partition: Option<String>,
+        message: String,
+        transient: bool,
+    },
 }
 
 impl StoreError {
@@ -94,7 +107,7 @@ impl StoreError {
     /// Worth retrying later (a lease held by a live run, a throttled or failing server).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::S3 { transient, .. } => *transient,
+            StoreError::S3 { transient, .. } | StoreError::Catalog { transient, .. } => *transient,
             StoreError::LeaseHeld { .. } => true,
             _ => false,
         }

@@ -22,6 +22,19 @@
 //!
 //! The lease is an object written with `If-None-Match: *` (only one writer can create it); a
 //! lease past its expiry is taken over with `If-Match: <etag>` (only one taker wins).
+//!
+//! ## With a Glue catalog (`--glue-database`, `catalog` mode)
+//! ```text
+//! {table}/conversation_date=D/run=R/part-00000.parquet   a run's parts, written in place
+//! ```
+//! Athena reads only the location registered for the day in Glue, so a run writes its parts
+//! straight into its own folder (no staging, no copies) and publishing points every table's
+//! partition at that folder once the pointer is written (see [`super::catalog`]). Superseded
+//! runs are not deleted, since queries planned before the switch still read them: their objects
+//! are tagged `genesys-parquet=superseded`, which the bucket's lifecycle rule expires. Runs that
+//! never reached their pointer are deleted by the next run, as without a catalog. A reader that
+//! lists the folders instead of asking the catalog sees every run kept: it should read the files
+//! named by the day's pointer manifest.
 
 use std::time::Duration;
 
@@ -30,14 +43,20 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, Tag, Tagging,
+};
 use bytes::{Bytes, BytesMut};
 use chrono::{NaiveDate, Utc};
 
+use super::catalog::GlueCatalog;
 use super::{Lease, Manifest, RunId, Store, StoreError, Upload};
 
 /// Multipart parts are this big (S3's minimum is 5 MiB, except the last).
 const PART_BYTES: usize = 8 << 20;
+
+/// The tag put on a superseded run's objects in `catalog` mode (the lifecycle rule's filter).
+pub const SUPERSEDED_TAG: (&str, &str) = ("genesys-parquet", "superseded");
 
 /// Writes tables to an S3 bucket (or an S3-compatible server).
 #[derive(Debug, Clone)]
@@ -45,6 +64,7 @@ pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
+    catalog: Option<std::sync::Arc<GlueCatalog>>,
 }
 
 fn partition(date: NaiveDate) -> String {
@@ -176,7 +196,19 @@ impl S3Store {
             client,
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
+            catalog: None,
         }
+    }
+
+    /// Publishes by registering partitions in `catalog` (see the module docs).
+    pub fn with_catalog(mut self, catalog: GlueCatalog) -> Self {
+        self.catalog = Some(std::sync::Arc::new(catalog));
+        self
+    }
+
+    /// The folder of a run's parts of `table` in `catalog` mode, relative to the root.
+    fn run_folder_rel(table: &str, date: NaiveDate, run: &str) -> String {
+        format!("{table}/{}/run={run}/", partition(date))
     }
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
@@ -431,8 +463,92 @@ impl S3Store {
                 .await
                 .map_err(|e| s3_error("publish (copy)", &self.bucket, &to, e))?;
         }
-        self.remove_runs_except(date, &[run]).await?;
+        match &self.catalog {
+            None => self.remove_runs_except(date, &[run]).await?,
+            Some(catalog) => {
+                catalog
+                    .register(date, |table| {
+                        let rel = Self::run_folder_rel(table, date, run);
+                        format!("s3://{}/{}", self.bucket, self.key(&rel))
+                    })
+                    .await?;
+                self.supersede_runs_except(date, run).await?;
+            }
+        }
         self.delete_keys(staged.into_iter().collect()).await
+    }
+
+    /// Runs of the day that reached their pointer once (their run manifest exists): in
+    /// `catalog` mode a query may still be reading them.
+    async fn published_runs(&self, date: NaiveDate) -> Result<Vec<String>, StoreError> {
+        let prefix = self.key(&format!("_manifests/{}/", partition(date)));
+        Ok(self
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(|k| {
+                let name = k.rsplit('/').next()?;
+                Some(
+                    name.strip_prefix("run=")?
+                        .strip_suffix(".json")?
+                        .to_string(),
+                )
+            })
+            .collect())
+    }
+
+    /// The runs a new run of the day must not delete: the visible one, its own and, in
+    /// `catalog` mode, every published one (superseded runs go by the lifecycle rule).
+    async fn runs_to_keep(
+        &self,
+        date: NaiveDate,
+        mine: &str,
+        visible: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut keep: Vec<String> = std::iter::once(mine)
+            .chain(visible)
+            .map(String::from)
+            .collect();
+        if self.catalog.is_some() {
+            keep.extend(self.published_runs(date).await?);
+        }
+        Ok(keep)
+    }
+
+    /// `catalog` mode, after `run`'s partitions are registered: deletes the day's runs that
+    /// never published and tags the superseded ones for the lifecycle rule.
+    async fn supersede_runs_except(&self, date: NaiveDate, run: &str) -> Result<(), StoreError> {
+        let keep = self.runs_to_keep(date, run, None).await?;
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        let mut dead = Vec::new();
+        for (key, owner) in self.day_objects(date).await? {
+            if owner == run {
+                continue;
+            }
+            if !keep.contains(&owner.as_str()) {
+                dead.push(key);
+                continue;
+            }
+            let tagging = Tag::builder()
+                .key(SUPERSEDED_TAG.0)
+                .value(SUPERSEDED_TAG.1)
+                .build()
+                .and_then(|tag| Tagging::builder().tag_set(tag).build())
+                .map_err(|e| StoreError::Corrupt {
+                    location: format!("s3://{}/{key}", self.bucket),
+                    message: e.to_string(),
+                })?;
+            self.client
+                .put_object_tagging()
+                .bucket(&self.bucket)
+                .key(&key)
+                .tagging(tagging)
+                .send()
+                .await
+                .map_err(|e| s3_error("tag superseded", &self.bucket, &key, e))?;
+        }
+        self.delete_keys(dead).await?;
+        self.abort_uploads(date, &keep).await
     }
 
     async fn visible_run(&self, date: NaiveDate) -> Result<Option<String>, StoreError> {
@@ -523,10 +639,8 @@ impl Store for S3Store {
             self.roll_forward(m).await?;
         }
         let visible = visible_manifest.map(|m| m.run_id.0);
-        let mut keep = vec![run.0.as_str()];
-        if let Some(v) = visible.as_deref() {
-            keep.push(v);
-        }
+        let keep = self.runs_to_keep(date, &run.0, visible.as_deref()).await?;
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
         self.remove_runs_except(date, &keep).await?;
         Ok(lease)
     }
@@ -554,16 +668,26 @@ impl Store for S3Store {
         table: &str,
         part: u32,
     ) -> Result<(Box<dyn Upload>, String), StoreError> {
-        // Final key: flat in the partition (readers list it), the run in the file name.
-        let rel = format!(
-            "{table}/{}/part-{}-{part:05}.parquet",
-            partition(lease.date),
-            lease.run
-        );
+        let date = lease.date;
+        let run = lease.run.0.as_str();
+        let (rel, key) = if self.catalog.is_some() {
+            // Athena reads only registered folders: write in place.
+            let rel = format!(
+                "{}part-{part:05}.parquet",
+                Self::run_folder_rel(table, date, run)
+            );
+            let key = self.key(&rel);
+            (rel, key)
+        } else {
+            // Final key: flat in the partition (readers list it), the run in the file name.
+            let rel = format!("{table}/{}/part-{run}-{part:05}.parquet", partition(date));
+            let key = self.key(&self.staging_rel(date, run, &rel));
+            (rel, key)
+        };
         let upload = S3Upload {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
-            key: self.key(&self.staging_rel(lease.date, &lease.run.0, &rel)),
+            key,
             buf: BytesMut::new(),
             upload_id: None,
             parts: Vec::new(),
@@ -593,10 +717,15 @@ impl Store for S3Store {
 
     async fn discard(&self, lease: &Lease) -> Result<(), StoreError> {
         let visible = self.visible_run(lease.date).await?;
-        let keep: Vec<&str> = visible.iter().map(String::as_str).collect();
         if visible.as_deref() == Some(lease.run.0.as_str()) {
             return Ok(());
         }
+        let mut keep = self
+            .runs_to_keep(lease.date, &lease.run.0, visible.as_deref())
+            .await?;
+        // Not our own run: that is what is discarded.
+        keep.retain(|r| *r != lease.run.0);
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
         self.remove_runs_except(lease.date, &keep).await
     }
 
