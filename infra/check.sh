@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment files; `.ci/run` calls this. Installs nothing.
 #
-# Needs cfn-lint: on PATH, or in the Python named by GP_PYTHON (`$GP_PYTHON -m cfnlint`).
+# Needs cfn-lint: on PATH, or in the Python named by GP_PYTHON (`$GP_PYTHON -m cfnlint`), and
+# the SAM CLI: on PATH, or named by GP_SAM.
 # The Glue tables are checked against `genesys-parquet schema --format json`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,15 @@ trap 'rm -rf "$tmp"' EXIT
 
 echo "== cfn-lint template.yaml"
 AWS_DEFAULT_REGION=us-east-1 "${CFN_LINT[@]}" template.yaml
+
+echo "== sam validate --lint"
+SAM="${GP_SAM:-$(command -v sam || true)}"
+if [ -z "$SAM" ]; then
+  echo "infra/check.sh: the SAM CLI not found: put sam on PATH or set GP_SAM (pip install aws-sam-cli)" >&2
+  exit 1
+fi
+# Offline: the SAM transform and cfn-lint run locally; no credentials are needed.
+SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 "$SAM" validate --lint --template-file template.yaml
 
 echo "== backfill state machine"
 "$PY" infra/asl_check.py infra/backfill.asl.json --emit-template "$tmp/asl-template.json"
