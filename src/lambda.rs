@@ -307,6 +307,9 @@ impl Handler {
             .saturating_sub(margin);
         let mut cfg = self.pipeline.clone();
         cfg.deadline = Some(Instant::now() + left);
+        // The invocation cannot outlive its deadline: a lease that expires a minute after it
+        // lets a retry take the day over soon after a crashed or killed invocation.
+        cfg.lease_ttl = lease_ttl(deadline, SystemTime::now());
         if let Some(m) = mode {
             cfg.mode = m;
         }
@@ -337,6 +340,12 @@ impl Handler {
         tracing::error!(summary = %out, "some days did not finish");
         Err(failure(&summary))
     }
+}
+
+/// How long an invocation's day leases last: until a minute after its deadline.
+fn lease_ttl(deadline: SystemTime, now: SystemTime) -> chrono::Duration {
+    let left = deadline.duration_since(now).unwrap_or_default() + StdDuration::from_secs(60);
+    chrono::Duration::from_std(left).unwrap_or(chrono::Duration::minutes(16))
 }
 
 /// The error for a run with failed days: the first failed day's type decides whether Step
@@ -432,6 +441,16 @@ mod tests {
                 (range.start.to_rfc3339(), range.end.to_rfc3339())
             }
         }
+    }
+
+    #[test]
+    fn leases_end_a_minute_after_the_invocation_deadline() {
+        let now = SystemTime::UNIX_EPOCH + StdDuration::from_secs(1_000_000);
+        let ttl = lease_ttl(now + StdDuration::from_secs(900), now);
+        assert_eq!(ttl, chrono::Duration::seconds(960));
+        // Past the deadline already: still a minute, never negative.
+        let ttl = lease_ttl(now, now + StdDuration::from_secs(5));
+        assert_eq!(ttl, chrono::Duration::seconds(60));
     }
 
     #[test]

@@ -540,6 +540,65 @@ async fn a_failed_run_is_discarded(b: &dyn Backend) {
     store.release_lease(&l3).await.expect("release");
 }
 
+/// Runs started at the same moment on one day: exactly one takes the day, the others are told
+/// who holds it; the day ends up with the winner's data only.
+async fn concurrent_runs_on_one_day(b: &dyn Backend) {
+    let store = b.store();
+    let hour = chrono::Duration::hours(1);
+    let tries: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .acquire_lease(date(), &RunId(format!("run-{i}")), hour)
+                    .await
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    let mut refused = Vec::new();
+    for t in tries {
+        match t.await.expect("task") {
+            Ok(lease) => won.push(lease),
+            Err(e) => refused.push(e),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one run takes the day: {refused:?}");
+    assert_eq!(refused.len(), 3);
+    let winner = won.remove(0);
+    for e in &refused {
+        assert!(matches!(e, StoreError::LeaseHeld { .. }), "{e}");
+        assert!(e.to_string().contains(&winner.run.0), "{e}");
+    }
+    let files = write_parts(&store, &winner, &["segments"], 2).await;
+    store
+        .publish(&winner, &manifest(&winner, files))
+        .await
+        .expect("publish");
+    store.release_lease(&winner).await.expect("release");
+    assert_eq!(
+        runs_of(&b.visible("segments").await),
+        [winner.run.0.clone()]
+    );
+    assert_eq!(b.visible("segments").await.len(), 2);
+    assert_eq!(b.open_uploads().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_concurrent_runs() {
+    concurrent_runs_on_one_day(&Local::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_concurrent_runs() {
+    concurrent_runs_on_one_day(&S3::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catalog_concurrent_runs() {
+    concurrent_runs_on_one_day(&S3Catalog::new().await).await;
+}
+
 #[tokio::test]
 async fn local_publish_replaces_the_day() {
     publish_replaces_the_day(&Local::new()).await;
