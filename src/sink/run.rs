@@ -228,8 +228,30 @@ impl DayWriter {
     }
 
     /// Closes every part and makes the run the day's visible content; returns the manifest.
+    /// If that fails, the run is given up as by [`DayWriter::abort`]: its uploads are aborted
+    /// and its parts removed, unless the publish got past the store's commit point (the next
+    /// run of the day finishes it then).
     pub async fn publish(
         mut self,
+        interval: String,
+        partial_day: bool,
+        conversations: u64,
+        started: chrono::DateTime<Utc>,
+    ) -> Result<Manifest, SinkError> {
+        match self
+            .close_and_publish(interval, partial_day, conversations, started)
+            .await
+        {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close_and_publish(
+        &mut self,
         interval: String,
         partial_day: bool,
         conversations: u64,

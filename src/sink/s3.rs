@@ -16,7 +16,8 @@
 //! before and after a run, exactly one run's complete files; never a half-written file (an
 //! upload is invisible until complete); during the seconds of a publish, old and new files side
 //! by side. A run that fails or is killed before its pointer is written changes nothing
-//! visible; one killed after it is finished by the next run of the day, which first rolls the
+//! visible (a failed run removes its staging and its manifest, even when publishing is what
+//! failed; a killed run's are swept by the next run); one killed after it is finished by the next run of the day, which first rolls the
 //! pointer's run forward, then sweeps every other run's objects and aborts their uploads (it
 //! holds the lease, so they are dead). The bucket's lifecycle rule aborts forgotten uploads too.
 //!
@@ -203,6 +204,15 @@ impl S3Store {
 
     fn lease_key(&self, date: NaiveDate) -> String {
         self.key(&format!("_leases/{}.json", partition(date)))
+    }
+
+    /// The run's own manifest, written first when it publishes.
+    fn run_manifest_key(&self, lease: &Lease) -> String {
+        self.key(&format!(
+            "_manifests/{}/run={}.json",
+            partition(lease.date),
+            lease.run
+        ))
     }
 
     fn pointer_key(&self, date: NaiveDate) -> String {
@@ -580,12 +590,8 @@ impl Store for S3Store {
                     message: e.to_string(),
                 })?,
             );
-        let run_manifest = self.key(&format!(
-            "_manifests/{}/run={}.json",
-            partition(lease.date),
-            lease.run
-        ));
-        self.put(&run_manifest, json.clone()).await?;
+        self.put(&self.run_manifest_key(lease), json.clone())
+            .await?;
         // The pointer is the commit point: from here on, a crash is finished by the next run.
         self.put(&self.pointer_key(lease.date), json).await?;
         self.roll_forward(manifest).await
@@ -593,11 +599,15 @@ impl Store for S3Store {
 
     async fn discard(&self, lease: &Lease) -> Result<(), StoreError> {
         let visible = self.visible_run(lease.date).await?;
-        let keep: Vec<&str> = visible.iter().map(String::as_str).collect();
         if visible.as_deref() == Some(lease.run.0.as_str()) {
+            // The pointer was written (a failure after the commit point, or a write reported
+            // failed that took effect): the next run rolls the publish forward.
             return Ok(());
         }
-        self.remove_runs_except(lease.date, &keep).await
+        let keep: Vec<&str> = visible.iter().map(String::as_str).collect();
+        self.remove_runs_except(lease.date, &keep).await?;
+        // The run's manifest, if its publish got that far: the run was never visible.
+        self.delete_keys(vec![self.run_manifest_key(lease)]).await
     }
 
     async fn manifest(&self, date: NaiveDate) -> Result<Option<Manifest>, StoreError> {
