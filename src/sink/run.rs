@@ -38,7 +38,17 @@ pub enum SinkError {
 
 impl SinkError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, SinkError::Store(e) if e.is_transient())
+        match self {
+            SinkError::Store(e) => e.is_transient(),
+            // An upload failing under the Parquet writer: the store's error is inside.
+            SinkError::Parquet {
+                source: ::parquet::errors::ParquetError::External(e),
+                ..
+            } => e
+                .downcast_ref::<StoreError>()
+                .is_some_and(StoreError::is_transient),
+            _ => false,
+        }
     }
 }
 
@@ -470,6 +480,28 @@ mod tests {
         }
         ids.sort();
         (groups, rows, ids)
+    }
+
+    #[test]
+    fn a_store_error_under_the_parquet_writer_keeps_its_transience() {
+        let store = |transient| StoreError::S3 {
+            op: "complete upload",
+            bucket: "b".into(),
+            key: "k".into(),
+            message: "InternalError: try again".into(),
+            transient,
+        };
+        let parquet = |source| SinkError::Parquet {
+            table: "segments",
+            date: NaiveDate::MIN,
+            key: "k".into(),
+            source,
+        };
+        let external = |e: StoreError| ::parquet::errors::ParquetError::External(Box::new(e));
+        assert!(parquet(external(store(true))).is_transient());
+        assert!(!parquet(external(store(false))).is_transient());
+        let general = ::parquet::errors::ParquetError::General("bad".into());
+        assert!(!parquet(general).is_transient());
     }
 
     #[tokio::test]
