@@ -2,6 +2,9 @@
 //! local folder store and on the S3 store against a real S3-compatible server (moto's server
 //! mode, started here; `GP_MOTO_SERVER` names its binary, `.ci/run` sets it).
 
+mod common;
+
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -10,6 +13,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
+use common::fault_proxy::{Fault, FaultProxy, Rule, Times};
+use genesys_parquet::interval::Interval;
+use genesys_parquet::simulator::{self, SimConfig, SimHandle};
 use genesys_parquet::sink::catalog::GlueCatalog;
 use genesys_parquet::sink::s3::{S3Store, SUPERSEDED_TAG};
 use genesys_parquet::sink::{Lease, LocalStore, Manifest, ManifestFile, RunId, Store, StoreError};
@@ -578,10 +584,61 @@ async fn concurrent_runs_on_one_day(b: &dyn Backend) {
     store.release_lease(&winner).await.expect("release");
     assert_eq!(
         runs_of(&b.visible("segments").await),
-        [winner.run.0.clone()]
+        vec![winner.run.0.clone()]
     );
     assert_eq!(b.visible("segments").await.len(), 2);
     assert_eq!(b.open_uploads().await, 0);
+}
+
+/// A run that outlived its lease (another run took the day over) can neither publish nor, by
+/// discarding, harm the run that holds the day now.
+async fn a_run_that_lost_its_lease_cannot_publish(b: &dyn Backend) {
+    let store = b.store();
+    let hour = chrono::Duration::hours(1);
+    let (old, old_files) = write_run(
+        &store,
+        "run-old",
+        &["segments"],
+        1,
+        chrono::Duration::seconds(1),
+    )
+    .await;
+    if let Ok(left) = (old.expires - Utc::now()).to_std() {
+        tokio::time::sleep(left + Duration::from_millis(200)).await;
+    }
+    let (new, new_files) = write_run(&store, "run-new", &["segments"], 2, hour).await;
+    let err = store
+        .publish(&old, &manifest(&old, old_files))
+        .await
+        .expect_err("lease lost");
+    assert!(matches!(err, StoreError::LeaseLost { .. }), "{err}");
+    assert!(err.to_string().contains("run-new took it over"), "{err}");
+    store.discard(&old).await.expect("discard");
+    store
+        .publish(&new, &manifest(&new, new_files))
+        .await
+        .expect("the holder publishes");
+    assert_eq!(
+        runs_of(&b.visible("segments").await),
+        vec!["run-new".to_string()]
+    );
+    assert_eq!(b.visible("segments").await.len(), 2);
+    assert_eq!(b.open_uploads().await, 0);
+}
+
+#[tokio::test]
+async fn local_lost_lease() {
+    a_run_that_lost_its_lease_cannot_publish(&Local::new()).await;
+}
+
+#[tokio::test]
+async fn s3_lost_lease() {
+    a_run_that_lost_its_lease_cannot_publish(&S3::new().await).await;
+}
+
+#[tokio::test]
+async fn catalog_lost_lease() {
+    a_run_that_lost_its_lease_cannot_publish(&S3Catalog::new().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -784,89 +841,553 @@ async fn s3_errors_name_bucket_key_and_cause() {
     assert!(!err.is_transient());
 }
 
-/// The CLI writing to S3 as a user would (`--out s3://…`), read back with pyarrow's own S3
-/// client: every conversation of the day, once, and nothing left in staging.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extract_to_s3_is_read_back_by_pyarrow() {
-    use genesys_parquet::interval::Interval;
-    use genesys_parquet::simulator::{self, SimConfig};
-    let s3 = S3::new().await;
-    let sim = simulator::start(SimConfig {
+// ---------------------------------------------------------------------------------------------
+// The CLI against S3, black box: the real binary, the in-process simulator, moto, and (for the
+// failure tests) a fault-injecting proxy between the two (`common/fault_proxy.rs`).
+
+/// The day the CLI tests extract.
+const DAY: &str = "2026-10-19";
+
+/// The simulator with `per_day` conversations a day, ending the day after [`DAY`].
+async fn simulator(per_day: u32) -> SimHandle {
+    simulator::start(SimConfig {
         seed: 21,
-        per_day: 300,
+        per_day,
         end_date: Some("2026-10-20".parse().expect("date")),
         job_ready_after_ms: 50,
         ..SimConfig::default()
     })
     .await
-    .expect("simulator");
+    .expect("simulator")
+}
+
+/// The simulator's conversations of [`DAY`], sorted.
+fn truth(sim: &SimHandle) -> Vec<String> {
+    let mut ids = sim
+        .dataset()
+        .conversation_ids_started_in(&Interval::day(DAY.parse().expect("date")));
+    ids.sort();
+    ids
+}
+
+/// What one `extract` run printed and returned.
+struct Extracted {
+    code: Option<i32>,
+    /// The run summary (stdout).
+    summary: serde_json::Value,
+    stderr: String,
+}
+
+impl Extracted {
+    fn day(&self) -> &serde_json::Value {
+        &self.summary["days"][0]
+    }
+
+    fn run_id(&self) -> String {
+        self.day()["run_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no run_id in {}", self.summary))
+            .to_string()
+    }
+
+    /// Asserts the run succeeded.
+    fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "extract failed:\n{}", self.stderr);
+        assert_eq!(self.day()["status"], "ok", "{}", self.summary);
+        self
+    }
+}
+
+/// `genesys-parquet extract` of [`DAY`] into `s3://lake/genesys` through `endpoint`.
+async fn extract(endpoint: &str, sim: &SimHandle, extra: &[&str]) -> Extracted {
     let url = sim.base_url();
-    let moto = s3._moto.url.clone();
+    let end = "2026-10-20";
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_genesys-parquet"))
-        .args([
-            "extract",
-            "--start",
-            "2026-10-19",
-            "--end",
-            "2026-10-20",
-            "--mode",
-            "jobs",
-        ])
-        .args([
-            "--out",
-            &format!("s3://{BUCKET}/{PREFIX}"),
-            "--s3-endpoint",
-            &moto,
-        ])
+        .args(["extract", "--start", DAY, "--end", end, "--mode", "jobs"])
+        .args(["--out", &format!("s3://{BUCKET}/{PREFIX}")])
+        .args(["--s3-endpoint", endpoint])
         .args(["--api-url", &url, "--login-url", &url])
+        .args(extra)
         .env("GENESYS_CLIENT_ID", "demo")
         .env("GENESYS_CLIENT_SECRET", "demo")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("RUST_LOG")
         .output()
         .await
         .expect("run extract");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let truth = sim
-        .dataset()
-        .conversation_ids_started_in(&Interval::day("2026-10-19".parse().expect("date")));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "summary is not JSON ({e}): {}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    Extracted {
+        code: out.status.code(),
+        summary,
+        stderr,
+    }
+}
+
+/// What pyarrow's own S3 client reads from the bucket (straight from moto, not the proxy).
+#[derive(Debug)]
+struct ReadBack {
+    /// `conversation_id` of every row of the conversations table, sorted.
+    ids: Vec<String>,
+    /// Distinct `conversation_date` partition values of the conversations table.
+    dates: Vec<String>,
+    /// Rows of each table a reader finds.
+    rows: BTreeMap<String, u64>,
+}
+
+fn read_back(moto_url: &str) -> ReadBack {
     let python = std::env::var("GP_PYTHON")
         .unwrap_or_else(|_| panic!("GP_PYTHON is not set (bash .ci/run sets it)"));
     let script = r#"
 import json, sys
-import pyarrow.fs as fs, pyarrow.parquet as pq, pyarrow.compute as pc
+import pyarrow.fs as fs, pyarrow.parquet as pq
 endpoint, bucket, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 s3 = fs.S3FileSystem(endpoint_override=endpoint.replace('http://', ''), scheme='http',
                      access_key='test', secret_key='test', region='us-east-1')
-t = pq.read_table(f"{bucket}/{prefix}/conversations", filesystem=s3, partitioning='hive')
-segs = pq.read_table(f"{bucket}/{prefix}/segments", filesystem=s3, partitioning='hive')
-keys = [i.path for i in s3.get_file_info(fs.FileSelector(f"{bucket}/{prefix}", recursive=True)) if i.type == fs.FileType.File]
-print(json.dumps({"ids": sorted(t.column('conversation_id').to_pylist()),
-                  "dates": sorted(set(str(d) for d in t.column('conversation_date').to_pylist())),
-                  "segments": segs.num_rows,
-                  "staging": [k for k in keys if '/_staging/' in k]}))
+root = f"{bucket}/{prefix}"
+tables = sorted(i.base_name for i in s3.get_file_info(fs.FileSelector(root))
+                if i.type == fs.FileType.Directory and not i.base_name.startswith('_'))
+read = lambda t: pq.read_table(f"{root}/{t}", filesystem=s3, partitioning='hive')
+conv = read('conversations')
+print(json.dumps({"ids": sorted(conv.column('conversation_id').to_pylist()),
+                  "dates": sorted(set(str(d) for d in conv.column('conversation_date').to_pylist())),
+                  "rows": {t: read(t).num_rows for t in tables}}))
 "#;
     let o = std::process::Command::new(python)
         .arg("-c")
         .arg(script)
-        .args([&moto, BUCKET, PREFIX])
+        .args([moto_url, BUCKET, PREFIX])
         .output()
         .expect("python");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let mut want = truth.clone();
-    want.sort();
-    assert_eq!(v["ids"], serde_json::json!(want));
-    assert_eq!(v["dates"], serde_json::json!(["2026-10-19"]));
-    assert!(v["segments"].as_u64().unwrap_or(0) > truth.len() as u64);
-    assert_eq!(v["staging"], serde_json::json!([]));
-    assert_eq!(s3.open_uploads().await, 0);
+    let strings = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap_or_else(|| panic!("{k} in {v}"))
+            .iter()
+            .map(|x| x.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    ReadBack {
+        ids: strings("ids"),
+        dates: strings("dates"),
+        rows: serde_json::from_value(v["rows"].clone()).expect("rows"),
+    }
+}
+
+/// The bucket as it is, read from moto directly.
+struct Bucket {
+    /// Every key, sorted.
+    keys: Vec<String>,
+    /// The day's pointer manifest (the visible run).
+    pointer: Option<Manifest>,
+    open_uploads: usize,
+}
+
+impl Bucket {
+    async fn read(s3: &S3) -> Bucket {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = s3
+                .client
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .expect("list");
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(String::from)),
+            );
+            token = out.next_continuation_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        keys.sort();
+        let pointer = match s3
+            .client
+            .get_object()
+            .bucket(BUCKET)
+            .key(format!("{PREFIX}/_manifests/conversation_date={DAY}.json"))
+            .send()
+            .await
+        {
+            Ok(o) => {
+                let body = o.body.collect().await.expect("body").into_bytes();
+                Some(serde_json::from_slice(&body).expect("pointer manifest"))
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+            Err(e) => panic!("get pointer: {e:?}"),
+        };
+        Bucket {
+            keys,
+            pointer,
+            open_uploads: s3.open_uploads().await,
+        }
+    }
+
+    /// Keys a reader of the tables sees (everything outside the `_` folders).
+    fn data(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !k.starts_with(&format!("{PREFIX}/_")))
+            .collect()
+    }
+
+    fn under(&self, folder: &str) -> Vec<&str> {
+        let p = format!("{PREFIX}/{folder}");
+        self.keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| k.starts_with(&p))
+            .collect()
+    }
+
+    fn pointer(&self) -> &Manifest {
+        self.pointer.as_ref().expect("the day has a visible run")
+    }
+
+    /// Exactly `m`'s files are visible, `m` is the day's pointer, nothing is staged or open.
+    fn assert_shows_only(&self, m: &Manifest) {
+        let mut want: Vec<String> = m
+            .files
+            .iter()
+            .map(|f| format!("{PREFIX}/{}", f.key))
+            .collect();
+        want.sort();
+        assert!(!want.is_empty());
+        assert_eq!(
+            self.data(),
+            want,
+            "visible files are exactly run {}'s",
+            m.run_id
+        );
+        assert_eq!(self.pointer(), m, "the pointer names run {}", m.run_id);
+        assert_eq!(
+            self.under("_staging/"),
+            Vec::<&str>::new(),
+            "staging is empty"
+        );
+        assert_eq!(
+            self.under("_leases/"),
+            Vec::<&str>::new(),
+            "the lease is released"
+        );
+        assert_eq!(self.open_uploads, 0, "no multipart upload is left open");
+    }
+}
+
+/// pyarrow reads `m`'s rows, every conversation of the day once.
+fn assert_reads_back(moto_url: &str, m: &Manifest, truth: &[String]) {
+    let r = read_back(moto_url);
+    assert_eq!(r.ids, truth, "every conversation of the day, once");
+    assert_eq!(r.dates, [DAY]);
+    let want: BTreeMap<String, u64> = m
+        .rows
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(t, n)| (t.clone(), *n))
+        .collect();
+    assert_eq!(r.rows, want, "rows per table equal the manifest's");
+    assert_eq!(m.conversations, truth.len() as u64);
+}
+
+/// Every request `rule` answered with a fault was sent again and reached the server, which
+/// answered it (not necessarily 2xx: reading the pointer of a new day is a 404).
+fn assert_retried(proxy: &FaultProxy, rule: usize) -> usize {
+    let log = proxy.log();
+    let faults: Vec<usize> = (0..log.len())
+        .filter(|i| log[*i].rule == Some(rule))
+        .collect();
+    assert!(
+        !faults.is_empty(),
+        "rule {rule} never matched: the test injects nothing"
+    );
+    for &i in &faults {
+        let f = &log[i];
+        assert!(
+            log[i + 1..].iter().any(|s| s.method == f.method
+                && s.path == f.path
+                && s.query == f.query
+                && s.rule.is_none()
+                && s.status < 500),
+            "{} {}?{} answered {} was not sent again to the server",
+            f.method,
+            f.path,
+            f.query,
+            f.status
+        );
+    }
+    faults.len()
+}
+
+/// The CLI writing to S3 as a user would (`--out s3://…`), read back with pyarrow's own S3
+/// client: every conversation of the day, once, and nothing left in staging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_to_s3_is_read_back_by_pyarrow() {
+    let s3 = S3::new().await;
+    let sim = simulator(300).await;
+    let run = extract(&s3._moto.url, &sim, &[]).await.ok();
+    let bucket = Bucket::read(&s3).await;
+    let m = bucket.pointer().clone();
+    assert_eq!(m.run_id.0, run.run_id());
+    bucket.assert_shows_only(&m);
+    assert_reads_back(&s3._moto.url, &m, &truth(&sim));
+    assert!(m.rows["segments"] > m.conversations);
+    sim.shutdown().await;
+}
+
+/// Flags that make the conversations table's file bigger than one 8 MiB part at 2,000
+/// conversations a day (about 11 MB uncompressed), so it goes up as a multipart upload.
+const MULTIPART: &[&str] = &["--compression", "none"];
+
+/// S3 throttling (503 SlowDown) and server errors (500 InternalError) on every kind of request
+/// the store makes: the SDK retries them, and the day comes out whole, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_throttling_and_server_errors_are_retried() {
+    let s3 = S3::new().await;
+    let proxy = FaultProxy::start(&s3._moto.url).await;
+    let sim = simulator(2000).await;
+    let staging = format!("/{BUCKET}/{PREFIX}/_staging/");
+    let all = format!("/{BUCKET}/{PREFIX}/");
+    let bucket = format!("/{BUCKET}");
+    use Fault::{InternalError, SlowDown};
+    proxy.set_rules(vec![
+        // 0: every 2nd UploadPart
+        Rule::new(SlowDown, "PUT", &staging)
+            .query("partNumber")
+            .times(Times::Every(2)),
+        // 1: every 3rd PutObject (lease, small parts, manifests)
+        Rule::new(InternalError, "PUT", &all)
+            .query("x-id=PutObject")
+            .times(Times::Every(3)),
+        // 2: the first CreateMultipartUpload
+        Rule::new(SlowDown, "POST", &staging)
+            .query("uploads")
+            .times(Times::First(1)),
+        // 3: the first CompleteMultipartUpload
+        Rule::new(InternalError, "POST", &staging)
+            .query("uploadId")
+            .times(Times::First(1)),
+        // 4: every 4th CopyObject (publishing)
+        Rule::new(SlowDown, "PUT", &all)
+            .query("x-id=CopyObject")
+            .times(Times::Every(4)),
+        // 5: the first DeleteObjects (removing the staging)
+        Rule::new(InternalError, "POST", &bucket)
+            .query("delete")
+            .times(Times::First(1)),
+        // 6: every 2nd ListObjectsV2
+        Rule::new(SlowDown, "GET", &bucket)
+            .query("list-type=2")
+            .times(Times::Every(2)),
+        // 7: the first read of the pointer manifest
+        Rule::new(InternalError, "GET", &format!("{all}_manifests/")).times(Times::First(1)),
+    ]);
+    let run = extract(&proxy.url, &sim, MULTIPART).await.ok();
+
+    let mut faults = 0;
+    for rule in 0..8 {
+        faults += assert_retried(&proxy, rule);
+    }
+    assert_eq!(proxy.injected(), faults);
+    let log = proxy.log();
+    let ok = |query: &str| {
+        log.iter()
+            .filter(|s| s.query.contains(query) && (200..300).contains(&s.status))
+            .count()
+    };
+    assert!(ok("partNumber=") >= 2, "the multipart path was taken");
+    // Every(2) over sequential uploads: each part but the first failed once, then went through.
+    assert_eq!(proxy.injected_by(0).len(), ok("partNumber=") - 1);
+    assert_eq!(proxy.injected_by(2).len(), 1);
+    assert_eq!(proxy.injected_by(3).len(), 1);
+
+    let bucket = Bucket::read(&s3).await;
+    let m = bucket.pointer().clone();
+    assert_eq!(m.run_id.0, run.run_id());
+    bucket.assert_shows_only(&m);
+    assert!(
+        m.files.iter().any(|f| f.bytes > 8 << 20),
+        "a file is bigger than one part"
+    );
+    assert_eq!(
+        bucket.under("_manifests/"),
+        [
+            format!("{PREFIX}/_manifests/conversation_date={DAY}.json"),
+            format!(
+                "{PREFIX}/_manifests/conversation_date={DAY}/run={}.json",
+                m.run_id
+            )
+        ]
+    );
+    assert_reads_back(&s3._moto.url, &m, &truth(&sim));
+    sim.shutdown().await;
+}
+
+/// A run that fails for good leaves the day as the previous run published it: the same files,
+/// the same pointer, its own staging removed, no upload open.
+async fn assert_failed_run_left_run_1(
+    s3: &S3,
+    run1: &Manifest,
+    failed: &Extracted,
+    sim: &SimHandle,
+) {
+    assert_eq!(failed.code, Some(1), "stderr:\n{}", failed.stderr);
+    // The error is read by people and log tools: plain text, no terminal colours.
+    assert!(!failed.stderr.contains('\x1b'), "{:?}", failed.stderr);
+    assert_eq!(failed.day()["status"], "failed", "{}", failed.summary);
+    let bucket = Bucket::read(s3).await;
+    bucket.assert_shows_only(run1);
+    let run2 = failed.run_id();
+    assert!(
+        bucket.keys.iter().all(|k| !k.contains(&run2)),
+        "nothing of the failed run {run2} is left: {:?}",
+        bucket.keys
+    );
+    assert_reads_back(&s3._moto.url, run1, &truth(sim));
+}
+
+/// CompleteMultipartUpload answers 500 InternalError, always: the run fails after the SDK's 5
+/// attempts, names the object and the cause, aborts the upload and removes its staging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_failing_complete_upload_keeps_the_previous_run() {
+    let s3 = S3::new().await;
+    let proxy = FaultProxy::start(&s3._moto.url).await;
+    let sim = simulator(2000).await;
+    extract(&proxy.url, &sim, MULTIPART).await.ok();
+    let run1 = Bucket::read(&s3).await.pointer().clone();
+
+    let staging = format!("/{BUCKET}/{PREFIX}/_staging/");
+    proxy.set_rules(vec![
+        Rule::new(Fault::InternalError, "POST", &staging).query("uploadId")
+    ]);
+    let failed = extract(&proxy.url, &sim, MULTIPART).await;
+    let run2 = failed.run_id();
+    let key = format!(
+        "{PREFIX}/_staging/conversation_date={DAY}/run={run2}/conversations/\
+         conversation_date={DAY}/part-{run2}-00000.parquet"
+    );
+    let msg = format!(
+        "complete upload s3://{BUCKET}/{key}: InternalError: We encountered an internal error"
+    );
+    assert!(
+        failed.stderr.contains(&msg),
+        "{msg}\nnot in stderr:\n{}",
+        failed.stderr
+    );
+    assert!(
+        failed.day()["error"].as_str().unwrap_or("").contains(&msg),
+        "{}",
+        failed.summary
+    );
+    // A server error is worth retrying later (Step Functions retries Store.Transient).
+    assert_eq!(failed.day()["transient"], true, "{}", failed.summary);
+    assert_eq!(failed.day()["error_type"], "Store.Transient");
+    // The SDK made its 5 attempts, then the store aborted the upload.
+    assert_eq!(proxy.injected_by(0).len(), 5);
+    let log = proxy.log();
+    let aborts: Vec<u16> = log
+        .iter()
+        .filter(|s| {
+            s.method == "DELETE"
+                && s.path == format!("/{BUCKET}/{key}")
+                && s.query.contains("uploadId=")
+        })
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(aborts, [204], "the upload was aborted once");
+    assert_failed_run_left_run_1(&s3, &run1, &failed, &sim).await;
+    sim.shutdown().await;
+}
+
+/// The PUT of the day's pointer (the commit point) answers 503 SlowDown, always: the run fails,
+/// the pointer still names run 1, the failed run's staging and manifest are removed; the next
+/// run publishes normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_failing_commit_point_keeps_the_previous_run() {
+    let s3 = S3::new().await;
+    let proxy = FaultProxy::start(&s3._moto.url).await;
+    let sim = simulator(300).await;
+    extract(&proxy.url, &sim, &[]).await.ok();
+    let run1 = Bucket::read(&s3).await.pointer().clone();
+
+    let pointer = format!("{PREFIX}/_manifests/conversation_date={DAY}.json");
+    proxy.set_rules(vec![Rule::new(
+        Fault::SlowDown,
+        "PUT",
+        &format!("/{BUCKET}/{pointer}"),
+    )]);
+    let failed = extract(&proxy.url, &sim, &[]).await;
+    let msg = format!("write s3://{BUCKET}/{pointer}: SlowDown: Please reduce your request rate.");
+    assert!(
+        failed.stderr.contains(&msg),
+        "{msg}\nnot in stderr:\n{}",
+        failed.stderr
+    );
+    assert_eq!(failed.day()["transient"], true, "{}", failed.summary);
+    assert_eq!(failed.day()["error_type"], "Store.Transient");
+    assert_eq!(proxy.injected_by(0).len(), 5, "the SDK's 5 attempts");
+    assert_failed_run_left_run_1(&s3, &run1, &failed, &sim).await;
+
+    // The day is free again, and the next run replaces run 1.
+    proxy.set_rules(vec![]);
+    let run3 = extract(&proxy.url, &sim, &[]).await.ok();
+    let bucket = Bucket::read(&s3).await;
+    let m = bucket.pointer().clone();
+    assert_eq!(m.run_id.0, run3.run_id());
+    bucket.assert_shows_only(&m);
+    assert_reads_back(&s3._moto.url, &m, &truth(&sim));
+    sim.shutdown().await;
+}
+
+/// A role that may not write under `_manifests/`: 403 AccessDenied is not retried, the error
+/// names the key, and the day stays as run 1 published it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_access_denied_fails_at_once_and_keeps_the_previous_run() {
+    let s3 = S3::new().await;
+    let proxy = FaultProxy::start(&s3._moto.url).await;
+    let sim = simulator(300).await;
+    extract(&proxy.url, &sim, &[]).await.ok();
+    let run1 = Bucket::read(&s3).await.pointer().clone();
+
+    let manifests = format!("/{BUCKET}/{PREFIX}/_manifests/");
+    proxy.set_rules(vec![Rule::new(Fault::AccessDenied, "PUT", &manifests)]);
+    let failed = extract(&proxy.url, &sim, &[]).await;
+    let run2 = failed.run_id();
+    let key = format!("{PREFIX}/_manifests/conversation_date={DAY}/run={run2}.json");
+    let msg = format!("write s3://{BUCKET}/{key}: access denied to s3://{BUCKET}/{key}");
+    assert!(
+        failed.stderr.contains(&msg),
+        "{msg}\nnot in stderr:\n{}",
+        failed.stderr
+    );
+    assert_eq!(failed.day()["transient"], false, "{}", failed.summary);
+    assert_eq!(failed.day()["error_type"], "Store.Permanent");
+    // One request, not retried; the pointer was never attempted.
+    let puts: Vec<(String, u16)> = proxy
+        .log()
+        .into_iter()
+        .filter(|s| s.method == "PUT" && s.path.starts_with(&manifests))
+        .map(|s| (s.path, s.status))
+        .collect();
+    assert_eq!(puts, [(format!("/{BUCKET}/{key}"), 403)]);
+    assert_eq!(proxy.injected(), 1);
+    assert_failed_run_left_run_1(&s3, &run1, &failed, &sim).await;
     sim.shutdown().await;
 }
 
@@ -875,8 +1396,6 @@ print(json.dumps({"ids": sorted(t.column('conversation_id').to_pylist()),
 /// conversation of the day once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extract_with_a_glue_catalog_switches_the_partition() {
-    use genesys_parquet::interval::Interval;
-    use genesys_parquet::simulator::{self, SimConfig};
     let b = S3Catalog::new().await;
     let moto = b.s3._moto.url.clone();
     let sim = simulator::start(SimConfig {

@@ -344,7 +344,13 @@ impl Store for LocalStore {
     }
 
     async fn discard(&self, lease: &Lease) -> Result<(), StoreError> {
-        remove_dir_all(&self.staging_dir(lease)).await
+        let staging = self.staging_dir(lease);
+        // A publish that wrote its journal has committed (tables may be half moved, the old
+        // ones set aside in the staging): the next run of the day finishes it.
+        if exists(&staging.join(JOURNAL)).await? {
+            return Ok(());
+        }
+        remove_dir_all(&staging).await
     }
 
     async fn manifest(&self, date: NaiveDate) -> Result<Option<Manifest>, StoreError> {
@@ -632,6 +638,11 @@ mod tests {
         std::fs::rename(staging.join("a/conversation_date=2026-11-21"), &vis).unwrap();
         assert_eq!(read(&store, "a").as_deref(), Some("new"));
         assert_eq!(read(&store, "b").as_deref(), Some("old"));
+        // A publish that failed here is discarded by its run: past the journal, that must keep
+        // the staging (the old partition set aside, the tables not moved yet).
+        store.discard(&lease).await.unwrap();
+        assert!(staging.join(JOURNAL).exists());
+        assert!(staging.join("_old/a").exists());
         // The crashed run never released its lease; it expires.
         let expired = Lease {
             expires: Utc::now() - chrono::Duration::seconds(1),

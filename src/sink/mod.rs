@@ -204,7 +204,8 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// and records `manifest`.
     async fn publish(&self, lease: &Lease, manifest: &Manifest) -> Result<(), StoreError>;
 
-    /// Removes an unfinished run's parts (after a failure); the previous data stays.
+    /// Removes an unfinished run's parts (after a failure); the previous data stays. A run whose
+    /// publish got past its commit point is left alone: the next run of the day finishes it.
     async fn discard(&self, lease: &Lease) -> Result<(), StoreError>;
 
     /// The manifest of the day's visible run, if any.

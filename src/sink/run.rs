@@ -38,7 +38,17 @@ pub enum SinkError {
 
 impl SinkError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, SinkError::Store(e) if e.is_transient())
+        match self {
+            SinkError::Store(e) => e.is_transient(),
+            // An upload failing under the Parquet writer: the store's error is inside.
+            SinkError::Parquet {
+                source: ::parquet::errors::ParquetError::External(e),
+                ..
+            } => e
+                .downcast_ref::<StoreError>()
+                .is_some_and(StoreError::is_transient),
+            _ => false,
+        }
     }
 }
 
@@ -228,8 +238,30 @@ impl DayWriter {
     }
 
     /// Closes every part and makes the run the day's visible content; returns the manifest.
+    /// If that fails, the run is given up as by [`DayWriter::abort`]: its uploads are aborted
+    /// and its parts removed, unless the publish got past the store's commit point (the next
+    /// run of the day finishes it then).
     pub async fn publish(
         mut self,
+        interval: String,
+        partial_day: bool,
+        conversations: u64,
+        started: chrono::DateTime<Utc>,
+    ) -> Result<Manifest, SinkError> {
+        match self
+            .close_and_publish(interval, partial_day, conversations, started)
+            .await
+        {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close_and_publish(
+        &mut self,
         interval: String,
         partial_day: bool,
         conversations: u64,
@@ -448,6 +480,28 @@ mod tests {
         }
         ids.sort();
         (groups, rows, ids)
+    }
+
+    #[test]
+    fn a_store_error_under_the_parquet_writer_keeps_its_transience() {
+        let store = |transient| StoreError::S3 {
+            op: "complete upload",
+            bucket: "b".into(),
+            key: "k".into(),
+            message: "InternalError: try again".into(),
+            transient,
+        };
+        let parquet = |source| SinkError::Parquet {
+            table: "segments",
+            date: NaiveDate::MIN,
+            key: "k".into(),
+            source,
+        };
+        let external = |e: StoreError| ::parquet::errors::ParquetError::External(Box::new(e));
+        assert!(parquet(external(store(true))).is_transient());
+        assert!(!parquet(external(store(false))).is_transient());
+        let general = ::parquet::errors::ParquetError::General("bad".into());
+        assert!(!parquet(general).is_transient());
     }
 
     #[tokio::test]

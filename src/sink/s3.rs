@@ -16,7 +16,8 @@
 //! before and after a run, exactly one run's complete files; never a half-written file (an
 //! upload is invisible until complete); during the seconds of a publish, old and new files side
 //! by side. A run that fails or is killed before its pointer is written changes nothing
-//! visible; one killed after it is finished by the next run of the day, which first rolls the
+//! visible (a failed run removes its staging and its manifest, even when publishing is what
+//! failed; a killed run's are swept by the next run); one killed after it is finished by the next run of the day, which first rolls the
 //! pointer's run forward, then sweeps every other run's objects and aborts their uploads (it
 //! holds the lease, so they are dead). The bucket's lifecycle rule aborts forgotten uploads too.
 //!
@@ -237,6 +238,15 @@ impl S3Store {
         self.key(&format!("_leases/{}.json", partition(date)))
     }
 
+    /// The run's own manifest, written first when it publishes.
+    fn run_manifest_key(&self, lease: &Lease) -> String {
+        self.key(&format!(
+            "_manifests/{}/run={}.json",
+            partition(lease.date),
+            lease.run
+        ))
+    }
+
     fn pointer_key(&self, date: NaiveDate) -> String {
         self.key(&format!("_manifests/{}.json", partition(date)))
     }
@@ -386,19 +396,32 @@ impl S3Store {
 
     /// Deletes the day's objects of every run except `keep`, and aborts their uploads.
     async fn remove_runs_except(&self, date: NaiveDate, keep: &[&str]) -> Result<(), StoreError> {
-        let doomed: Vec<String> = self
+        self.remove_runs(date, |run| !keep.contains(&run)).await
+    }
+
+    /// Deletes the day's objects of the runs `doomed` picks, and aborts their uploads.
+    async fn remove_runs(
+        &self,
+        date: NaiveDate,
+        doomed: impl Fn(&str) -> bool,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<String> = self
             .day_objects(date)
             .await?
             .into_iter()
-            .filter(|(_, run)| !keep.contains(&run.as_str()))
+            .filter(|(_, run)| doomed(run))
             .map(|(k, _)| k)
             .collect();
-        self.delete_keys(doomed).await?;
-        self.abort_uploads(date, keep).await
+        self.delete_keys(keys).await?;
+        self.abort_uploads(date, doomed).await
     }
 
-    /// Aborts unfinished multipart uploads of the day's runs other than `keep`.
-    async fn abort_uploads(&self, date: NaiveDate, keep: &[&str]) -> Result<(), StoreError> {
+    /// Aborts unfinished multipart uploads of the day's runs that `doomed` picks.
+    async fn abort_uploads(
+        &self,
+        date: NaiveDate,
+        doomed: impl Fn(&str) -> bool,
+    ) -> Result<(), StoreError> {
         let part = format!("/{}/run=", partition(date));
         let prefix = self.key("");
         let out = self
@@ -417,7 +440,7 @@ impl S3Store {
                 continue;
             };
             let run = rest.split('/').next().unwrap_or("");
-            if keep.contains(&run) {
+            if !doomed(run) {
                 continue;
             }
             self.client
@@ -476,6 +499,27 @@ impl S3Store {
             }
         }
         self.delete_keys(staged.into_iter().collect()).await
+    }
+
+    /// Fails unless `lease` still holds the day: a run that outlived its lease must not publish
+    /// over the run that took the day over.
+    async fn check_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let key = self.lease_key(lease.date);
+        let held: Option<Lease> = match self.get(&key).await? {
+            Some((body, _)) => serde_json::from_slice(&body).ok(),
+            None => None,
+        };
+        match held {
+            Some(h) if h.run == lease.run => Ok(()),
+            other => Err(StoreError::LeaseLost {
+                date: lease.date,
+                run: lease.run.to_string(),
+                reason: match other {
+                    Some(h) => format!("run {} took it over", h.run),
+                    None => format!("s3://{}/{key} is gone or unreadable", self.bucket),
+                },
+            }),
+        }
     }
 
     /// Runs of the day that reached their pointer once (their run manifest exists): in
@@ -548,7 +592,7 @@ impl S3Store {
                 .map_err(|e| s3_error("tag superseded", &self.bucket, &key, e))?;
         }
         self.delete_keys(dead).await?;
-        self.abort_uploads(date, &keep).await
+        self.abort_uploads(date, |r| !keep.contains(&r)).await
     }
 
     async fn visible_run(&self, date: NaiveDate) -> Result<Option<String>, StoreError> {
@@ -704,12 +748,9 @@ impl Store for S3Store {
                     message: e.to_string(),
                 })?,
             );
-        let run_manifest = self.key(&format!(
-            "_manifests/{}/run={}.json",
-            partition(lease.date),
-            lease.run
-        ));
-        self.put(&run_manifest, json.clone()).await?;
+        self.check_lease(lease).await?;
+        self.put(&self.run_manifest_key(lease), json.clone())
+            .await?;
         // The pointer is the commit point: from here on, a crash is finished by the next run.
         self.put(&self.pointer_key(lease.date), json).await?;
         self.roll_forward(manifest).await
@@ -718,15 +759,15 @@ impl Store for S3Store {
     async fn discard(&self, lease: &Lease) -> Result<(), StoreError> {
         let visible = self.visible_run(lease.date).await?;
         if visible.as_deref() == Some(lease.run.0.as_str()) {
+            // The pointer was written (a failure after the commit point, or a write reported
+            // failed that took effect): the next run rolls the publish forward.
             return Ok(());
         }
-        let mut keep = self
-            .runs_to_keep(lease.date, &lease.run.0, visible.as_deref())
-            .await?;
-        // Not our own run: that is what is discarded.
-        keep.retain(|r| *r != lease.run.0);
-        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-        self.remove_runs_except(lease.date, &keep).await
+        // Only this run's objects: if the lease was lost, another run may be writing the day
+        // (other dead runs are swept by whoever takes the lease next).
+        self.remove_runs(lease.date, |r| r == lease.run.0).await?;
+        // The run's manifest, if its publish got that far: the run was never visible.
+        self.delete_keys(vec![self.run_manifest_key(lease)]).await
     }
 
     async fn manifest(&self, date: NaiveDate) -> Result<Option<Manifest>, StoreError> {
