@@ -37,6 +37,33 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// A Parquet writer's failure; when it is the store failing under the writer, the store's
+    /// own error (it names bucket, key and cause, and says whether to retry).
+    fn writing(
+        table: &'static str,
+        date: NaiveDate,
+        key: String,
+        source: ::parquet::errors::ParquetError,
+    ) -> Self {
+        match source {
+            ::parquet::errors::ParquetError::External(e) => match e.downcast::<StoreError>() {
+                Ok(store) => SinkError::Store(*store),
+                Err(e) => SinkError::Parquet {
+                    table,
+                    date,
+                    key,
+                    source: ::parquet::errors::ParquetError::External(e),
+                },
+            },
+            source => SinkError::Parquet {
+                table,
+                date,
+                key,
+                source,
+            },
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             SinkError::Store(e) => e.is_transient(),
@@ -121,14 +148,8 @@ impl DayWriter {
                 .await?;
             *part += 1;
             let (w, handle) = UploadWriter::new(upload);
-            let writer = TableFileWriter::try_new(w, table, &self.settings, &self.meta).map_err(
-                |source| SinkError::Parquet {
-                    table: table.name(),
-                    date,
-                    key: key.clone(),
-                    source,
-                },
-            )?;
+            let writer = TableFileWriter::try_new(w, table, &self.settings, &self.meta)
+                .map_err(|source| SinkError::writing(table.name(), date, key.clone(), source))?;
             self.open.insert(
                 table,
                 OpenPart {
@@ -146,12 +167,7 @@ impl DayWriter {
         if let Err(source) = open.writer.write(&batch).await {
             let key = open.key.clone();
             self.abort_all().await;
-            return Err(SinkError::Parquet {
-                table: table.name(),
-                date,
-                key,
-                source,
-            });
+            return Err(SinkError::writing(table.name(), date, key, source));
         }
         open.rows += rows;
         *self.rows.entry(table.name()).or_insert(0) += rows;
@@ -188,12 +204,12 @@ impl DayWriter {
         if let Err(source) = open.writer.flush_row_group().await {
             let key = open.key.clone();
             self.abort_all().await;
-            return Err(SinkError::Parquet {
-                table: table.name(),
-                date: self.lease.date,
+            return Err(SinkError::writing(
+                table.name(),
+                self.lease.date,
                 key,
                 source,
-            });
+            ));
         }
         Ok(())
     }
@@ -211,12 +227,12 @@ impl DayWriter {
         if let Err(source) = writer.close().await {
             let _ = handle.abort().await;
             self.abort_all().await;
-            return Err(SinkError::Parquet {
-                table: table.name(),
-                date: self.lease.date,
+            return Err(SinkError::writing(
+                table.name(),
+                self.lease.date,
                 key,
                 source,
-            });
+            ));
         }
         self.files.push(ManifestFile {
             table: table.name().to_string(),
@@ -491,14 +507,14 @@ mod tests {
             message: "InternalError: try again".into(),
             transient,
         };
-        let parquet = |source| SinkError::Parquet {
-            table: "segments",
-            date: NaiveDate::MIN,
-            key: "k".into(),
-            source,
-        };
+        let parquet = |source| SinkError::writing("segments", NaiveDate::MIN, "k".into(), source);
         let external = |e: StoreError| ::parquet::errors::ParquetError::External(Box::new(e));
         assert!(parquet(external(store(true))).is_transient());
+        // The store's own message, not the writer's wrapping of it.
+        assert_eq!(
+            parquet(external(store(true))).to_string(),
+            "complete upload s3://b/k: InternalError: try again"
+        );
         assert!(!parquet(external(store(false))).is_transient());
         let general = ::parquet::errors::ParquetError::General("bad".into());
         assert!(!parquet(general).is_transient());

@@ -86,7 +86,11 @@ where
     let code = e.code().map(str::to_string);
     let (message, transient) = match (&e, code.as_deref()) {
         (_, Some("NoSuchBucket")) => (format!("bucket {bucket} does not exist"), false),
-        (_, Some("AccessDenied")) => (format!("access denied to s3://{bucket}/{key}"), false),
+        (_, Some("AccessDenied")) => (
+            "AccessDenied: the credentials may not do this on this key (check the role's policy)"
+                .to_string(),
+            false,
+        ),
         (_, Some(c @ ("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout"))) => {
             (
                 format!("{c}: {}", e.message().unwrap_or("server busy")),
