@@ -151,17 +151,17 @@ impl GlueCatalog {
             .storage_descriptor(sd)
             .build();
         let db = self.database.as_str();
+        let update = |input: PartitionInput| {
+            self.client
+                .update_partition()
+                .database_name(db)
+                .table_name(table)
+                .partition_value_list(date.to_string())
+                .partition_input(input)
+                .send()
+        };
         // Update first: after the first run of a day the partition exists.
-        let updated = self
-            .client
-            .update_partition()
-            .database_name(db)
-            .table_name(table)
-            .partition_value_list(date.to_string())
-            .partition_input(input.clone())
-            .send()
-            .await;
-        match updated {
+        match update(input.clone()).await {
             Ok(_) => return Ok(()),
             Err(e) if is_code(&e, "EntityNotFoundException") => {}
             Err(e) => return Err(glue_error("update partition", db, table, Some(date), e)),
@@ -177,14 +177,7 @@ impl GlueCatalog {
         match created {
             Ok(_) => Ok(()),
             // Created by someone else in between (another tool, a crawler): update it.
-            Err(e) if is_code(&e, "AlreadyExistsException") => self
-                .client
-                .update_partition()
-                .database_name(db)
-                .table_name(table)
-                .partition_value_list(date.to_string())
-                .partition_input(input)
-                .send()
+            Err(e) if is_code(&e, "AlreadyExistsException") => update(input)
                 .await
                 .map(|_| ())
                 .map_err(|e| glue_error("update partition", db, table, Some(date), e)),

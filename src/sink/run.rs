@@ -65,17 +65,8 @@ impl SinkError {
     }
 
     pub fn is_transient(&self) -> bool {
-        match self {
-            SinkError::Store(e) => e.is_transient(),
-            // An upload failing under the Parquet writer: the store's error is inside.
-            SinkError::Parquet {
-                source: ::parquet::errors::ParquetError::External(e),
-                ..
-            } => e
-                .downcast_ref::<StoreError>()
-                .is_some_and(StoreError::is_transient),
-            _ => false,
-        }
+        // A store failing under the Parquet writer is a `Store` error too (see `writing`).
+        matches!(self, SinkError::Store(e) if e.is_transient())
     }
 }
 
