@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::{ClientArgs, OutputArgs, PipelineArgs};
+use crate::error_class::ErrorClass;
 use crate::genesys::{GenesysClient, Mode};
 use crate::interval::{day_start, parse_time, Interval};
 use crate::pipeline::{self, NoProgress, PipelineConfig, RunSummary};
@@ -69,14 +70,14 @@ pub struct LambdaError {
 impl LambdaError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self {
-            error_type: "Input.Invalid".into(),
+            error_type: ErrorClass::InputInvalid.as_str().into(),
             message: message.into(),
         }
     }
 
     fn config(message: impl Into<String>) -> Self {
         Self {
-            error_type: "Config.Invalid".into(),
+            error_type: ErrorClass::ConfigInvalid.as_str().into(),
             message: message.into(),
         }
     }

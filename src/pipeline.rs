@@ -21,6 +21,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::error_class::ErrorClass;
 use crate::genesys::{ExtractPlan, GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
 use crate::interval::Interval;
 use crate::page::{record_key, Page};
@@ -107,18 +108,27 @@ impl PipelineError {
 }
 
 impl PipelineError {
-    /// A stable class name: the Lambda's `errorType`, which Step Functions retries match on.
-    pub fn error_type(&self) -> &'static str {
+    /// A stable class: the Lambda's `errorType`, which Step Functions retries match on.
+    pub fn error_class(&self) -> ErrorClass {
         match self {
-            PipelineError::Genesys { source, .. } if source.is_transient() => "Genesys.Transient",
-            PipelineError::Genesys { .. } => "Genesys.Permanent",
-            PipelineError::Sink { source, .. } if source.is_transient() => "Store.Transient",
-            PipelineError::Sink { .. } => "Store.Permanent",
-            PipelineError::Convert { .. } => "Convert.Failed",
-            PipelineError::Deadline { .. } => "Deadline.Incomplete",
-            PipelineError::Input(_) => "Input.Invalid",
-            PipelineError::Internal(_) => "Internal",
+            PipelineError::Genesys { source, .. } if source.is_transient() => {
+                ErrorClass::GenesysTransient
+            }
+            PipelineError::Genesys { .. } => ErrorClass::GenesysPermanent,
+            PipelineError::Sink { source, .. } if source.is_transient() => {
+                ErrorClass::StoreTransient
+            }
+            PipelineError::Sink { .. } => ErrorClass::StorePermanent,
+            PipelineError::Convert { .. } => ErrorClass::ConvertFailed,
+            PipelineError::Deadline { .. } => ErrorClass::DeadlineIncomplete,
+            PipelineError::Input(_) => ErrorClass::InputInvalid,
+            PipelineError::Internal(_) => ErrorClass::Internal,
         }
+    }
+
+    /// [`PipelineError::error_class`]'s name.
+    pub fn error_type(&self) -> &'static str {
+        self.error_class().as_str()
     }
 }
 
