@@ -90,25 +90,31 @@ impl LocalStore {
         }
     }
 
-    /// Takes an expired lease file out of the way, without ever removing a live one that
-    /// another run created in between (rename, then check what we moved).
-    async fn evict_stale_lease(&self, date: NaiveDate, seen: &Bytes) -> Result<(), StoreError> {
+    /// Replaces the lease file with `body` only if it still holds `seen` (a put-if-match):
+    /// a run that took the day in between keeps it.
+    async fn take_over_lease(
+        &self,
+        date: NaiveDate,
+        seen: &Bytes,
+        body: &[u8],
+    ) -> Result<bool, StoreError> {
         let path = self.lease_path(date);
-        let aside = path.with_extension(format!("stale-{}", uuid::Uuid::new_v4().simple()));
-        match tokio::fs::rename(&path, &aside).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StoreError::io("move stale lease", path.display(), e)),
-        }
-        let moved = tokio::fs::read(&aside)
-            .await
-            .map_err(|e| StoreError::io("read lease", aside.display(), e))?;
-        if moved != seen.as_ref() {
-            // We moved someone's fresh lease: put it back unless a third run took the slot.
-            let _ = tokio::fs::hard_link(&aside, &path).await;
-        }
-        let _ = tokio::fs::remove_file(&aside).await;
-        Ok(())
+        let seen = seen.clone();
+        let body = body.to_vec();
+        under_key_lock(&path, move |path| {
+            match std::fs::read(path) {
+                Ok(current) if current == seen.as_ref() => {}
+                Ok(_) => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            let tmp = temp_beside(path);
+            write_synced(&tmp, &body)?;
+            std::fs::rename(&tmp, path)?;
+            Ok(true)
+        })
+        .await
+        .map_err(|e| StoreError::io("take over lease", path.display(), e))
     }
 
     /// Finishes or removes what earlier runs of `date` left in staging. Called under the lease.
@@ -232,38 +238,46 @@ impl Store for LocalStore {
                 location: path.display().to_string(),
                 message: e.to_string(),
             })?;
-            match tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .await
-            {
-                Ok(mut f) => {
-                    f.write_all(&body)
-                        .await
-                        .map_err(|e| StoreError::io("write lease", path.display(), e))?;
-                    f.sync_all()
-                        .await
-                        .map_err(|e| StoreError::io("write lease", path.display(), e))?;
-                    self.sweep(date, run).await?;
-                    return Ok(lease);
+            if create_new_atomic(&path, &body).await? {
+                self.sweep(date, run).await?;
+                return Ok(lease);
+            }
+            let Some((seen, held)) = self.read_lease(date).await? else {
+                continue; // released in between: try to create it again
+            };
+            match held {
+                Some(held) if held.expires > now && !holder_is_dead(&held) => {
+                    return Err(StoreError::LeaseHeld {
+                        date,
+                        holder: held.run.to_string(),
+                        since: held.since.to_rfc3339(),
+                        expires: held.expires.to_rfc3339(),
+                    });
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    match self.read_lease(date).await? {
-                        Some((_, Some(held))) if held.expires > now && !holder_is_dead(&held) => {
-                            return Err(StoreError::LeaseHeld {
-                                date,
-                                holder: held.run.to_string(),
-                                since: held.since.to_rfc3339(),
-                                expires: held.expires.to_rfc3339(),
-                            });
-                        }
-                        // Expired (its holder died) or unreadable: take it over.
-                        Some((seen, _)) => self.evict_stale_lease(date, &seen).await?,
-                        None => {}
+                Some(_) => {}
+                // Leases are created whole, so an unreadable one is damage, not a run caught
+                // mid-write; still, it is only taken over once it is as old as a lease lasts.
+                None => {
+                    let age = tokio::fs::metadata(&path)
+                        .await
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .and_then(|d| chrono::Duration::from_std(d).ok());
+                    if age.is_none_or(|age| age < ttl) {
+                        return Err(StoreError::LeaseHeld {
+                            date,
+                            holder: "unknown (unreadable lease file)".into(),
+                            since: "unknown".into(),
+                            expires: "unknown".into(),
+                        });
                     }
                 }
-                Err(e) => return Err(StoreError::io("create lease", path.display(), e)),
+            }
+            // Expired, its holder dead, or unreadable and old: take it over unless it changed.
+            if self.take_over_lease(date, &seen, &body).await? {
+                self.sweep(date, run).await?;
+                return Ok(lease);
             }
         }
         Err(StoreError::LeaseLost {
@@ -274,17 +288,25 @@ impl Store for LocalStore {
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
-        if let Some((_, Some(held))) = self.read_lease(lease.date).await? {
-            if held.run == lease.run {
-                let path = self.lease_path(lease.date);
-                match tokio::fs::remove_file(&path).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(StoreError::io("remove lease", path.display(), e)),
+        let path = self.lease_path(lease.date);
+        let run = lease.run.clone();
+        // Read and remove under the key's lock: never the lease of a run that took over.
+        under_key_lock(&path, move |path| {
+            let held = match std::fs::read(path) {
+                Ok(b) => serde_json::from_slice::<Lease>(&b).ok(),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if held.is_some_and(|h| h.run == run) {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+                    _ => {}
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::io("remove lease", path.display(), e))
     }
 
     async fn create_part(
@@ -481,6 +503,66 @@ async fn sync_dir(dir: &Path) {
     if let Ok(f) = tokio::fs::File::open(dir).await {
         let _ = f.sync_all().await;
     }
+}
+
+/// A temporary name beside `path` (same folder, so a rename or link stays on one file system).
+fn temp_beside(path: &Path) -> PathBuf {
+    path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()))
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// Put-if-absent: creates `path` holding `data`, or returns false if it exists. The content is
+/// written to a temporary file first and hard-linked into place (`link` never replaces), so no
+/// one ever sees the file empty or half written.
+async fn create_new_atomic(path: &Path, data: &[u8]) -> Result<bool, StoreError> {
+    let target = path.to_path_buf();
+    let data = data.to_vec();
+    tokio::task::spawn_blocking(move || {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = temp_beside(&target);
+        let linked = write_synced(&tmp, &data).and_then(|()| std::fs::hard_link(&tmp, &target));
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r)
+    .map_err(|e| StoreError::io("create", path.display(), e))
+}
+
+/// Runs a read-compare-write of `path` while holding an exclusive lock on `path.lock`, so two
+/// processes' conditional updates of one key are serialised (put-if-absent needs no lock: it
+/// is one `link`).
+async fn under_key_lock<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce(&Path) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_extension("lock"))?;
+        lock.lock()?;
+        let r = f(&path);
+        let _ = lock.unlock();
+        r
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
 /// Writes `data` to `path` via a temporary file and a rename: readers see all or nothing.
@@ -703,6 +785,65 @@ mod tests {
             )
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_lease_is_taken_over_only_once_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let path = store.lease_path(date());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let err = store
+            .acquire_lease(
+                date(),
+                &RunId::new(Utc::now()),
+                chrono::Duration::minutes(5),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::LeaseHeld { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        // Older than the lease lasts: damage, taken over.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let run = RunId::new(Utc::now());
+        let lease = store
+            .acquire_lease(date(), &run, chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+        let held: Lease = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(held.run, run);
+        store.release_lease(&lease).await.unwrap();
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn releasing_never_removes_the_lease_of_the_run_that_took_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let old = store
+            .acquire_lease(
+                date(),
+                &RunId("old".into()),
+                chrono::Duration::milliseconds(1),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let new = store
+            .acquire_lease(date(), &RunId("new".into()), chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+        store.release_lease(&old).await.unwrap();
+        let held: Lease =
+            serde_json::from_slice(&std::fs::read(store.lease_path(date())).unwrap()).unwrap();
+        assert_eq!(held.run, new.run);
     }
 
     #[tokio::test]
