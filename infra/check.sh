@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment files; `.ci/run` calls this. Installs nothing.
 #
-# Needs cfn-lint: on PATH, or in the Python named by GP_PYTHON (`$GP_PYTHON -m cfnlint`), and
-# the SAM CLI: on PATH, or named by GP_SAM.
+# Needs cfn-lint: on PATH, or in the Python named by GP_PYTHON (`$GP_PYTHON -m cfnlint`), the
+# SAM CLI: on PATH, or named by GP_SAM, and aws-sam-translator + parliament in GP_PYTHON
+# (tests/requirements.txt).
 # The Glue tables are checked against `genesys-parquet schema --format json`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,10 @@ if [ -z "$SAM" ]; then
 fi
 # Offline: the SAM transform and cfn-lint run locally; no credentials are needed.
 SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 "$SAM" validate --lint --template-file template.yaml
+
+echo "== IAM: parliament over every policy after the SAM transform; every SDK call in src/ granted"
+# Offline: samtranslator and parliament (with AWS's authorization data it ships) from the venv.
+AWS_DEFAULT_REGION=us-east-1 "$PY" infra/iam_check.py --verbose
 
 echo "== backfill state machine"
 "$PY" infra/asl_check.py infra/backfill.asl.json --emit-template "$tmp/asl-template.json"
