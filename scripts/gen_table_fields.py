@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generates src/tables/fields.rs: the scalar fields of every Genesys analytics model the tables
-hold, with the official descriptions, from ../shared/genesys/analytics-schemas.json.
+hold, with the official descriptions, from spec/genesys/analytics-schemas.json.
 
 Run from the repository root: python3 scripts/gen_table_fields.py > src/tables/fields.rs
 The Rust test `tables::schema::tests::every_sdk_field_is_a_column` checks the result against
@@ -11,7 +11,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCHEMAS = os.path.join(HERE, "..", "..", "shared", "genesys", "analytics-schemas.json")
+SCHEMAS = os.path.join(HERE, "..", "spec", "genesys", "analytics-schemas.json")
 
 # model -> (rust const name); nested objects/lists of objects are wired by hand in schema.rs.
 MODELS = [

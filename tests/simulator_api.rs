@@ -1,5 +1,5 @@
 //! The simulator, black box over HTTP (reqwest against port 0), checked against the API facts
-//! in `../shared/genesys/`: login errors, strict bodies, paging, jobs, rate limits, and records
+//! in `spec/genesys/`: login errors, strict bodies, paging, jobs, rate limits, and records
 //! whose every field name, type and enum value is in `sdk-models.json`.
 
 use std::time::Duration;
@@ -356,10 +356,7 @@ fn check(models: &Value, model: &str, v: &Value, path: &str, errors: &mut Vec<St
 
 #[tokio::test]
 async fn records_use_only_sdk_fields_types_and_enum_values() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/genesys/sdk-models.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/spec/genesys/sdk-models.json");
     let models: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("models")).expect("json");
     let s = sim(SimConfig {

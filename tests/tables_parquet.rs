@@ -369,7 +369,7 @@ print(json.dumps(res))
 
 #[tokio::test]
 async fn the_real_examples_convert() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/genesys/examples");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/spec/genesys/examples");
     let mut conversations = 0;
     for name in [
         "conversation-record-1.blueprint.json",

@@ -1,5 +1,5 @@
-//! Where Genesys Cloud is: API and login hosts per region (from the official SDK's table,
-//! `../shared/genesys/regions.json`, embedded because the Lambda has no `../shared`).
+//! Where Genesys Cloud is: API and login hosts per region (the official SDK's table,
+//! `spec/genesys/regions.json`; a test keeps this copy equal to it).
 
 use reqwest::Url;
 
@@ -83,17 +83,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_regions_equal_the_shared_table() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/genesys/regions.json"
-        );
-        let shared: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&std::fs::read_to_string(path).expect("regions.json"))
-                .expect("json");
-        assert_eq!(shared.len(), REGIONS.len());
+    fn embedded_regions_equal_the_spec_table() {
+        let spec: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(include_str!("../../spec/genesys/regions.json")).expect("json");
+        assert_eq!(spec.len(), REGIONS.len());
         for (r, api) in REGIONS {
-            assert_eq!(shared[*r], *api, "{r}");
+            assert_eq!(spec[*r], *api, "{r}");
         }
     }
 

@@ -1,5 +1,5 @@
 //! Request and response bodies of the Genesys endpoints this project uses, with the JSON names
-//! and absent-vs-null habits of the official SDK (`../shared/genesys/sdk-models.json`).
+//! and absent-vs-null habits of the official SDK (`spec/genesys/sdk-models.json`).
 //!
 //! Shared by the client and the simulator. Conversation records themselves are NOT modelled
 //! here: they travel as raw JSON ([`crate::page::Page`]) and the schema in [`crate::tables`]
@@ -238,7 +238,7 @@ pub struct OAuthErrorBody {
 mod tests {
     use super::*;
 
-    const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/genesys/examples");
+    const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/spec/genesys/examples");
 
     #[test]
     fn real_error_bodies_parse() {

@@ -1,5 +1,5 @@
 //! A Genesys Cloud analytics API simulator: the same HTTP endpoints, JSON, paging, limits and
-//! errors as `../shared/genesys/API.md` describes, over deterministic data ([`Dataset`]), with
+//! errors as `spec/genesys/API.md` describes, over deterministic data ([`Dataset`]), with
 //! faults on demand. Tests, the demo and the benchmarks run against it; it serves login and API
 //! on one address.
 

@@ -786,10 +786,7 @@ mod tests {
     /// flattened flow: nothing the API sends is dropped.
     #[test]
     fn every_sdk_field_is_a_column() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/genesys/sdk-models.json"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/spec/genesys/sdk-models.json");
         let models: Value =
             serde_json::from_str(&std::fs::read_to_string(path).expect("sdk-models.json"))
                 .expect("json");
