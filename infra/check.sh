@@ -38,7 +38,10 @@ echo "== IAM: parliament over every policy after the SAM transform; every SDK ca
 AWS_DEFAULT_REGION=us-east-1 "$PY" infra/iam_check.py --verbose
 
 echo "== backfill state machine"
-"$PY" infra/asl_check.py infra/backfill.asl.json --emit-template "$tmp/asl-template.json"
+# Structure, error classes (src/error_class.rs), and the Step Functions limits for a 1,100-day
+# plan; the template's rule BackfillMaxConcurrency <= ReservedConcurrency for every pair.
+"$PY" infra/asl_check.py infra/backfill.asl.json --template template.yaml \
+  --emit-template "$tmp/asl-template.json"
 AWS_DEFAULT_REGION=us-east-1 "${CFN_LINT[@]}" "$tmp/asl-template.json"
 
 echo "== generated Glue tables and named queries"

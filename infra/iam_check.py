@@ -57,6 +57,14 @@ FAIL_ISSUES = {
 # only matters to policy variables, which no policy here uses) and the advisory groups
 # (RESOURCE_STAR, privilege escalation hints), which parliament rates as review items.
 
+# The authorization reference marks several resource types of some actions as required where a
+# request names one of them: parliament then wants a resource of each. These are the ones
+# where the statement rightly names only the other (the backfill's child executions are
+# STANDARD executions, never express ones).
+ONE_OF_RESOURCE_TYPES = {
+    ("states:DescribeExecution", "arn:*:states:*:*:express:*:*:*"),
+}
+
 # Managed policies SAM attaches, with their documented content (the check has no AWS access).
 MANAGED = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": {
@@ -304,8 +312,13 @@ def lint(resources, label):
         policy = analyze_policy_string(text, include_community_auditors=False,
                                        ignore_private_auditors=True)
         for f in policy.findings:
+            detail = f.detail
+            if f.issue == "RESOURCE_MISMATCH":
+                detail = [d for d in detail if (d["action"], d["required_format"]) not in ONE_OF_RESOURCE_TYPES]
+                if not detail:
+                    continue
             if f.issue in FAIL_ISSUES:
-                problems.append(f"[{label}] {where}: {f.issue}: {f.detail}")
+                problems.append(f"[{label}] {where}: {f.issue}: {detail}")
     return problems
 
 
@@ -413,8 +426,9 @@ def sdk_operations():
 def scan_calls(ops):
     """{(crate, operation): [file:line, ...]}: every `.operation()` of an SDK client in src/.
 
-    Fluent builders take no arguments, so a call is `.op()`; an operation name of two crates is
-    attributed by the crates the file names.
+    Fluent builders take no arguments, so a call is `.op()`, in a file that names the crate
+    (its client's type); an operation name of two crates is attributed by the crates the file
+    names.
     """
     calls = {}
     by_op = {}
@@ -424,6 +438,10 @@ def scan_calls(ops):
     for path in sorted((ROOT / "src").rglob("*.rs")):
         text = path.read_text(encoding="utf-8")
         named = {c for c in ops if c.replace("-", "_") in text}
+        if not named:
+            # A file that names no SDK crate holds no SDK client (and its own methods may
+            # share an operation's name, e.g. the Genesys client's).
+            continue
         for m in re.finditer(r"\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", text):
             op = m.group(1)
             crates = by_op.get(op, set())
@@ -582,7 +600,8 @@ def state_machine_needs(machine, sm_arn):
                 proc = st.get("ItemProcessor") or st.get("Iterator")
                 if proc.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED":
                     needs.append(("states:StartExecution", sm_arn, f"distributed map {sname}"))
-                    child = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}/{sname}:1a2b"
+                    # Child executions: execution:<machine>/<map label or run id>:<id>.
+                    child = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{sm_name}/{st.get('Label', 'a1b2')}:1a2b"
                     needs.append(("states:DescribeExecution", child, f"distributed map {sname}"))
                     needs.append(("states:StopExecution", child, f"distributed map {sname}"))
                     if "ResultWriter" in st or "ItemReader" in st:
