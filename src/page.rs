@@ -39,11 +39,11 @@ pub enum PageError {
         origin: PageOrigin,
         valid_up_to: usize,
     },
-    #[error("{origin}: malformed page JSON: {source}")]
+    /// The message names where (line, column), never the value found there.
+    #[error("{origin}: malformed page JSON: {}", describe_json_error(json))]
     Malformed {
         origin: PageOrigin,
-        #[source]
-        source: serde_json::Error,
+        json: serde_json::Error,
     },
     #[error("{origin}: record {index}: {reason}")]
     BadRecord {
@@ -62,6 +62,53 @@ pub struct PageMeta {
     pub total_hits: Option<i64>,
     /// Async job results: the data lake's availability date.
     pub data_availability_date: Option<DateTime<Utc>>,
+    /// Pages of the `_raw/` archive: what the page's extraction covered, and when.
+    pub archive: Option<ArchiveStamp>,
+}
+
+/// What an archived page records about its extraction (`"_archive"` in the page object, beside
+/// the API's own keys): every conversation that started in `interval` was extracted, at
+/// `extracted_at`, in the pages of that run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveStamp {
+    pub interval: crate::interval::Interval,
+    pub extracted_at: DateTime<Utc>,
+}
+
+impl ArchiveStamp {
+    /// The key of the stamp in an archived page object.
+    pub const KEY: &'static str = "_archive";
+
+    /// The stamp as the JSON object stored under [`ArchiveStamp::KEY`].
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "interval": self.interval.to_genesys(),
+            "extractedAt": crate::interval::format_millis(self.extracted_at),
+        })
+        .to_string()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawStamp<'a> {
+    interval: &'a str,
+    #[serde(rename = "extractedAt")]
+    extracted_at: &'a str,
+}
+
+impl RawStamp<'_> {
+    fn parse(&self) -> Option<ArchiveStamp> {
+        let time = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let (a, b) = self.interval.split_once('/')?;
+        Some(ArchiveStamp {
+            interval: crate::interval::Interval::new(time(a)?, time(b)?).ok()?,
+            extracted_at: time(self.extracted_at)?,
+        })
+    }
 }
 
 /// One page of conversation records.
@@ -97,6 +144,8 @@ struct Envelope<'a> {
     total_hits: Option<i64>,
     #[serde(default, rename = "dataAvailabilityDate")]
     data_availability_date: Option<&'a str>,
+    #[serde(borrow, default, rename = "_archive")]
+    archive: Option<RawStamp<'a>>,
 }
 
 impl Page {
@@ -116,9 +165,9 @@ impl Page {
             origin: origin.clone(),
             valid_up_to: e.valid_up_to(),
         })?;
-        let malformed = |source| PageError::Malformed {
+        let malformed = |json| PageError::Malformed {
             origin: origin.clone(),
-            source,
+            json,
         };
         let (raws, meta) = if allow_list && text.trim_start().starts_with('[') {
             (
@@ -135,9 +184,20 @@ impl Page {
                         .map_err(|e| PageError::BadRecord {
                             origin: origin.clone(),
                             index: 0,
-                            reason: format!("dataAvailabilityDate {s:?}: {e}"),
+                            reason: format!("dataAvailabilityDate is not an RFC 3339 time: {e}"),
                         })?,
                 ),
+            };
+            let archive = match &env.archive {
+                None => None,
+                Some(raw) => Some(raw.parse().ok_or_else(|| PageError::BadRecord {
+                    origin: origin.clone(),
+                    index: 0,
+                    reason: format!(
+                        "{}: not an interval (start/end, RFC 3339) and an extraction time",
+                        ArchiveStamp::KEY
+                    ),
+                })?),
             };
             (
                 env.conversations.unwrap_or_default(),
@@ -145,6 +205,7 @@ impl Page {
                     cursor: env.cursor,
                     total_hits: env.total_hits,
                     data_availability_date,
+                    archive,
                 },
             )
         };
@@ -265,19 +326,98 @@ pub fn record_key(text: &str) -> Result<RecordKey<'_>, String> {
     let (id, start) = match (id, start, read) {
         // Stopping early leaves the rest unread, which serde_json reports: not an error here.
         (Some(id), Some(start), _) => (id, start),
-        (_, _, Err(e)) => return Err(format!("malformed record: {e}")),
-        (None, _, Ok(())) => return Err("record has no conversationId".into()),
+        (id, _, Err(e)) => {
+            let at = id
+                .map(|i| format!("conversation {i}: "))
+                .unwrap_or_default();
+            return Err(format!("{at}malformed record: {}", describe_json_error(&e)));
+        }
+        (None, _, Ok(())) => return Err("record has no $.conversationId".into()),
         (Some(id), None, Ok(())) => {
-            return Err(format!("conversation {id} has no conversationStart"))
+            return Err(format!("conversation {id} has no $.conversationStart"))
         }
     };
-    let start = DateTime::parse_from_rfc3339(&start)
-        .map_err(|e| format!("conversation {id}: conversationStart {start:?}: {e}"))?
-        .with_timezone(&Utc);
+    // The converter's parser: a record the converter accepts is never refused here.
+    let start = parse_time_ms(&start)
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(|| format!("conversation {id}: $.conversationStart is not an ISO-8601 time"))?;
     Ok(RecordKey {
         conversation_id: id,
         conversation_start: start,
     })
+}
+
+/// A serde_json error for messages and logs: where it happened, never the value (records hold
+/// callers' names and numbers, and serde quotes the value it did not expect).
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        // Syntax messages are fixed texts ("expected `,` or `]`", "EOF while parsing …").
+        Category::Syntax | Category::Eof | Category::Io => e.to_string(),
+        Category::Data => format!(
+            "a value of an unexpected type at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.mmm]Z` by hand (the API's form); anything else RFC 3339 or a lenient
+/// `%Y-%m-%dT%H:%M:%S%.fZ` (which takes a one-digit day such as `2021-04-2T…`, seen in Genesys'
+/// own examples). The one timestamp parser of records: keys, filters and columns agree.
+pub fn parse_time_ms(s: &str) -> Option<i64> {
+    fast_time(s.as_bytes())
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp_millis())
+        })
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
+                .ok()
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+}
+
+pub(crate) fn fast_time(b: &[u8]) -> Option<i64> {
+    if !(b.len() == 24 || b.len() == 20) || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let mut v = 0i64;
+        for &c in &b[r] {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let ms = if b.len() == 24 {
+        if b[19] != b'.' {
+            return None;
+        }
+        num(20..23)?
+    } else {
+        0
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
 }
 
 /// A JSON string, borrowed from the input when it has no escapes.
@@ -386,8 +526,79 @@ mod tests {
         assert!(
             record_key(r#"{"conversationId":"a","conversationStart":"yesterday"}"#)
                 .unwrap_err()
-                .contains("conversation a: conversationStart")
+                .contains("conversation a: $.conversationStart")
         );
+    }
+
+    #[test]
+    fn record_key_takes_every_time_the_converter_takes() {
+        // Genesys' own examples carry one-digit days; the converter has always taken them.
+        let k =
+            record_key(r#"{"conversationId":"a","conversationStart":"2021-04-2T15:30:51.418Z"}"#)
+                .unwrap();
+        assert_eq!(
+            crate::interval::format_millis(k.conversation_start),
+            "2021-04-02T15:30:51.418Z"
+        );
+        let k =
+            record_key(r#"{"conversationId":"a","conversationStart":"2021-04-02T17:30:51+02:00"}"#)
+                .unwrap();
+        assert_eq!(
+            k.conversation_start.timestamp_millis() % 86_400_000,
+            55_851_000
+        );
+    }
+
+    #[test]
+    fn errors_name_where_never_the_value() {
+        const MARK: &str = "Jane Roe +1 555 0100";
+        let cases = [
+            format!(
+                r#"{{"conversationId":{{"name":"{MARK}"}},"conversationStart":"2026-11-20T00:00:00Z"}}"#
+            ),
+            format!(r#"{{"conversationId":"a","conversationStart":"{MARK}"}}"#),
+            format!(r#"{{"conversationId":"a","conversationStart":["{MARK}"]}}"#),
+            format!(r#"{{"conversationStart":"2026-11-20T00:00:00Z","conversationId":"{MARK}""#),
+        ];
+        for rec in &cases {
+            match record_key(rec) {
+                Ok(k) => assert_eq!(k.conversation_id, MARK, "{rec}"),
+                Err(e) => assert!(!e.contains(MARK) && !e.contains("555"), "{e}"),
+            }
+        }
+        for body in [
+            format!(r#"{{"conversations":"{MARK}"}}"#),
+            format!(r#"{{"conversations":[],"totalHits":"{MARK}"}}"#),
+            format!(r#"{{"conversations":[],"cursor":["{MARK}"]}}"#),
+        ] {
+            let err = Page::parse(Bytes::from(body), origin()).unwrap_err();
+            let msg = format!("{err} {err:?}");
+            let shown = err.to_string();
+            assert!(shown.contains("test page 1"), "{shown}");
+            assert!(!shown.contains("555"), "{shown}");
+            // Nothing further down the chain either.
+            assert!(std::error::Error::source(&err).is_none(), "{msg}");
+        }
+    }
+
+    #[test]
+    fn archive_stamps_are_read() {
+        let stamp = ArchiveStamp {
+            interval: crate::interval::Interval::day("2026-11-20".parse().unwrap()),
+            extracted_at: "2026-11-21T03:00:00Z".parse().unwrap(),
+        };
+        let body = format!(
+            r#"{{"conversations":[],"{}":{}}}"#,
+            ArchiveStamp::KEY,
+            stamp.to_json()
+        );
+        let page = Page::parse(Bytes::from(body), origin()).unwrap();
+        assert_eq!(page.meta.archive, Some(stamp));
+        let bad = format!(
+            r#"{{"conversations":[],"{}":{{"interval":"x","extractedAt":"y"}}}}"#,
+            ArchiveStamp::KEY
+        );
+        assert!(Page::parse(Bytes::from(bad), origin()).is_err());
     }
 
     #[test]
@@ -395,7 +606,7 @@ mod tests {
         assert!(
             record_key(r#"{"conversationStart":"2026-11-21T00:00:00.000Z"}"#)
                 .unwrap_err()
-                .contains("no conversationId")
+                .contains("no $.conversationId")
         );
     }
 }

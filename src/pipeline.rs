@@ -392,6 +392,7 @@ async fn extract_day(
     let stats = extraction.stats.clone();
     let result = run_stages(extraction.pages, &mut writer, cfg, date, progress, summary).await;
     summary.requests = Some(stats.snapshot());
+    writer.set_type_mismatches(summary.type_mismatches);
     let outcome = match result {
         Ok(conversations) => writer
             .publish(

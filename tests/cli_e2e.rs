@@ -393,3 +393,81 @@ print(json.dumps({
         assert!(c > n / 10 && c < n, "{k}: {c} of {n}");
     }
 }
+
+/// The simulator's data set with extra flags (as `Simulator::start(extra)` serves it).
+fn dataset_with(odd_records: f64) -> Dataset {
+    Dataset::for_config(&SimConfig {
+        seed: SEED,
+        per_day: PER_DAY,
+        end_date: Some(END_DATE.parse().expect("date")),
+        fault_odd_records: odd_records,
+        ..SimConfig::default()
+    })
+}
+
+#[test]
+fn structurally_odd_records_land_in_extra_counted_and_never_echoed() {
+    let sim = Simulator::start(&["--fault-odd-records", "0.2"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let day: NaiveDate = "2026-10-19".parse().expect("date");
+    let mut cmd = extract_cmd(&sim, &out, "2026-10-19", "2026-10-20", "jobs");
+    cmd.arg("-vv");
+    let o = cmd.output().expect("run");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stderr}\n{stdout}");
+    // Odd values are record values: never in a log line or the summary.
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("555 0100"), "a record value was echoed");
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("summary");
+
+    let ds = dataset_with(0.2);
+    let now = chrono::Utc::now();
+    let parts: Vec<u64> = ds
+        .started_in(&Interval::day(day))
+        .iter()
+        .map(|c| ds.odd_parts(c, true, now))
+        .collect();
+    let n_odd = parts.iter().filter(|p| **p > 0).count() as u64;
+    let two_participants = parts.iter().filter(|p| **p == 4).count() as u64;
+    assert!(n_odd > 20, "{n_odd} odd records");
+    let d = &summary["days"][0];
+    assert_eq!(d["status"], "ok", "{d}");
+    assert_eq!(d["conversations"].as_u64(), Some(parts.len() as u64));
+    assert_eq!(
+        d["type_mismatches"].as_u64(),
+        Some(parts.iter().sum::<u64>())
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("_manifests/conversation_date=2026-10-19.json")).expect("manifest"),
+    )
+    .expect("manifest JSON");
+    assert_eq!(manifest["type_mismatches"], d["type_mismatches"]);
+
+    let v = duckdb(
+        &out,
+        &format!(
+            r#"
+rel = lambda t: f"read_parquet('{{OUT}}/{{t}}/*/*.parquet', hive_partitioning=true)"
+q = lambda s: con.execute(s).fetchone()[0]
+print(json.dumps({{
+  "ids": q(f"SELECT list(conversation_id ORDER BY conversation_id) FROM {{rel('conversations')}}"),
+  "null_element": q(f"SELECT count(*) FROM {{rel('conversations')}} WHERE json_type(json_extract(extra, '$.\"participants[' || (json_array_length(json_extract(raw, '$.participants')) - 1) || ']\"')) = 'NULL'"),
+  "metrics_string": q(f"SELECT count(*) FROM {{rel('sessions')}} WHERE json_extract_string(extra, '$.metrics') = '{marker}'"),
+  "flow_list": q(f"SELECT count(*) FROM {{rel('sessions')}} WHERE json_type(json_extract(extra, '$.flow')) = 'ARRAY'"),
+  "sessions_object": q(f"SELECT count(*) FROM {{rel('participants')}} WHERE json_type(json_extract(extra, '$.sessions')) = 'OBJECT'"),
+}}))
+"#,
+            marker = genesys_parquet::simulator::ODD_MARKER
+        ),
+    );
+    assert_eq!(v["ids"], serde_json::json!(truth(day)));
+    assert_eq!(v["null_element"].as_u64(), Some(n_odd), "{v}");
+    assert_eq!(v["metrics_string"].as_u64(), Some(n_odd), "{v}");
+    assert_eq!(v["flow_list"].as_u64(), Some(n_odd), "{v}");
+    assert_eq!(v["sessions_object"].as_u64(), Some(two_participants), "{v}");
+}

@@ -399,6 +399,7 @@ fn manifest(lease: &Lease, files: Vec<ManifestFile>) -> Manifest {
         tool_version: "test".into(),
         started: Utc::now(),
         finished: Utc::now(),
+        type_mismatches: 0,
         conversations: files.len() as u64,
         rows: Default::default(),
         files,

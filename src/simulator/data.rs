@@ -27,7 +27,13 @@ pub struct DataConfig {
     pub unknown_field: f64,
     /// Share of records carrying enum values the SDK does not know.
     pub unknown_enum: f64,
+    /// Share of records that are structurally odd (see [`ODD_MARKER`]).
+    pub odd_records: f64,
 }
+
+/// Text inside every structurally odd record's odd parts, so tests can check that errors,
+/// logs and summaries never echo record values.
+pub const ODD_MARKER: &str = "ODD-VALUE caller +1 555 0100";
 
 /// One conversation in a day's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +186,38 @@ impl Dataset {
         let unknown_field = g.rng.random_bool(self.cfg.unknown_field.clamp(0.0, 1.0));
         g.unknown_enum = g.rng.random_bool(self.cfg.unknown_enum.clamp(0.0, 1.0));
         g.conversation(c, unknown_field);
-        g.out
+        match self.odd_parts_of(c) {
+            true => make_odd(&g.out).0,
+            false => g.out,
+        }
+    }
+
+    /// Whether the conversation's record is structurally odd (its own RNG stream, so the
+    /// setting changes no other record).
+    fn odd_parts_of(&self, c: &ConvRef) -> bool {
+        self.cfg.odd_records > 0.0
+            && ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, c.date, c.index, 7))
+                .random_bool(self.cfg.odd_records.clamp(0.0, 1.0))
+    }
+
+    /// How many structurally odd values the conversation's record carries (each lands in the
+    /// `extra` of the row holding it and counts as one type mismatch).
+    pub fn odd_parts(&self, c: &ConvRef, with_attributes: bool, now: DateTime<Utc>) -> u64 {
+        if !self.odd_parts_of(c) {
+            return 0;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, c.date, c.index, 1));
+        let mut g = Gen {
+            rng: &mut rng,
+            out: String::with_capacity(8192),
+            now_ms: now.timestamp_millis(),
+            with_attributes,
+            unknown_enum: false,
+        };
+        let unknown_field = g.rng.random_bool(self.cfg.unknown_field.clamp(0.0, 1.0));
+        g.unknown_enum = g.rng.random_bool(self.cfg.unknown_enum.clamp(0.0, 1.0));
+        g.conversation(c, unknown_field);
+        make_odd(&g.out).1
     }
 
     /// Writes sync-query-shaped pages (`{"conversations":[…],"totalHits":N}`, one a line) of
@@ -208,6 +245,41 @@ impl Dataset {
         }
         Ok(bytes)
     }
+}
+
+/// Makes a record structurally odd the ways `API.md` allows a record to be: a `null` element
+/// in a list (`participants`), a string where a list belongs (a session's `metrics`), a list
+/// where an object belongs (a session's `flow`), an object where a list belongs (the second
+/// participant's `sessions`). Returns the record and how many odd values it carries.
+fn make_odd(record: &str) -> (String, u64) {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(record) else {
+        return (record.to_string(), 0);
+    };
+    let mut parts = 0;
+    if let Some(ps) = v.get_mut("participants").and_then(|p| p.as_array_mut()) {
+        if let Some(s0) = ps
+            .first_mut()
+            .and_then(|p| p.get_mut("sessions"))
+            .and_then(|s| s.get_mut(0))
+            .and_then(|s| s.as_object_mut())
+        {
+            s0.insert("metrics".into(), ODD_MARKER.into());
+            let flow = s0
+                .remove("flow")
+                .unwrap_or_else(|| serde_json::json!({ "flowName": ODD_MARKER }));
+            s0.insert("flow".into(), serde_json::json!([flow]));
+            parts += 2;
+        }
+        if let Some(sessions) = ps.get_mut(1).and_then(|p| p.get_mut("sessions")) {
+            if let Some(first) = sessions.get(0).cloned() {
+                *sessions = first;
+                parts += 1;
+            }
+        }
+        ps.push(serde_json::Value::Null);
+        parts += 1;
+    }
+    (v.to_string(), parts)
 }
 
 /// Start offset within the day: busy 08:00–18:00 UTC, quiet at night.
@@ -930,7 +1002,38 @@ mod tests {
             end_date: "2026-10-20".parse().expect("date"),
             unknown_field: 0.0,
             unknown_enum: 0.0,
+            odd_records: 0.0,
         })
+    }
+
+    #[test]
+    fn odd_records_are_a_setting_that_changes_only_them() {
+        let plain = ds(200);
+        let odd = Dataset::new(DataConfig {
+            odd_records: 0.2,
+            ..plain.config().clone()
+        });
+        let now = Utc::now();
+        let day = plain.day("2026-10-19".parse().expect("date"));
+        let (mut n_odd, mut parts) = (0, 0);
+        for c in day.iter() {
+            let (a, b) = (plain.record(c, true, now), odd.record(c, true, now));
+            let k = odd.odd_parts(c, true, now);
+            if k == 0 {
+                assert_eq!(a, b);
+                continue;
+            }
+            n_odd += 1;
+            parts += k;
+            let v: serde_json::Value = serde_json::from_str(&b).expect("valid JSON");
+            assert_eq!(v["conversationId"], c.id_string());
+            let ps = v["participants"].as_array().expect("participants");
+            assert!(ps.last().expect("last").is_null());
+            assert_eq!(ps[0]["sessions"][0]["metrics"], ODD_MARKER);
+            assert!(ps[0]["sessions"][0]["flow"].is_array());
+        }
+        assert!((20..60).contains(&n_odd), "{n_odd} odd records of 200");
+        assert!(parts >= 3 * n_odd, "{parts}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, Utc};
 
-pub use data::{ConvRef, DataConfig, Dataset};
+pub use data::{ConvRef, DataConfig, Dataset, ODD_MARKER};
 pub use server::SimStats;
 
 /// Settings of the simulator (also the `simulate` subcommand's flags).
@@ -86,6 +86,10 @@ pub struct SimConfig {
     /// Share of records with enum values the SDK does not know.
     #[arg(long, default_value_t = 0.0)]
     pub fault_unknown_enum: f64,
+    /// Share of records that are structurally odd: a null element in a list, a string or an
+    /// object where a list belongs, a list where an object belongs (`API.md`: odd records).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_odd_records: f64,
 }
 
 impl Default for SimConfig {
@@ -115,6 +119,7 @@ impl SimConfig {
             end_date: self.end_date(),
             unknown_field: self.fault_unknown_field,
             unknown_enum: self.fault_unknown_enum,
+            odd_records: self.fault_odd_records,
         }
     }
 }

@@ -604,6 +604,7 @@ mod tests {
             tool_version: "0".into(),
             started: Utc::now(),
             finished: Utc::now(),
+            type_mismatches: 0,
             conversations: 1,
             rows: [("a".to_string(), 1u64), ("b".to_string(), 1u64)]
                 .into_iter()

@@ -160,6 +160,9 @@ pub struct Manifest {
     pub conversations: u64,
     pub rows: std::collections::BTreeMap<String, u64>,
     pub files: Vec<ManifestFile>,
+    /// Values kept in `extra` because their type or shape was not the schema's.
+    #[serde(default)]
+    pub type_mismatches: u64,
 }
 
 /// A streaming upload of one object; invisible until [`Upload::complete`].

@@ -88,6 +88,7 @@ pub struct DayWriter {
     next_part: HashMap<Table, u32>,
     files: Vec<ManifestFile>,
     rows: BTreeMap<&'static str, u64>,
+    type_mismatches: u64,
 }
 
 impl DayWriter {
@@ -108,7 +109,13 @@ impl DayWriter {
             next_part: HashMap::new(),
             files: Vec::new(),
             rows: Table::all().iter().map(|t| (t.name(), 0)).collect(),
+            type_mismatches: 0,
         }
+    }
+
+    /// The day's values kept in `extra` for their type or shape, for the manifest.
+    pub fn set_type_mismatches(&mut self, n: u64) {
+        self.type_mismatches = n;
     }
 
     pub fn lease(&self) -> &Lease {
@@ -290,6 +297,7 @@ impl DayWriter {
             conversations,
             rows: self.rows.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             files: std::mem::take(&mut self.files),
+            type_mismatches: self.type_mismatches,
         };
         self.store.publish(&self.lease, &manifest).await?;
         Ok(manifest)

@@ -24,13 +24,14 @@ use arrow::array::{
 };
 use arrow::compute::take;
 use arrow::error::ArrowError;
-use chrono::{DateTime, NaiveDateTime};
+use chrono::DateTime;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::schema::{Entry, Role, Table, Ty};
-use crate::page::{Page, PageOrigin, StrSeed};
+pub use crate::page::parse_time_ms;
+use crate::page::{describe_json_error, Page, PageOrigin, StrSeed};
 
 /// Conversion settings.
 #[derive(Debug, Clone)]
@@ -67,8 +68,11 @@ pub struct ConvertStats {
     pub rows: BTreeMap<&'static str, u64>,
     /// `table.field` → records carrying a field the schema does not know (kept in `extra`).
     pub unknown_fields: BTreeMap<String, u64>,
-    /// `table.field` → values of an unexpected type (kept in `extra`).
+    /// `table.field` → values of an unexpected type or shape (kept in `extra`); `field[]`
+    /// counts list elements that are not objects.
     pub type_mismatches: BTreeMap<String, u64>,
+    /// The same values by the `conversation_date` of their record.
+    pub type_mismatches_by_date: BTreeMap<chrono::NaiveDate, u64>,
 }
 
 impl ConvertStats {
@@ -155,16 +159,46 @@ impl Converter {
         let mut ctx = Ctx {
             bufs: &mut self.bufs,
             stats: &mut self.stats,
+            refused: None,
+            mismatches: 0,
         };
-        ObjectSeed {
+        let read = ObjectSeed {
             ctx: &mut ctx,
             table: Table::Conversations,
             parent_row: 0,
             index: 0,
         }
         .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
-        de.end().map_err(|e| e.to_string())?;
+        .and_then(|odd| de.end().map(|()| odd));
+        match read {
+            Ok(None) => {
+                if ctx.mismatches > 0 {
+                    let n = ctx.mismatches;
+                    let conv = &self.bufs[Table::Conversations.idx()];
+                    // Slot 1 is conversationStart, set (checked) in the row just ended.
+                    if let Col::Time(b) = &conv.cols[1] {
+                        if let Some(date) = b
+                            .values_slice()
+                            .get(conv.len - 1)
+                            .and_then(|ms| DateTime::from_timestamp_millis(*ms))
+                        {
+                            *self
+                                .stats
+                                .type_mismatches_by_date
+                                .entry(date.date_naive())
+                                .or_default() += n;
+                        }
+                    }
+                }
+            }
+            Ok(Some(_)) => return Err("the record is not a JSON object".into()),
+            Err(e) => {
+                return Err(ctx
+                    .refused
+                    .take()
+                    .unwrap_or_else(|| describe_json_error(&e)))
+            }
+        }
         let conv = &mut self.bufs[Table::Conversations.idx()];
         if self.opts.raw {
             conv.raw.append_value(rec);
@@ -483,64 +517,6 @@ fn parse_str(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.mmm]Z` by hand (the API's form); anything else RFC 3339 or a lenient
-/// `%Y-%m-%dT%H:%M:%S%.fZ` (which takes a one-digit day such as `2021-04-2T…`, seen in Genesys'
-/// own examples).
-pub fn parse_time_ms(s: &str) -> Option<i64> {
-    fast_time(s.as_bytes())
-        .or_else(|| {
-            DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.timestamp_millis())
-        })
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
-                .ok()
-                .map(|t| t.and_utc().timestamp_millis())
-        })
-}
-
-fn fast_time(b: &[u8]) -> Option<i64> {
-    if !(b.len() == 24 || b.len() == 20) || b[b.len() - 1] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let mut v = 0i64;
-        for &c in &b[r] {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(c - b'0');
-        }
-        Some(v)
-    };
-    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let ms = if b.len() == 24 {
-        if b[19] != b'.' {
-            return None;
-        }
-        num(20..23)?
-    } else {
-        0
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
-}
-
 /// The `extra` JSON object of one row, built as text.
 #[derive(Default)]
 struct Extra(String);
@@ -567,6 +543,10 @@ impl Extra {
 struct Ctx<'c> {
     bufs: &'c mut Vec<TableBuf>,
     stats: &'c mut ConvertStats,
+    /// Why the record was refused, in our words (serde's would quote the value).
+    refused: Option<String>,
+    /// Type mismatches in this record.
+    mismatches: u64,
 }
 
 impl Ctx<'_> {
@@ -579,11 +559,75 @@ impl Ctx<'_> {
     }
 
     fn mismatch(&mut self, table: Table, key: &str) {
+        self.mismatches += 1;
         Self::count(&mut self.stats.type_mismatches, table, key);
+    }
+
+    fn refuse<E: de::Error>(&mut self, reason: impl Into<String>) -> E {
+        let reason = reason.into();
+        let e = E::custom(&reason);
+        self.refused = Some(reason);
+        e
     }
 }
 
-/// One object → one row of `table` (and rows of its child tables).
+/// Where a structurally odd value goes: the `extra` of the row that holds it, under its path
+/// relative to that row's object (`participants`, `participants[3]`, `flow.outcomes`).
+struct OddSlot<'e> {
+    extra: &'e mut Extra,
+    /// The table of the row holding the value (for the count).
+    owner: Table,
+    key: &'e str,
+}
+
+impl OddSlot<'_> {
+    fn keep(&mut self, ctx: &mut Ctx<'_>, value: &serde_json::Value, element: Option<i64>) {
+        match element {
+            None => {
+                self.extra.push(self.key, &value.to_string());
+                ctx.mismatch(self.owner, self.key);
+            }
+            Some(i) => {
+                self.extra
+                    .push(&format!("{}[{i}]", self.key), &value.to_string());
+                ctx.mismatch(self.owner, &format!("{}[]", self.key));
+            }
+        }
+    }
+}
+
+/// Visitor methods for scalars where a list or an object belongs: they become `self.odd(v)`.
+macro_rules! odd_scalars {
+    () => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(self.odd(serde_json::Value::Bool(v)))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(self.odd(serde_json::Value::from(v)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(self.odd(serde_json::Value::from(v)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(self.odd(serde_json::Value::from(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(self.odd(serde_json::Value::from(v)))
+        }
+    };
+}
+
+/// A whole list or object read as a JSON value (only for odd values, which are rare).
+fn seq_value<'de, A: SeqAccess<'de>>(seq: A) -> Result<serde_json::Value, A::Error> {
+    serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))
+}
+
+fn map_value<'de, A: MapAccess<'de>>(map: A) -> Result<serde_json::Value, A::Error> {
+    serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
+}
+
+/// One object → one row of `table` (and rows of its child tables). Anything but an object
+/// (`null` included) is handed back for the parent's `extra`.
 struct ObjectSeed<'a, 'c> {
     ctx: &'a mut Ctx<'c>,
     table: Table,
@@ -592,24 +636,42 @@ struct ObjectSeed<'a, 'c> {
 }
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+    type Value = Option<serde_json::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl ObjectSeed<'_, '_> {
+    fn odd(self, v: serde_json::Value) -> Option<serde_json::Value> {
+        Some(v)
     }
 }
 
 impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
-    type Value = ();
+    type Value = Option<serde_json::Value>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "a JSON object ({})", self.table.spec().model)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    odd_scalars!();
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Some(serde_json::Value::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        seq_value(seq).map(Some)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let t = self.table;
         let layout = t.layout();
         let ctx = self.ctx;
-        let row = u32::try_from(ctx.bufs[t.idx()].len)
-            .map_err(|_| de::Error::custom("too many rows in one batch"))?;
+        let row = match u32::try_from(ctx.bufs[t.idx()].len) {
+            Ok(r) => r,
+            Err(_) => return Err(ctx.refuse("too many rows in one batch")),
+        };
         let mut extra = Extra::default();
         while let Some(key) = map.next_key_seed(StrSeed)? {
             match layout.lookup.get(key.as_ref()) {
@@ -624,17 +686,28 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
                     ctx: &mut *ctx,
                     table: *child,
                     parent_row: row,
+                    odd: OddSlot {
+                        extra: &mut extra,
+                        owner: t,
+                        key: &key,
+                    },
                 })?,
                 Some(Entry::Map(child)) => map.next_value_seed(MapSeed {
                     ctx: &mut *ctx,
                     table: *child,
                     parent_row: row,
+                    odd: OddSlot {
+                        extra: &mut extra,
+                        owner: t,
+                        key: &key,
+                    },
                 })?,
                 Some(Entry::Flatten) => map.next_value_seed(FlatSeed {
                     ctx: &mut *ctx,
                     table: t,
                     row,
                     extra: &mut extra,
+                    key: &key,
                 })?,
                 None => {
                     let raw: &'de RawValue = map.next_value()?;
@@ -647,81 +720,112 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
         if t == Table::Conversations {
             // Slots 0 and 1 are conversationId and conversationStart (the table's lead).
             if !buf.is_set(0) {
-                return Err(de::Error::custom("no conversationId"));
+                return Err(ctx.refuse("$.conversationId is missing or not a string"));
             }
             if !buf.is_set(1) {
-                return Err(de::Error::custom(
-                    "conversationStart is missing or not an ISO-8601 time",
-                ));
+                return Err(ctx.refuse("$.conversationStart is missing or not an ISO-8601 time"));
             }
         }
         buf.end_row(extra, self.parent_row, self.index);
-        Ok(())
+        Ok(None)
     }
 }
 
-/// A list of objects → rows of a child table.
-struct ListSeed<'a, 'c> {
+/// A list of objects → rows of a child table; anything else, and elements that are not
+/// objects, go to the parent row's `extra`.
+struct ListSeed<'a, 'c, 'e> {
     ctx: &'a mut Ctx<'c>,
     table: Table,
     parent_row: u32,
+    odd: OddSlot<'e>,
 }
 
-impl<'de> DeserializeSeed<'de> for ListSeed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for ListSeed<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ListSeed<'_, '_> {
+impl ListSeed<'_, '_, '_> {
+    fn odd(mut self, v: serde_json::Value) {
+        self.odd.keep(self.ctx, &v, None);
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed<'_, '_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "a list of {} objects", self.table.spec().model)
     }
 
+    odd_scalars!();
+
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let v = map_value(map)?;
+        self.odd(v);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0i64;
-        while seq
-            .next_element_seed(ObjectSeed {
-                ctx: &mut *self.ctx,
-                table: self.table,
-                parent_row: self.parent_row,
-                index,
-            })?
-            .is_some()
-        {
+        while let Some(odd) = seq.next_element_seed(ObjectSeed {
+            ctx: &mut *self.ctx,
+            table: self.table,
+            parent_row: self.parent_row,
+            index,
+        })? {
+            // `None` is an element converted to a row.
+            if let Some(v) = odd {
+                self.odd.keep(self.ctx, &v, Some(index));
+            }
             index += 1;
         }
         Ok(())
     }
 }
 
-/// A string map (participant attributes) → name/value rows.
-struct MapSeed<'a, 'c> {
+/// A string map (participant attributes) → name/value rows; anything else goes to the parent
+/// row's `extra`.
+struct MapSeed<'a, 'c, 'e> {
     ctx: &'a mut Ctx<'c>,
     table: Table,
     parent_row: u32,
+    odd: OddSlot<'e>,
 }
 
-impl<'de> DeserializeSeed<'de> for MapSeed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for MapSeed<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for MapSeed<'_, '_> {
+impl MapSeed<'_, '_, '_> {
+    fn odd(mut self, v: serde_json::Value) {
+        self.odd.keep(self.ctx, &v, None);
+    }
+}
+
+impl<'de> Visitor<'de> for MapSeed<'_, '_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object of string attributes")
     }
 
+    odd_scalars!();
+
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let v = seq_value(seq)?;
+        self.odd(v);
         Ok(())
     }
 
@@ -747,12 +851,14 @@ impl<'de> Visitor<'de> for MapSeed<'_, '_> {
     }
 }
 
-/// A nested object flattened into its parent's row (the session's `flow`).
+/// A nested object flattened into its parent's row (the session's `flow`); anything else
+/// goes to that row's `extra`.
 struct FlatSeed<'a, 'c, 's> {
     ctx: &'a mut Ctx<'c>,
     table: Table,
     row: u32,
     extra: &'s mut Extra,
+    key: &'s str,
 }
 
 impl<'de> DeserializeSeed<'de> for FlatSeed<'_, '_, '_> {
@@ -762,20 +868,39 @@ impl<'de> DeserializeSeed<'de> for FlatSeed<'_, '_, '_> {
     }
 }
 
+impl FlatSeed<'_, '_, '_> {
+    fn odd(self, v: serde_json::Value) {
+        OddSlot {
+            extra: self.extra,
+            owner: self.table,
+            key: self.key,
+        }
+        .keep(self.ctx, &v, None);
+    }
+}
+
 impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
 
+    odd_scalars!();
+
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let v = seq_value(seq)?;
+        self.odd(v);
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let t = self.table;
         let layout = t.layout();
-        let prefix = t.spec().flatten.as_ref().map(|f| f.json).unwrap_or("");
+        let prefix = self.key;
         while let Some(key) = map.next_key_seed(StrSeed)? {
             match layout.flat_lookup.get(key.as_ref()) {
                 Some(Entry::Slot(slot, _)) => {
@@ -786,11 +911,19 @@ impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_> {
                         self.ctx.mismatch(t, &k);
                     }
                 }
-                Some(Entry::Children(child)) => map.next_value_seed(ListSeed {
-                    ctx: &mut *self.ctx,
-                    table: *child,
-                    parent_row: self.row,
-                })?,
+                Some(Entry::Children(child)) => {
+                    let k = format!("{prefix}.{key}");
+                    map.next_value_seed(ListSeed {
+                        ctx: &mut *self.ctx,
+                        table: *child,
+                        parent_row: self.row,
+                        odd: OddSlot {
+                            extra: &mut *self.extra,
+                            owner: t,
+                            key: &k,
+                        },
+                    })?
+                }
                 _ => {
                     let raw: &'de RawValue = map.next_value()?;
                     let k = format!("{prefix}.{key}");
@@ -806,6 +939,7 @@ impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::page::fast_time;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::TimestampMillisecondType;
     use bytes::Bytes;
@@ -967,23 +1101,115 @@ mod tests {
         for (json, needle) in [
             (
                 r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T00:00:00.000Z"},{"conversationStart":"2026-11-20T00:00:00.000Z"}]}"#,
-                "record 1: no conversationId",
+                "record 1: $.conversationId is missing",
             ),
             (
                 r#"{"conversations":[{"conversationId":"c9","conversationStart":"soon"}]}"#,
-                "record 0 (conversation c9): conversationStart",
+                "record 0 (conversation c9): $.conversationStart",
             ),
-            (r#"{"conversations":[[1,2]]}"#, "record 0"),
             (
-                r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T00:00:00.000Z","participants":7}]}"#,
-                "list of AnalyticsParticipant",
+                r#"{"conversations":[[1,2]]}"#,
+                "record 0: the record is not a JSON object",
+            ),
+            (
+                r#"{"conversations":["Jane Roe +1 555 0100"]}"#,
+                "record 0: the record is not a JSON object",
+            ),
+            (
+                r#"{"conversations":[{"conversationId":{"n":"Jane Roe +1 555 0100"},"conversationStart":"2026-11-20T00:00:00.000Z"}]}"#,
+                "record 0: $.conversationId is missing or not a string",
             ),
         ] {
             let mut c = Converter::new(ConvertOptions::default());
             let err = c.push_page(&page(json)).expect_err(json).to_string();
             assert!(err.starts_with("test page: "), "{err}");
             assert!(err.contains(needle), "{err}");
+            assert!(!err.contains("555"), "{err}");
         }
+    }
+
+    #[test]
+    fn structurally_odd_values_go_to_the_extra_of_the_row_holding_them() {
+        const MARK: &str = "Jane Roe +1 555 0100";
+        let json = format!(
+            r#"{{"conversations":[
+          {{"conversationId":"c1","conversationStart":"2026-11-20T10:00:00.000Z",
+           "participants":[
+             {{"participantId":"p1","sessions":{{"sessionId":"s1","mediaType":"voice"}}}},
+             null,
+             "{MARK}",
+             {{"participantId":"p4","attributes":["{MARK}"],"sessions":[
+                {{"sessionId":"s4","flow":[{{"flowId":"f1"}}],"metrics":"{MARK}",
+                  "segments":[{{"segmentType":"interact"}},null,{{"segmentType":"wrapup"}}]}}]}},
+             {{"participantId":"p5","sessions":[{{"sessionId":"s5","flow":{{"outcomes":{{"flowOutcome":"o"}}}}}}]}}
+           ]}},
+          {{"conversationId":"c2","conversationStart":"2026-11-21T00:00:00.000Z","participants":7}}
+        ]}}"#
+        );
+        let (b, stats) = convert(&json);
+        let extra = |t: Table, row: usize| -> serde_json::Value {
+            serde_json::from_str(strs(&b[&t], "extra")[row].as_deref().expect("extra"))
+                .expect("json")
+        };
+        // The rest of each record landed.
+        assert_eq!(
+            strs(&b[&Table::Conversations], "conversation_id"),
+            [Some("c1".into()), Some("c2".into())]
+        );
+        assert_eq!(
+            strs(&b[&Table::Participants], "participant_id"),
+            [Some("p1".into()), Some("p4".into()), Some("p5".into())]
+        );
+        // Elements keep their positions: p4 is participant 3.
+        let idx = col(&b[&Table::Participants], "participant_index")
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(idx.values().to_vec(), vec![0, 3, 4]);
+        assert_eq!(
+            strs(&b[&Table::Sessions], "session_id"),
+            [Some("s4".into()), Some("s5".into())]
+        );
+        assert_eq!(
+            strs(&b[&Table::Segments], "segment_type"),
+            [Some("interact".into()), Some("wrapup".into())]
+        );
+        // Each odd part is in the extra of the row holding it, as JSON.
+        assert_eq!(
+            extra(Table::Conversations, 0),
+            serde_json::json!({"participants[1]": null, "participants[2]": MARK})
+        );
+        assert_eq!(
+            extra(Table::Conversations, 1),
+            serde_json::json!({"participants": 7})
+        );
+        assert_eq!(
+            extra(Table::Participants, 0),
+            serde_json::json!({"sessions": {"sessionId": "s1", "mediaType": "voice"}})
+        );
+        assert_eq!(
+            extra(Table::Participants, 1),
+            serde_json::json!({"attributes": [MARK]})
+        );
+        assert_eq!(
+            extra(Table::Sessions, 0),
+            serde_json::json!({"flow": [{"flowId": "f1"}], "metrics": MARK, "segments[1]": null})
+        );
+        assert_eq!(
+            extra(Table::Sessions, 1),
+            serde_json::json!({"flow.outcomes": {"flowOutcome": "o"}})
+        );
+        // Counted, by field and by day.
+        assert_eq!(stats.type_mismatches(), 9, "{:?}", stats.type_mismatches);
+        assert_eq!(stats.type_mismatches["conversations.participants[]"], 2);
+        assert_eq!(stats.type_mismatches["sessions.segments[]"], 1);
+        assert_eq!(
+            stats
+                .type_mismatches_by_date
+                .values()
+                .copied()
+                .collect::<Vec<_>>(),
+            [8, 1]
+        );
+        assert_eq!(stats.conversations, 2);
     }
 
     #[test]
