@@ -37,6 +37,10 @@ fn main() {
             bin,
             &[
                 "convert",
+                "--start",
+                "2026-10-20",
+                "--end",
+                "2026-10-21",
                 "--out",
                 out.to_str().expect("utf8"),
                 input.to_str().expect("utf8"),

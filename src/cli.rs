@@ -74,11 +74,27 @@ struct SimulateCmd {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Which days are replaced: only days the input declares it fully covers, \
+    i.e. --start/--end, or else the coverage recorded in archives written by `extract \
+    --archive-raw` (_raw/). Other input is refused: saved job pages for a day hold \
+    conversations of the day before, which would otherwise replace that whole day. Records \
+    outside the covered days are dropped and counted; a covered day without records is \
+    replaced by an empty day.\n\nDuplicates: where a conversation appears more than once, \
+    the copy from the most recently extracted page wins (archives record when they were \
+    extracted); otherwise the later file on the command line wins."
+)]
 struct ConvertCmd {
     /// Saved pages: NDJSON (one page object a line), a JSON page, or a JSON array of
-    /// conversations; `.gz` accepted.
+    /// conversations; `.gz` accepted. Later files win over earlier ones.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// First day the files fully cover (a date, UTC); with --end.
+    #[arg(long, requires = "end")]
+    start: Option<String>,
+    /// Day after the last one the files fully cover (exclusive); with --start.
+    #[arg(long, requires = "start")]
+    end: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -210,14 +226,34 @@ async fn extract(c: ExtractCmd) -> anyhow::Result<i32> {
 }
 
 async fn convert(c: ConvertCmd) -> anyhow::Result<i32> {
-    let pipeline_cfg = c.pipeline.build().map_err(|e| UsageError(e.to_string()))?;
-    let store = c
-        .output
-        .store()
-        .await
-        .map_err(|e| UsageError(e.to_string()))?;
-    let progress = ProgressBarSink::new(0);
-    let summary = pipeline::convert_files(c.files, store, &pipeline_cfg, progress.clone()).await?;
+    let usage = |e: &dyn std::fmt::Display| UsageError(e.to_string());
+    let range = match (&c.start, &c.end) {
+        (Some(start), Some(end)) => {
+            let start = parse_time(start).map_err(|e| usage(&format!("--start: {e}")))?;
+            let end = parse_time(end).map_err(|e| usage(&format!("--end: {e}")))?;
+            let range = Interval::new(start, end).map_err(|e| usage(&e))?;
+            if !range.is_whole_days() {
+                return Err(usage(&format!(
+                    "--start/--end {range}: convert replaces whole UTC days; give dates \
+                     (e.g. --start 2026-11-20 --end 2026-11-21)"
+                ))
+                .into());
+            }
+            Some(range)
+        }
+        _ => None,
+    };
+    let pipeline_cfg = c.pipeline.build().map_err(|e| usage(&e))?;
+    let store = c.output.store().await.map_err(|e| usage(&e))?;
+    let progress = ProgressBarSink::new(range.map(|r| r.dates().len() as u64).unwrap_or(0));
+    let summary =
+        match pipeline::convert_files(c.files, range, store, &pipeline_cfg, progress.clone()).await
+        {
+            Ok(s) => s,
+            // Input that cannot be converted as given (unreadable, or no declared coverage).
+            Err(e @ pipeline::PipelineError::Input(_)) => return Err(usage(&e).into()),
+            Err(e) => return Err(e.into()),
+        };
     progress.finish();
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(if summary.ok { 0 } else { 1 })

@@ -10,7 +10,7 @@
 //! A day becomes visible only when all of it is written ([`crate::sink::Store::publish`]); a
 //! failure or a deadline leaves the day's previous data as it was.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::error_class::ErrorClass;
 use crate::genesys::{ExtractPlan, GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
 use crate::interval::Interval;
-use crate::page::{record_key, Page};
+use crate::page::{record_key, ArchiveStamp, Page};
 use crate::sink::parquet::{ParquetMeta, ParquetSettings};
 use crate::sink::{split_by_date, DayWriter, Manifest, RunId, SinkError, Store, StoreError};
 use crate::tables::{ConvertError, ConvertOptions, Converter, TableBatch};
@@ -218,6 +218,9 @@ pub struct RunSummary {
     pub files: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// `convert` only: coverage, and records dropped as outside it or as older copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub convert: Option<ConvertTotals>,
 }
 
 impl RunSummary {
@@ -231,6 +234,7 @@ impl RunSummary {
             bytes: days.iter().map(|d| d.bytes).sum(),
             seconds: started.elapsed().as_secs_f64(),
             days,
+            convert: None,
         }
     }
 
@@ -390,7 +394,19 @@ async fn extract_day(
     );
     let extraction = client.extract(plan);
     let stats = extraction.stats.clone();
-    let result = run_stages(extraction.pages, &mut writer, cfg, date, progress, summary).await;
+    let stamp = ArchiveStamp {
+        interval: day,
+        extracted_at: started,
+    };
+    let result = run_stages(
+        extraction.pages,
+        &mut writer,
+        cfg,
+        (date, stamp),
+        progress,
+        summary,
+    )
+    .await;
     summary.requests = Some(stats.snapshot());
     writer.set_type_mismatches(summary.type_mismatches);
     let outcome = match result {
@@ -420,7 +436,7 @@ async fn run_stages(
     pages: futures::stream::BoxStream<'static, Result<Page, GenesysError>>,
     writer: &mut DayWriter,
     cfg: &PipelineConfig,
-    date: NaiveDate,
+    (date, stamp): (NaiveDate, ArchiveStamp),
     progress: &dyn Progress,
     summary: &mut DaySummary,
 ) -> Result<u64, PipelineError> {
@@ -457,7 +473,7 @@ async fn run_stages(
     });
 
     let opts = cfg.convert.clone();
-    let archive = cfg.archive_raw;
+    let archive = cfg.archive_raw.then_some(stamp);
     let convert =
         tokio::task::spawn_blocking(move || convert_loop(page_rx, out_tx, opts, archive, date));
 
@@ -519,11 +535,11 @@ fn convert_loop(
     mut rx: mpsc::Receiver<Page>,
     tx: mpsc::Sender<Converted>,
     opts: ConvertOptions,
-    archive: bool,
+    archive: Option<ArchiveStamp>,
     date: NaiveDate,
 ) -> Result<(u64, u64), PipelineError> {
     let mut conv = Converter::new(opts);
-    let mut raw = archive.then(RawArchive::default);
+    let mut raw = archive.map(RawArchive::new);
     let mut pending = PendingProgress::default();
     let err = |source| PipelineError::Convert { date, source };
     while let Some(page) = rx.blocking_recv() {
@@ -566,13 +582,22 @@ fn convert_loop(
     Ok((stats.conversations, stats.type_mismatches()))
 }
 
-/// Kept records as sync-query-shaped NDJSON pages, gzipped: exactly what `convert` reads.
-#[derive(Default)]
+/// Kept records as sync-query-shaped NDJSON pages, gzipped: exactly what `convert` reads. Each
+/// page records what the run covered and when ([`ArchiveStamp`]), so `convert` knows which days
+/// it may replace and which copy of a conversation is the newest.
 struct RawArchive {
     buf: Vec<u8>,
+    stamp: String,
 }
 
 impl RawArchive {
+    fn new(stamp: ArchiveStamp) -> Self {
+        Self {
+            buf: Vec::new(),
+            stamp: stamp.to_json(),
+        }
+    }
+
     fn add(&mut self, page: &Page) {
         if page.is_empty() {
             return;
@@ -584,7 +609,11 @@ impl RawArchive {
             }
             self.buf.extend_from_slice(rec.as_bytes());
         }
-        self.buf.extend_from_slice(b"]}\n");
+        self.buf.extend_from_slice(b"],\"");
+        self.buf.extend_from_slice(ArchiveStamp::KEY.as_bytes());
+        self.buf.extend_from_slice(b"\":");
+        self.buf.extend_from_slice(self.stamp.as_bytes());
+        self.buf.extend_from_slice(b"}\n");
     }
 
     fn len(&self) -> usize {
@@ -600,22 +629,171 @@ impl RawArchive {
     }
 }
 
-/// Converts saved pages (files) into `store`, replacing the partitions of every day they hold.
-/// Conversations are deduplicated by id (the first copy wins).
+/// What `convert` did besides writing days (in its [`RunSummary`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConvertTotals {
+    /// The days replaced: those the input declares it fully covers.
+    pub covered_days: Vec<NaiveDate>,
+    /// Where the coverage came from: `range` (--start/--end) or `archive` (`_archive` stamps).
+    pub coverage: &'static str,
+    /// Conversations dropped because they started outside the covered days.
+    pub outside_coverage: u64,
+    /// Copies of a conversation dropped for a newer copy.
+    pub duplicates: u64,
+}
+
+/// The first pass of `convert`: which days it may replace, and which copy of each conversation
+/// is kept.
+struct ConvertPlan {
+    days: std::collections::BTreeSet<NaiveDate>,
+    /// Per conversation, the sequence number (over all records of all files, in order) of the
+    /// copy that wins.
+    winners: HashMap<u128, u64>,
+    totals: ConvertTotals,
+}
+
+fn input_error(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Input(e.to_string())
+}
+
+/// Reads every record key once (nothing else), before any day is touched: a bad record or an
+/// input without declared coverage refuses the run with nothing written.
+fn plan_convert(
+    paths: &[std::path::PathBuf],
+    range: Option<Interval>,
+) -> Result<ConvertPlan, PipelineError> {
+    use std::collections::hash_map::Entry;
+    let mut days: std::collections::BTreeSet<NaiveDate> = range
+        .map(|r| r.split_days())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(Interval::is_whole_days)
+        .map(|d| d.start.date_naive())
+        .collect();
+    // Per conversation: (extraction time if known, sequence number, start day).
+    let mut best: HashMap<u128, (Option<DateTime<Utc>>, u64, NaiveDate)> = HashMap::new();
+    let mut unstamped = Vec::new();
+    let (mut seq, mut duplicates) = (0u64, 0u64);
+    for path in paths {
+        let mut stamped = true;
+        for page in crate::files::PageReader::open(path).map_err(input_error)? {
+            let page = page.map_err(input_error)?;
+            let stamp = page.meta.archive;
+            match stamp {
+                None => stamped = false,
+                Some(st) if range.is_none() => days.extend(
+                    st.interval
+                        .split_days()
+                        .iter()
+                        .filter(|d| d.is_whole_days())
+                        .map(|d| d.start.date_naive()),
+                ),
+                Some(_) => {}
+            }
+            let at = stamp.map(|s| s.extracted_at);
+            for (i, text) in page.records().enumerate() {
+                let key = record_key(text).map_err(|reason| {
+                    input_error(format!("{}: record {i}: {reason}", page.origin))
+                })?;
+                let copy = (at, seq, key.conversation_start.date_naive());
+                seq += 1;
+                match best.entry(crate::genesys::id_key(&key.conversation_id)) {
+                    Entry::Vacant(v) => {
+                        v.insert(copy);
+                    }
+                    Entry::Occupied(mut o) => {
+                        duplicates += 1;
+                        // The most recently extracted copy wins; without both times, the later.
+                        let older = matches!((at, o.get().0), (Some(a), Some(b)) if a < b);
+                        if !older {
+                            o.insert(copy);
+                        }
+                    }
+                }
+            }
+        }
+        if !stamped {
+            unstamped.push(path.display().to_string());
+        }
+    }
+    if range.is_none() && !unstamped.is_empty() {
+        return Err(PipelineError::Input(format!(
+            "{} {} not say which days {} fully cover{}, so convert cannot tell a whole day from \
+             a few of its conversations (job pages for one day hold conversations of the day \
+             before). Pass --start and --end for the days the files hold completely, e.g. \
+             --start 2026-11-20 --end 2026-11-21: those days are replaced, records outside \
+             them are dropped and counted. Archives written by `extract --archive-raw` \
+             (_raw/) record their coverage themselves",
+            unstamped.join(", "),
+            if unstamped.len() == 1 { "does" } else { "do" },
+            if unstamped.len() == 1 { "it" } else { "they" },
+            if unstamped.len() == 1 { "s" } else { "" },
+        )));
+    }
+    let mut outside = 0u64;
+    let winners = best
+        .into_iter()
+        .filter_map(|(id, (_, seq, day))| {
+            if days.contains(&day) {
+                Some((id, seq))
+            } else {
+                outside += 1;
+                None
+            }
+        })
+        .collect();
+    Ok(ConvertPlan {
+        totals: ConvertTotals {
+            covered_days: days.iter().copied().collect(),
+            coverage: if range.is_some() { "range" } else { "archive" },
+            outside_coverage: outside,
+            duplicates,
+        },
+        days,
+        winners,
+    })
+}
+
+/// Converts saved pages (files) into `store`, replacing only the days the input declares it
+/// fully covers: `range` (whole UTC days) when given, else the coverage archived pages record
+/// (`_archive`); without either it refuses. Records outside those days are dropped and
+/// counted. Where a conversation appears more than once, the most recently extracted copy wins
+/// (archives record when); otherwise the later one (files in the order given).
 pub async fn convert_files(
     paths: Vec<std::path::PathBuf>,
+    range: Option<Interval>,
     store: Arc<dyn Store>,
     cfg: &PipelineConfig,
     progress: Arc<dyn Progress>,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let run_started = Utc::now();
-    // Reading, deduplicating and converting run on a blocking thread; Parquet encoding and
+    let (paths, plan) = tokio::task::spawn_blocking(move || {
+        let plan = plan_convert(&paths, range);
+        (paths, plan)
+    })
+    .await
+    .map_err(|e| PipelineError::Internal(format!("reading the input: {e}")))?;
+    let ConvertPlan {
+        days: covered,
+        winners,
+        totals,
+    } = plan?;
+    tracing::info!(
+        days = covered.len(),
+        conversations = winners.len(),
+        outside_coverage = totals.outside_coverage,
+        duplicates = totals.duplicates,
+        "convert planned"
+    );
+    // Reading, filtering and converting run on a blocking thread; Parquet encoding and
     // writing on this task: two cores busy. Two messages queued between them bound memory;
     // progress (conversations per day) is handed over only when there is room.
     enum Msg {
         Batches(Vec<TableBatch>),
         Days(BTreeMap<NaiveDate, (u64, u64)>),
+        /// The converter read everything; type mismatches per day.
+        Done(BTreeMap<NaiveDate, u64>),
     }
     let (tx, mut rx) = mpsc::channel::<Result<Msg, PipelineError>>(2);
     let opts = cfg.convert.clone();
@@ -625,22 +803,28 @@ pub async fn convert_files(
     let mut writer_idle = std::time::Duration::ZERO;
     let reader = tokio::task::spawn_blocking(move || {
         let mut conv = Converter::new(opts);
-        let mut seen: HashSet<u128> = HashSet::new();
         // Per day: (pages, conversations) not handed over yet.
         let mut pending: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
+        let mut seq = 0u64;
         let work = || -> Result<(), PipelineError> {
             for path in paths {
-                let pages = crate::files::PageReader::open(&path)
-                    .map_err(|e| PipelineError::Input(e.to_string()))?;
+                #[cfg(test)]
+                if path.ends_with("converter-panics.ndjson") {
+                    panic!("injected converter panic");
+                }
+                let pages = crate::files::PageReader::open(&path).map_err(input_error)?;
                 for page in pages {
-                    let mut page = page.map_err(|e| PipelineError::Input(e.to_string()))?;
+                    let mut page = page.map_err(input_error)?;
                     let origin = page.origin.clone();
                     let mut first_date = None;
                     page.try_retain(|i, text| {
                         let key = record_key(text).map_err(|reason| {
                             PipelineError::Input(format!("{origin}: record {i}: {reason}"))
                         })?;
-                        if !seen.insert(crate::genesys::id_key(&key.conversation_id)) {
+                        let this = seq;
+                        seq += 1;
+                        let id = crate::genesys::id_key(&key.conversation_id);
+                        if winners.get(&id) != Some(&this) {
                             return Ok(false);
                         }
                         let date = key.conversation_start.date_naive();
@@ -680,10 +864,17 @@ pub async fn convert_files(
                 date: NaiveDate::MIN,
                 source,
             })?;
-            if !batches.is_empty() {
-                let _ = tx.blocking_send(Ok(Msg::Batches(batches)));
+            if !batches.is_empty() && tx.blocking_send(Ok(Msg::Batches(batches))).is_err() {
+                return Ok(());
             }
-            let _ = tx.blocking_send(Ok(Msg::Days(std::mem::take(&mut pending))));
+            if tx
+                .blocking_send(Ok(Msg::Days(std::mem::take(&mut pending))))
+                .is_err()
+            {
+                return Ok(());
+            }
+            let mismatches = conv.stats().type_mismatches_by_date.clone();
+            let _ = tx.blocking_send(Ok(Msg::Done(mismatches)));
             Ok(())
         };
         if let Err(e) = work() {
@@ -694,8 +885,9 @@ pub async fn convert_files(
     let mut writers: BTreeMap<NaiveDate, DayWriter> = BTreeMap::new();
     let mut per_day_conversations: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     let mut pages_by_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    let mut mismatches: Option<BTreeMap<NaiveDate, u64>> = None;
     let run = RunId::new(run_started);
-    let result: Result<(), PipelineError> = async {
+    let mut result: Result<(), PipelineError> = async {
         loop {
             let t0 = Instant::now();
             let Some(msg) = rx.recv().await else { break };
@@ -711,13 +903,28 @@ pub async fn convert_files(
                         progress.page_done(d, conversations);
                     }
                 }
+                Msg::Done(m) => mismatches = Some(m),
             }
         }
         Ok(())
     }
     .await;
     drop(rx);
-    let _ = reader.await;
+    // A converter that panicked or stopped early read only part of the input: nothing of it
+    // may be published.
+    let joined = reader.await;
+    if result.is_ok() {
+        result = match joined {
+            Err(e) if e.is_panic() => Err(PipelineError::Internal(
+                "the converter panicked; no day was replaced".into(),
+            )),
+            Err(e) => Err(PipelineError::Internal(format!("converter thread: {e}"))),
+            Ok(()) if mismatches.is_none() => Err(PipelineError::Internal(
+                "the converter stopped before the end of the input; no day was replaced".into(),
+            )),
+            Ok(()) => Ok(()),
+        };
+    }
     tracing::debug!(
         converter_waited_ms = converter_waited.load(std::sync::atomic::Ordering::Relaxed),
         writer_idle_ms = writer_idle.as_millis() as u64,
@@ -725,44 +932,84 @@ pub async fn convert_files(
         "converted; publishing"
     );
 
+    if let Err(e) = result {
+        for (_, writer) in writers {
+            let lease = writer.lease().clone();
+            writer.abort().await;
+            let _ = store.release_lease(&lease).await;
+        }
+        return Err(e);
+    }
+    let mismatches = mismatches.unwrap_or_default();
     let mut days = Vec::new();
-    match result {
-        Ok(()) => {
-            for (date, writer) in writers {
-                let t0 = Instant::now();
-                let day = Interval::day(date);
-                let mut summary = DaySummary::new(date, &day);
-                summary.run_id = Some(run.to_string());
-                summary.mode = Some("convert".into());
-                summary.pages = pages_by_day.get(&date).copied().unwrap_or(0);
+    for date in covered {
+        let t0 = Instant::now();
+        let day = Interval::day(date);
+        let mut summary = DaySummary::new(date, &day);
+        summary.run_id = Some(run.to_string());
+        summary.mode = Some("convert".into());
+        summary.pages = pages_by_day.get(&date).copied().unwrap_or(0);
+        summary.type_mismatches = mismatches.get(&date).copied().unwrap_or(0);
+        // A covered day without records is empty, and replaced as such.
+        let writer = match writers.remove(&date) {
+            Some(w) => Ok(w),
+            None => open_day_writer(date, &store, &run, cfg, run_started).await,
+        };
+        let conversations = per_day_conversations.get(&date).copied().unwrap_or(0);
+        let outcome = match writer {
+            Err(e) => Err(e),
+            Ok(mut writer) => {
+                writer.set_type_mismatches(summary.type_mismatches);
                 let lease = writer.lease().clone();
-                let conversations = per_day_conversations.get(&date).copied().unwrap_or(0);
-                match writer
+                let published = writer
                     .publish(day.to_genesys(), false, conversations, run_started)
                     .await
-                {
-                    Ok(m) => summary.record_manifest(&m),
-                    Err(e) => {
-                        summary.error = Some(e.to_string());
-                        summary.transient = Some(e.is_transient());
-                    }
-                }
+                    .map_err(|source| PipelineError::Sink { date, source });
                 let _ = store.release_lease(&lease).await;
-                summary.seconds = t0.elapsed().as_secs_f64();
-                progress.day_finished(&summary);
-                days.push(summary);
+                published
+            }
+        };
+        match outcome {
+            Ok(m) => summary.record_manifest(&m),
+            Err(e) => {
+                summary.transient = Some(e.is_transient());
+                summary.error_type = Some(e.error_type().to_string());
+                summary.error = Some(e.to_string());
+                tracing::error!(%date, error = %e, "day failed");
             }
         }
-        Err(e) => {
-            for (_, writer) in writers {
-                let lease = writer.lease().clone();
-                writer.abort().await;
-                let _ = store.release_lease(&lease).await;
-            }
-            return Err(e);
-        }
+        summary.seconds = t0.elapsed().as_secs_f64();
+        progress.day_finished(&summary);
+        days.push(summary);
     }
-    Ok(RunSummary::new(store.location(), days, started))
+    let mut summary = RunSummary::new(store.location(), days, started);
+    summary.convert = Some(totals);
+    Ok(summary)
+}
+
+/// Leases `date` for the run and opens its writer.
+async fn open_day_writer(
+    date: NaiveDate,
+    store: &Arc<dyn Store>,
+    run: &RunId,
+    cfg: &PipelineConfig,
+    started: DateTime<Utc>,
+) -> Result<DayWriter, PipelineError> {
+    let lease = store
+        .acquire_lease(date, run, cfg.lease_ttl)
+        .await
+        .map_err(|e| PipelineError::from((date, e)))?;
+    let meta = ParquetMeta {
+        interval: Interval::day(date).to_genesys(),
+        extracted_at: started,
+    };
+    Ok(DayWriter::new(
+        store.clone(),
+        lease,
+        cfg.parquet.clone(),
+        meta,
+        cfg.max_file_bytes,
+    ))
 }
 
 /// Routes converter batches to the writer of each day they hold, leasing days on first sight.
@@ -780,21 +1027,7 @@ async fn write_split(
             source,
         })? {
             if let std::collections::btree_map::Entry::Vacant(slot) = writers.entry(date) {
-                let lease = store
-                    .acquire_lease(date, run, cfg.lease_ttl)
-                    .await
-                    .map_err(|e| PipelineError::from((date, e)))?;
-                let meta = ParquetMeta {
-                    interval: Interval::day(date).to_genesys(),
-                    extracted_at: started,
-                };
-                slot.insert(DayWriter::new(
-                    store.clone(),
-                    lease,
-                    cfg.parquet.clone(),
-                    meta,
-                    cfg.max_file_bytes,
-                ));
+                slot.insert(open_day_writer(date, store, run, cfg, started).await?);
             }
             if let Some(w) = writers.get_mut(&date) {
                 w.write(part)
@@ -819,4 +1052,93 @@ async fn write_split(
             .map_err(|source| PipelineError::Sink { date, source })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::LocalStore;
+
+    const PAGE: &str = r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T10:00:00.000Z"},{"conversationId":"c0","conversationStart":"2026-11-19T23:00:00.000Z"}]}"#;
+
+    async fn convert(
+        dir: &std::path::Path,
+        files: &[(&str, &str)],
+        range: Option<Interval>,
+    ) -> (Result<RunSummary, PipelineError>, Arc<dyn Store>) {
+        let paths = files
+            .iter()
+            .map(|(name, text)| {
+                let p = dir.join(name);
+                std::fs::write(&p, text).expect("write");
+                p
+            })
+            .collect();
+        let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.join("out")).expect("store"));
+        let cfg = PipelineConfig::default();
+        let r = convert_files(paths, range, store.clone(), &cfg, Arc::new(NoProgress)).await;
+        (r, store)
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().expect("date")
+    }
+
+    #[tokio::test]
+    async fn a_converter_panic_fails_the_run_and_replaces_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (r, store) = convert(
+            dir.path(),
+            &[("good.ndjson", PAGE), ("converter-panics.ndjson", PAGE)],
+            Some(Interval::day(day("2026-11-20"))),
+        )
+        .await;
+        let err = r.expect_err("a panic is a failure");
+        assert_eq!(err.error_type(), "Internal", "{err}");
+        assert!(err.to_string().contains("panicked"), "{err}");
+        assert_eq!(
+            store.manifest(day("2026-11-20")).await.expect("manifest"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn only_covered_days_are_replaced_and_the_rest_is_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (r, store) = convert(
+            dir.path(),
+            &[("p.ndjson", PAGE)],
+            Some(
+                Interval::new(
+                    crate::interval::day_start(day("2026-11-20")),
+                    crate::interval::day_start(day("2026-11-22")),
+                )
+                .expect("range"),
+            ),
+        )
+        .await;
+        let s = r.expect("convert");
+        assert!(s.ok);
+        let dates: Vec<_> = s.days.iter().map(|d| (d.date, d.conversations)).collect();
+        // 11-21 is declared covered and holds nothing: it is replaced by an empty day.
+        assert_eq!(dates, [(day("2026-11-20"), 1), (day("2026-11-21"), 0)]);
+        let totals = s.convert.expect("totals");
+        assert_eq!(totals.outside_coverage, 1);
+        assert_eq!(
+            store.manifest(day("2026-11-19")).await.expect("manifest"),
+            None
+        );
+        let m = store.manifest(day("2026-11-21")).await.expect("manifest");
+        assert_eq!(m.map(|m| m.conversations), Some(0));
+
+        // Without coverage: refused, nothing written.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (r, store) = convert(dir.path(), &[("p.ndjson", PAGE)], None).await;
+        let err = r.expect_err("no coverage").to_string();
+        assert!(err.contains("p.ndjson") && err.contains("--start"), "{err}");
+        assert_eq!(
+            store.manifest(day("2026-11-20")).await.expect("manifest"),
+            None
+        );
+    }
 }

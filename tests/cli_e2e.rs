@@ -471,3 +471,247 @@ print(json.dumps({{
     assert_eq!(v["flow_list"].as_u64(), Some(n_odd), "{v}");
     assert_eq!(v["sessions_object"].as_u64(), Some(two_participants), "{v}");
 }
+
+fn convert_cmd(out: &Path, args: &[&str], files: &[&Path]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("convert")
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .args(files)
+        .env_remove("GP_OUT")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Visible files (tables and manifest) of one day.
+fn day_files(out: &Path, day: &str) -> BTreeMap<PathBuf, Vec<u8>> {
+    visible_files(out)
+        .into_iter()
+        .filter(|(p, _)| {
+            p.to_string_lossy()
+                .contains(&format!("conversation_date={day}"))
+        })
+        .collect()
+}
+
+/// Pages as an analytics job returns them for `day`: every conversation active in the day, so
+/// also conversations that started the day before.
+fn write_job_pages(path: &Path, day: NaiveDate) -> (u64, u64) {
+    use std::io::Write;
+    let ds = dataset_with(0.0);
+    let now = chrono::Utc::now();
+    let active = ds.active_in(&Interval::day(day), now);
+    let mut f = std::fs::File::create(path).expect("create");
+    for chunk in active.chunks(50) {
+        let recs: Vec<String> = chunk.iter().map(|c| ds.record(c, true, now)).collect();
+        writeln!(
+            f,
+            r#"{{"conversations":[{}],"cursor":"c"}}"#,
+            recs.join(",")
+        )
+        .expect("write");
+    }
+    let before = active
+        .iter()
+        .filter(|c| c.start_ms < Interval::day(day).start.timestamp_millis())
+        .count() as u64;
+    (active.len() as u64, before)
+}
+
+#[test]
+fn convert_of_saved_job_pages_leaves_neighbouring_days_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A day whose job pages hold conversations that started the day before (they cross
+    // midnight; at 300 a day, not every day has one).
+    let pages = dir.path().join("job-pages.ndjson");
+    let end: NaiveDate = END_DATE.parse().expect("date");
+    let (d1, records, from_day_before) = (1..20)
+        .map(|back| end - chrono::Duration::days(back))
+        .find_map(|d| {
+            let (records, before) = write_job_pages(&pages, d);
+            (before > 0).then_some((d, records, before))
+        })
+        .expect("no day with conversations crossing midnight");
+    let d0 = d1 - chrono::Duration::days(1);
+    let (s0, s1, s2) = (
+        d0.to_string(),
+        d1.to_string(),
+        (d1 + chrono::Duration::days(1)).to_string(),
+    );
+    let sim = Simulator::start(&[]);
+    let out = dir.path().join("out");
+    run_ok(extract_cmd(&sim, &out, &s0, &s2, "query"));
+    let neighbour = day_files(&out, &s0);
+    assert!(!neighbour.is_empty());
+
+    // Without a declared coverage: refused, saying how to give one; nothing changes.
+    let before = visible_files(&out);
+    let o = convert_cmd(&out, &[], &[&pages]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("job-pages.ndjson")
+            && stderr.contains("--start")
+            && stderr.contains("--end"),
+        "{stderr}"
+    );
+    assert_eq!(visible_files(&out), before);
+
+    // With it: only the covered day is replaced; the rest is dropped and counted.
+    let s = run_ok(convert_cmd(
+        &out,
+        &["--start", &s1, "--end", &s2],
+        &[&pages],
+    ));
+    let days = s["days"].as_array().expect("days");
+    assert_eq!(days.len(), 1, "{s}");
+    assert_eq!(days[0]["date"], s1.as_str());
+    assert_eq!(days[0]["status"], "ok");
+    assert_eq!(
+        days[0]["conversations"].as_u64(),
+        Some(records - from_day_before)
+    );
+    assert_eq!(
+        s["convert"]["outside_coverage"].as_u64(),
+        Some(from_day_before),
+        "{s}"
+    );
+    assert_eq!(
+        day_files(&out, &s0),
+        neighbour,
+        "the day before was touched"
+    );
+    let counts = duckdb(&out, COUNTS);
+    assert_eq!(counts["ids"][d0.to_string()], serde_json::json!(truth(d0)));
+    assert_eq!(counts["ids"][d1.to_string()], serde_json::json!(truth(d1)));
+}
+
+#[test]
+fn convert_rebuilds_days_from_extract_archives_and_the_newest_copy_wins() {
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let mut cmd = extract_cmd(&sim, &out, "2026-10-18", "2026-10-20", "query");
+    cmd.arg("--archive-raw");
+    run_ok(cmd);
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(out.join("_raw"))
+        .expect("_raw")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("day").flatten())
+        .map(|f| f.path())
+        .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
+        .collect();
+    archives.sort();
+    assert!(archives.len() >= 2, "{archives:?}");
+    let extracted = duckdb(&out, DIGEST);
+
+    // An older copy of the first archive, extracted an hour earlier, with one field changed in
+    // every record.
+    let older = dir.path().join("older.ndjson");
+    {
+        use std::io::{Read, Write};
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&archives[0]).expect("open"))
+            .read_to_string(&mut text)
+            .expect("gunzip");
+        let mut f = std::fs::File::create(&older).expect("create");
+        for line in text.lines() {
+            let mut page: serde_json::Value = serde_json::from_str(line).expect("page");
+            let stamp = &mut page["_archive"]["extractedAt"];
+            let at: chrono::DateTime<chrono::Utc> =
+                stamp.as_str().expect("extractedAt").parse().expect("time");
+            *stamp = serde_json::json!((at - chrono::Duration::hours(1))
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string());
+            for rec in page["conversations"].as_array_mut().expect("records") {
+                rec["originatingDirection"] = serde_json::json!("stale");
+            }
+            writeln!(f, "{page}").expect("write");
+        }
+    }
+
+    // No --start/--end: the archives say what they cover. The newer copy wins whatever the
+    // order on the command line.
+    for (name, files) in [
+        ("older-first", {
+            let mut v = vec![older.clone()];
+            v.extend(archives.iter().cloned());
+            v
+        }),
+        ("older-last", {
+            let mut v = archives.clone();
+            v.push(older.clone());
+            v
+        }),
+    ] {
+        let out2 = dir.path().join(name);
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let s = run_ok(convert_cmd(&out2, &[], &refs));
+        assert_eq!(s["convert"]["coverage"], "archive", "{s}");
+        assert_eq!(
+            s["convert"]["covered_days"],
+            serde_json::json!(["2026-10-18", "2026-10-19"])
+        );
+        assert!(
+            s["convert"]["duplicates"].as_u64().unwrap_or(0) > 100,
+            "{s}"
+        );
+        assert_eq!(duckdb(&out2, DIGEST), extracted, "{name}");
+    }
+
+    // Plain files carry no extraction time: the later file on the command line wins.
+    let plain = dir.path().join("newer-plain.ndjson");
+    {
+        use std::io::Read;
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&archives[0]).expect("open"))
+            .read_to_string(&mut text)
+            .expect("gunzip");
+        let stripped: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let mut page: serde_json::Value = serde_json::from_str(l).expect("page");
+                page.as_object_mut().expect("page").remove("_archive");
+                page.to_string()
+            })
+            .collect();
+        std::fs::write(&plain, stripped.join("\n")).expect("write");
+    }
+    let older_plain = dir.path().join("older-plain.ndjson");
+    {
+        let text = std::fs::read_to_string(&older).expect("read");
+        let stripped: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let mut page: serde_json::Value = serde_json::from_str(l).expect("page");
+                page.as_object_mut().expect("page").remove("_archive");
+                page.to_string()
+            })
+            .collect();
+        std::fs::write(&older_plain, stripped.join("\n")).expect("write");
+    }
+    let day = archives[0]
+        .to_string_lossy()
+        .split("conversation_date=")
+        .nth(1)
+        .expect("date")[..10]
+        .to_string();
+    let next = (day.parse::<NaiveDate>().expect("date") + chrono::Duration::days(1)).to_string();
+    let range = ["--start", day.as_str(), "--end", next.as_str()];
+    let stale = |out: &Path| {
+        duckdb(
+            out,
+            "print(json.dumps(con.execute(f\"SELECT count(*) FILTER (WHERE originating_direction = 'stale'), count(*) FROM read_parquet('{OUT}/conversations/*/*.parquet')\").fetchone()))",
+        )
+    };
+    let o = dir.path().join("plain-newer-last");
+    run_ok(convert_cmd(&o, &range, &[&older_plain, &plain]));
+    let v = stale(&o);
+    assert_eq!(v[0], 0, "{v}");
+    assert!(v[1].as_u64().unwrap_or(0) > 100, "{v}");
+    let o = dir.path().join("plain-older-last");
+    run_ok(convert_cmd(&o, &range, &[&plain, &older_plain]));
+    let v = stale(&o);
+    assert_eq!(v[0], v[1], "{v}");
+}
