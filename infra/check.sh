@@ -36,6 +36,7 @@ SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 "$SAM" validate --lint --templa
 echo "== IAM: parliament over every policy after the SAM transform; every SDK call in src/ granted"
 # Offline: samtranslator and parliament (with AWS's authorization data it ships) from the venv.
 AWS_DEFAULT_REGION=us-east-1 "$PY" infra/iam_check.py --verbose
+AWS_DEFAULT_REGION=us-east-1 "$PY" infra/test_iam_check.py
 
 echo "== backfill state machine"
 # Structure, error classes (src/error_class.rs), and the Step Functions limits for a 1,100-day

@@ -24,8 +24,8 @@ Needs: aws-sam-translator and parliament (tests/requirements.txt).
 """
 import argparse
 import copy
-import fnmatch
 import json
+import logging
 import os
 import re
 import subprocess
@@ -102,6 +102,8 @@ def sam_transform(template, params):
         if res["Type"] == "AWS::Serverless::StateMachine" and isinstance(props.get("DefinitionUri"), str):
             props["DefinitionUri"] = {"Bucket": "artifacts", "Key": "definition.json"}
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    # The translator's usage metrics go nowhere here; without this it warns about them.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     return transform(t, params, NoManagedPolicies())
 
 
@@ -570,9 +572,14 @@ def check_state_machine(resources, renderer, label, asl_path):
         text = re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: subst[m.group(1)], text)
         asl = json.loads(text)
         for action, arn, why in state_machine_needs(asl, sm_arn):
+            NEEDED_BY_OTHERS.setdefault(role, {}).setdefault(action, set()).add(why)
             if not allowed(docs, action, arn, {}):
                 problems.append(f"[{label}] {name}: {why} needs {action} on {arn}: {role} does not allow it")
     return problems
+
+
+# {role: {action: {why}}} for the roles other than the function's (printed by --verbose).
+NEEDED_BY_OTHERS = {}
 
 
 def state_machine_needs(machine, sm_arn):
@@ -624,6 +631,9 @@ def check_scheduler(resources, renderer, label):
         role = target["RoleArn"].rsplit("/", 1)[-1]
         rname = next(n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role" and renderer.ref(n) == role)
         docs = role_documents(resources, rname)
+        NEEDED_BY_OTHERS.setdefault(rname, {}).setdefault("lambda:InvokeFunction", set()).add(f"{name} target")
+        if target.get("DeadLetterConfig"):
+            NEEDED_BY_OTHERS[rname].setdefault("sqs:SendMessage", set()).add(f"{name} dead-letter queue")
         if target["Arn"].startswith("arn:aws:lambda:") and not allowed(docs, "lambda:InvokeFunction", target["Arn"], {}):
             problems.append(f"[{label}] {name}: invoking {target['Arn']} needs lambda:InvokeFunction for {rname}")
         dlq = target.get("DeadLetterConfig", {}).get("Arn")
@@ -664,6 +674,10 @@ def main():
         print("iam_check: the function's actions and the calls that need them:")
         for action in sorted(summary):
             print(f"  {action:38} {', '.join(sorted(summary[action]))}")
+        for role, needs in sorted(NEEDED_BY_OTHERS.items()):
+            print(f"iam_check: {role}:")
+            for action in sorted(needs):
+                print(f"  {action:38} {', '.join(sorted(needs[action]))}")
     if problems:
         for p in dict.fromkeys(problems):
             print(f"iam_check: {p}", file=sys.stderr)
