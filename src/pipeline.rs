@@ -730,6 +730,14 @@ fn plan_convert(
             if unstamped.len() == 1 { "s" } else { "" },
         )));
     }
+    if days.is_empty() {
+        return Err(PipelineError::Input(
+            "the input covers no whole UTC day (archives of part of a day, or --start/--end \
+             inside one day): nothing to replace. Give the whole days the files hold with \
+             --start and --end"
+                .into(),
+        ));
+    }
     let mut outside = 0u64;
     let winners = best
         .into_iter()
@@ -1136,6 +1144,16 @@ mod tests {
         let (r, store) = convert(dir.path(), &[("p.ndjson", PAGE)], None).await;
         let err = r.expect_err("no coverage").to_string();
         assert!(err.contains("p.ndjson") && err.contains("--start"), "{err}");
+
+        // An archive of part of a day covers no whole day: refused too.
+        let dir2 = tempfile::tempdir().expect("tempdir");
+        let partial = PAGE.replace(
+            "]}",
+            r#"],"_archive":{"interval":"2026-11-20T06:00:00.000Z/2026-11-21T00:00:00.000Z","extractedAt":"2026-11-21T01:00:00.000Z"}}"#,
+        );
+        let (r, _) = convert(dir2.path(), &[("a.ndjson", &partial)], None).await;
+        let err = r.expect_err("partial coverage").to_string();
+        assert!(err.contains("no whole UTC day"), "{err}");
         assert_eq!(
             store.manifest(day("2026-11-20")).await.expect("manifest"),
             None
