@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -108,8 +108,26 @@ impl PipelineError {
 }
 
 impl PipelineError {
+    /// Why every other day of the run would fail the same way, if so (login refused, host
+    /// unreachable, a permission missing, the store refusing access): the run stops at once
+    /// with this message, naming the cause and what to change.
+    pub fn run_fatal(&self) -> Option<String> {
+        match self {
+            PipelineError::Genesys { source, .. } => source
+                .run_fatal()
+                .map(|m| format!("conversations dataset: {m}")),
+            PipelineError::Sink { source, .. } if !source.is_transient() => {
+                store_refuses_access(source)
+            }
+            _ => None,
+        }
+    }
+
     /// A stable class: the Lambda's `errorType`, which Step Functions retries match on.
     pub fn error_class(&self) -> ErrorClass {
+        if self.run_fatal().is_some() {
+            return ErrorClass::RunFatal;
+        }
         match self {
             PipelineError::Genesys { source, .. } if source.is_transient() => {
                 ErrorClass::GenesysTransient
@@ -130,6 +148,22 @@ impl PipelineError {
     pub fn error_type(&self) -> &'static str {
         self.error_class().as_str()
     }
+}
+
+/// A store error that no day can avoid: access denied, a bucket that does not exist.
+fn store_refuses_access(e: &SinkError) -> Option<String> {
+    let text = e.to_string();
+    let denied = text.contains("AccessDenied")
+        || text.to_ascii_lowercase().contains("access denied")
+        || matches!(e, SinkError::Store(StoreError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied);
+    let no_bucket = text.contains("does not exist") && text.contains("bucket");
+    (denied || no_bucket).then(|| {
+        format!(
+            "the store refuses access ({text}): check the output location (--out / GP_OUT) and \
+             that the role or user may write there"
+        )
+    })
 }
 
 impl From<(NaiveDate, StoreError)> for PipelineError {
@@ -221,12 +255,17 @@ pub struct RunSummary {
     /// `convert` only: coverage, and records dropped as outside it or as older copies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub convert: Option<ConvertTotals>,
+    /// Why the run stopped before trying every day (a failure no day can avoid), and what to
+    /// change; those days are `not attempted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fatal: Option<String>,
 }
 
 impl RunSummary {
     fn new(output: String, mut days: Vec<DaySummary>, started: Instant) -> Self {
         days.sort_by_key(|d| d.date);
         Self {
+            fatal: None,
             ok: days.iter().all(|d| d.status == "ok"),
             output,
             conversations: days.iter().map(|d| d.conversations).sum(),
@@ -282,15 +321,26 @@ pub async fn extract(
 ) -> RunSummary {
     let started = Instant::now();
     let days = range.split_days();
+    // The first failure that no day can avoid; days not started by then are not attempted.
+    let fatal: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let fatal_now = || fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let summaries: Vec<DaySummary> = futures::stream::iter(days)
         .map(|day| {
             let store = store.clone();
             let progress = progress.clone();
+            let fatal = &fatal;
             async move {
                 let date = day.start.date_naive();
+                let mut summary = DaySummary::new(date, &day);
+                if let Some(cause) = fatal_now() {
+                    summary.status = "not attempted";
+                    summary.transient = Some(false);
+                    summary.error_type = Some(ErrorClass::RunFatal.as_str().to_string());
+                    summary.error = Some(format!("not attempted: {cause}"));
+                    return summary;
+                }
                 progress.day_started(date);
                 let t0 = Instant::now();
-                let mut summary = DaySummary::new(date, &day);
                 if let Err(e) = extract_day(client, store, day, cfg, &*progress, &mut summary).await
                 {
                     summary.status = if matches!(e, PipelineError::Deadline { .. }) {
@@ -301,7 +351,15 @@ pub async fn extract(
                     summary.transient = Some(e.is_transient());
                     summary.error_type = Some(e.error_type().to_string());
                     summary.error = Some(e.to_string());
-                    tracing::error!(%date, error = %e, "day failed");
+                    if let Some(cause) = e.run_fatal() {
+                        tracing::error!(%date, error = %e, "stopping the run: {cause}");
+                        fatal
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(cause);
+                    } else {
+                        tracing::error!(%date, error = %e, "day failed");
+                    }
                 }
                 summary.seconds = t0.elapsed().as_secs_f64();
                 progress.day_finished(&summary);
@@ -311,7 +369,9 @@ pub async fn extract(
         .buffer_unordered(cfg.day_concurrency.max(1))
         .collect()
         .await;
-    RunSummary::new(store.location(), summaries, started)
+    let mut summary = RunSummary::new(store.location(), summaries, started);
+    summary.fatal = fatal_now();
+    summary
 }
 
 /// What the converter thread sends to the writer.
@@ -355,6 +415,18 @@ impl PendingProgress {
     }
 }
 
+/// Time the publish of a day needs: a base for the commit's requests plus the buffered rows
+/// still to encode and upload. The fetch stops this long before the deadline.
+fn publish_margin(buffered_bytes: usize) -> Duration {
+    const BASE: Duration = Duration::from_secs(2);
+    // A conservative encode-and-upload rate for what is still buffered.
+    const BYTES_PER_SEC: u64 = 8 << 20;
+    BASE + Duration::from_millis(buffered_bytes as u64 * 1000 / BYTES_PER_SEC)
+}
+
+/// How long deleting the jobs a stopped day leaves behind may take.
+const JOB_CLEANUP: Duration = Duration::from_secs(5);
+
 async fn extract_day(
     client: &GenesysClient,
     store: Arc<dyn Store>,
@@ -367,14 +439,17 @@ async fn extract_day(
     let run = RunId::new(Utc::now());
     summary.run_id = Some(run.to_string());
     let started = Utc::now();
-    let plan: ExtractPlan =
-        client
-            .plan(day, cfg.mode)
+    let planning = client.plan(day, cfg.mode);
+    let planned = match cfg.deadline {
+        Some(d) => tokio::time::timeout_at(stop_at(d, 0), planning)
             .await
-            .map_err(|source| PipelineError::Genesys {
-                date,
-                source: Box::new(source),
-            })?;
+            .map_err(|_| PipelineError::Deadline { date, pages: 0 })?,
+        None => planning.await,
+    };
+    let plan: ExtractPlan = planned.map_err(|source| PipelineError::Genesys {
+        date,
+        source: Box::new(source),
+    })?;
     summary.mode = Some(plan.paths().to_string());
     summary.data_availability_date = plan.data_availability_date;
     let lease = store
@@ -394,6 +469,7 @@ async fn extract_day(
     );
     let extraction = client.extract(plan);
     let stats = extraction.stats.clone();
+    let cleanup = extraction.cleanup.clone();
     let stamp = ArchiveStamp {
         interval: day,
         extracted_at: started,
@@ -407,6 +483,10 @@ async fn extract_day(
         summary,
     )
     .await;
+    if result.is_err() {
+        // A stopped fetch leaves its jobs behind: they count against the org's job limit.
+        let _ = tokio::time::timeout(JOB_CLEANUP, cleanup.delete_jobs()).await;
+    }
     summary.requests = Some(stats.snapshot());
     writer.set_type_mismatches(summary.type_mismatches);
     let outcome = match result {
@@ -431,7 +511,19 @@ async fn extract_day(
     outcome
 }
 
+/// When the fetch must stop so that a publish of `buffered_bytes` ends by `deadline`.
+fn stop_at(deadline: Instant, buffered_bytes: usize) -> tokio::time::Instant {
+    let at = deadline
+        .checked_sub(publish_margin(buffered_bytes))
+        .unwrap_or(deadline);
+    tokio::time::Instant::from_std(at)
+}
+
 /// Runs fetch → convert → write for one day; returns the number of conversations.
+///
+/// The fetch is a task of its own: at the deadline (less the time the publish needs) or on a
+/// converter or writer error it is cancelled wherever it waits (a job poll, a retry back-off,
+/// a request), not only between pages.
 async fn run_stages(
     pages: futures::stream::BoxStream<'static, Result<Page, GenesysError>>,
     writer: &mut DayWriter,
@@ -445,12 +537,14 @@ async fn run_stages(
     // converted data in flight to four batch sets.
     let (out_tx, mut out_rx) = mpsc::channel::<Converted>(2);
     let deadline = cfg.deadline;
+    let fetched_pages = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = fetched_pages.clone();
 
     let fetch = tokio::spawn(async move {
         let mut pages = pages;
-        let mut n = 0u64;
         loop {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= stop_at(d, 0)) {
                 return Err(PipelineError::Deadline { date, pages: n });
             }
             match pages.next().await {
@@ -462,10 +556,10 @@ async fn run_stages(
                     })
                 }
                 Some(Ok(page)) => {
-                    n += 1;
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if page_tx.send(page).await.is_err() {
                         // The converter stopped; its error is the one to report.
-                        return Ok(n);
+                        return Ok(n + 1);
                     }
                 }
             }
@@ -479,7 +573,24 @@ async fn run_stages(
 
     let mut raw_seq = 0u32;
     let mut write_result: Result<(), PipelineError> = Ok(());
-    while let Some(msg) = out_rx.recv().await {
+    loop {
+        let msg = match deadline {
+            Some(d) => {
+                let stop = stop_at(d, writer.buffered_bytes());
+                tokio::select! {
+                    m = out_rx.recv() => m,
+                    () = tokio::time::sleep_until(stop) => {
+                        write_result = Err(PipelineError::Deadline {
+                            date,
+                            pages: fetched_pages.load(std::sync::atomic::Ordering::Relaxed),
+                        });
+                        break;
+                    }
+                }
+            }
+            None => out_rx.recv().await,
+        };
+        let Some(msg) = msg else { break };
         let r = match msg {
             Converted::Batches(batches) => {
                 let mut r = Ok(());
@@ -512,14 +623,23 @@ async fn run_stages(
             break;
         }
     }
-    // Closing the receiver stops the converter, which stops the fetcher.
+    if write_result.is_err() {
+        // Waiting out a job poll would only delay the discard.
+        fetch.abort();
+    }
+    // Closing the receiver stops the converter.
     drop(out_rx);
     let converted = convert
         .await
         .map_err(|e| PipelineError::Internal(format!("converter thread: {e}")))?;
-    let fetched = fetch
-        .await
-        .map_err(|e| PipelineError::Internal(format!("fetch task: {e}")))?;
+    if converted.is_err() {
+        fetch.abort();
+    }
+    let fetched = match fetch.await {
+        Ok(r) => r,
+        Err(e) if e.is_cancelled() => Ok(0),
+        Err(e) => Err(PipelineError::Internal(format!("fetch task: {e}"))),
+    };
     // Report the first cause: a fetch error explains a converter that saw its input end.
     fetched?;
     write_result?;

@@ -63,6 +63,7 @@ pub struct RequestStats {
     pages: AtomicU64,
     jobs: AtomicU64,
     logins: AtomicU64,
+    repairs: AtomicU64,
 }
 
 /// A copy of [`RequestStats`] for the run summary.
@@ -76,6 +77,9 @@ pub struct RequestStatsSnapshot {
     pub pages: u64,
     pub jobs: u64,
     pub logins: u64,
+    /// Requests spent repairing a shortfall (pages asked again, intervals split).
+    #[serde(default)]
+    pub repairs: u64,
 }
 
 impl RequestStats {
@@ -90,6 +94,7 @@ impl RequestStats {
             pages: g(&self.pages),
             jobs: g(&self.jobs),
             logins: g(&self.logins),
+            repairs: g(&self.repairs),
         }
     }
 
@@ -99,6 +104,10 @@ impl RequestStats {
 
     pub(crate) fn job(&self) {
         self.jobs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn repair(&self) {
+        self.repairs.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -153,6 +162,9 @@ pub struct Request<'a> {
     pub body: Option<Vec<u8>>,
     /// For messages: "POST …/details/query (2026-11-20T00…, page 3)".
     pub what: String,
+    /// Whether sending it twice does no harm. A request that is not (a job submission) is
+    /// sent again only when the failure shows the service never acted on it.
+    pub idempotent: bool,
 }
 
 impl Transport {
@@ -216,6 +228,7 @@ impl Transport {
         let url = self.url(&self.hosts.login, PATH_TOKEN)?;
         let host = self.hosts.login.to_string();
         let mut attempt = 0;
+        let mut unreachable = true;
         loop {
             stats.logins.fetch_add(1, Ordering::Relaxed);
             let sent = self
@@ -266,9 +279,13 @@ impl Transport {
                     if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
                         return Err(err);
                     }
+                    unreachable = false;
                     err.to_string()
                 }
-                Err(e) => format!("login to {host}: {e}"),
+                Err(e) => {
+                    unreachable &= e.is_connect() || e.is_timeout();
+                    format!("login to {host}: {e}")
+                }
             };
             attempt += 1;
             if attempt >= 4 {
@@ -276,6 +293,7 @@ impl Transport {
                     what: format!("login to {host}"),
                     attempts: attempt,
                     last: failure,
+                    unreachable,
                 });
             }
             tokio::time::sleep(self.retry.backoff(attempt)).await;
@@ -292,6 +310,7 @@ impl Transport {
         let mut attempt: u32 = 0;
         let mut waited = Duration::ZERO;
         let mut relogged = false;
+        let mut unreachable = true;
         loop {
             self.limiter.acquire().await;
             let token = self.token(stats).await?;
@@ -306,17 +325,32 @@ impl Transport {
                     .header("content-type", "application/json")
                     .body(body.clone());
             }
-            let (failure, wait) = match b.send().await {
-                Err(e) => (format!("{e}"), None),
+            // `resent_safely`: the failure shows the service did not act on the request.
+            let (failure, wait, resent_safely) = match b.send().await {
+                Err(e) => {
+                    unreachable &= e.is_connect() || e.is_timeout();
+                    (format!("{e}"), None, e.is_connect())
+                }
                 Ok(resp) => {
+                    unreachable = false;
                     let status = resp.status();
                     if status.is_success() {
                         match resp.bytes().await {
-                            Ok(body) => {
+                            Ok(body) if looks_like_json(&body) => {
                                 stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                                 return Ok(body);
                             }
-                            Err(e) => (format!("reading the response: {e}"), None),
+                            // A proxy's maintenance page: the service was never reached.
+                            Ok(body) => (
+                                format!(
+                                    "HTTP {status} with a body that is not JSON ({} bytes starting {:?})",
+                                    body.len(),
+                                    String::from_utf8_lossy(&body[..body.len().min(40)])
+                                ),
+                                None,
+                                true,
+                            ),
+                            Err(e) => (format!("reading the response: {e}"), None, false),
                         }
                     } else if status == StatusCode::UNAUTHORIZED && !relogged {
                         // Expired or revoked: one new token, then the same request again.
@@ -342,25 +376,38 @@ impl Transport {
                         (
                             "HTTP 429 Too Many Requests".to_string(),
                             after.map(Duration::from_secs),
+                            true,
                         )
                     } else if status == StatusCode::REQUEST_TIMEOUT
                         || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
                     {
                         stats.http_5xx.fetch_add(1, Ordering::Relaxed);
                         let e = api_error(&req.what, resp).await;
-                        (e.to_string(), None)
+                        (
+                            e.to_string(),
+                            None,
+                            status == StatusCode::SERVICE_UNAVAILABLE,
+                        )
                     } else {
                         return Err(api_error(&req.what, resp).await);
                     }
                 }
             };
             attempt += 1;
+            if !req.idempotent && !resent_safely {
+                // It may have been acted on (a job created): the caller decides what to do.
+                return Err(GenesysError::Unconfirmed {
+                    what: req.what.clone(),
+                    last: failure,
+                });
+            }
             let wait = wait.unwrap_or_else(|| self.retry.backoff(attempt));
             if attempt >= self.retry.max_attempts || waited + wait > self.retry.max_total_wait {
                 return Err(GenesysError::RetriesExhausted {
                     what: req.what.clone(),
                     attempts: attempt,
                     last: failure,
+                    unreachable,
                 });
             }
             stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -368,6 +415,14 @@ impl Transport {
             tokio::time::sleep(wait).await;
             waited += wait;
         }
+    }
+}
+
+/// Whether a success body can be the JSON every endpoint answers (or empty, as a DELETE's).
+fn looks_like_json(body: &[u8]) -> bool {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => true,
+        Some(b) => matches!(b, b'{' | b'['),
     }
 }
 

@@ -1,27 +1,76 @@
 //! The bulk path: asynchronous details jobs. Submit, poll with back-off until FULFILLED, page
-//! the results by cursor, delete the job. A job the service fails, expires or forgets is
-//! submitted again (a bounded number of times); a job whose results pass the pagination window
-//! is split into halves. Pages already emitted may come again after a resubmit: the extraction
-//! deduplicates.
+//! the results by cursor, delete the job. A job the service fails, expires or forgets, or whose
+//! cursor it refuses, is submitted again (a bounded number of times); a job whose results pass
+//! the pagination window is split into halves. Pages already emitted may come again after a
+//! resubmit: the extraction deduplicates.
+//!
+//! Every job id the service gave us is kept in a [`JobRegistry`] until it is deleted, so a
+//! stopped extraction (deadline, error, a page that does not parse) deletes what it leaves
+//! behind: unfinished jobs count against the organization's concurrent-job limit. Submitting
+//! is not idempotent, so a submission that got no answer is not sent again blindly: it counts
+//! as one of the bounded submissions, and the job it may have created expires by itself.
+//!
+//! A job over an interval ending after the data lake's availability date returns partial data
+//! with no flag (API.md): each result page's `dataAvailabilityDate` is compared with the job's
+//! interval, records that started after it are dropped, and that part comes from the
+//! synchronous query instead.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use reqwest::Method;
 
 use super::http::{Request, RequestStats, Transport};
 use super::model::{
     AsyncConversationQuery, AsyncQueryResponse, AsyncQueryStatus, JobState, PATH_JOBS,
 };
-use super::{ClientConfig, GenesysError};
+use super::{query, ClientConfig, GenesysError};
 use crate::interval::Interval;
-use crate::page::{Page, PageOrigin};
+use crate::page::{record_key, Page, PageError, PageOrigin};
+
+/// Jobs submitted and not deleted yet.
+#[derive(Clone, Default)]
+pub struct JobRegistry(Arc<Mutex<HashSet<String>>>);
+
+impl JobRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add(&self, id: &str) {
+        self.lock().insert(id.to_string());
+    }
+
+    fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Job ids still alive.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
+    }
+}
+
+/// Deletes every job the registry still holds (best effort; they expire anyway). Returns how
+/// many were deleted.
+pub(super) async fn delete_all(t: &Transport, jobs: &JobRegistry, stats: &RequestStats) -> usize {
+    let mut n = 0;
+    for id in jobs.ids() {
+        if delete(t, jobs, &id, stats).await {
+            n += 1;
+        }
+    }
+    n
+}
 
 enum JobEnd {
     /// Results paged to the end.
     Done,
-    /// FAILED / CANCELLED / EXPIRED, or results gone mid-way: submit again.
+    /// FAILED / CANCELLED / EXPIRED, a refused cursor, or results gone mid-way: submit again.
     Resubmit {
         job_id: String,
         state: String,
@@ -37,6 +86,7 @@ pub(super) fn job_pages(
     cfg: Arc<ClientConfig>,
     interval: Interval,
     stats: Arc<RequestStats>,
+    jobs: JobRegistry,
 ) -> BoxStream<'static, Result<Page, GenesysError>> {
     Box::pin(async_stream::try_stream! {
         let mut pending = vec![interval];
@@ -44,37 +94,67 @@ pub(super) fn job_pages(
             let mut submissions = 0u32;
             loop {
                 submissions += 1;
-                let job_id = submit(&t, &iv, &stats).await?;
+                let job_id = match submit(&t, &iv, &stats).await {
+                    Ok(id) => id,
+                    Err(e @ GenesysError::Unconfirmed { .. }) if submissions <= cfg.job_resubmits => {
+                        tracing::warn!(interval = %iv, error = %e, "job submission unanswered: submitting again (the first job, if created, expires by itself)");
+                        continue;
+                    }
+                    Err(e) => Err(e)?,
+                };
+                jobs.add(&job_id);
                 stats.job();
                 let polled = poll(&t, &cfg, &job_id, &iv, &stats).await;
                 if polled.is_err() {
-                    delete(&t, &job_id, &stats).await;
+                    delete(&t, &jobs, &job_id, &stats).await;
                 }
                 let mut end = match polled? {
                     None => JobEnd::Done,
                     Some((state, message)) => JobEnd::Resubmit { job_id: job_id.clone(), state, message },
                 };
+                // Where the lake's data ends inside this interval, if it does.
+                let mut available: Option<DateTime<Utc>> = None;
                 if matches!(end, JobEnd::Done) {
                     let mut cursor: Option<String> = None;
                     let mut n = 0u32;
                     loop {
                         n += 1;
-                        let mut query = vec![("pageSize", cfg.job_page_size.to_string())];
+                        let mut q = vec![("pageSize", cfg.job_page_size.to_string())];
                         if let Some(c) = &cursor {
-                            query.push(("cursor", c.clone()));
+                            q.push(("cursor", c.clone()));
                         }
                         let req = Request {
                             method: Method::GET,
                             path: format!("{PATH_JOBS}/{job_id}/results"),
-                            query,
+                            query: q,
                             body: None,
                             what: format!("results of job {job_id} page {n} ({iv})"),
+                            idempotent: true,
                         };
                         match t.send(&req, &stats).await {
                             Ok(body) => {
                                 let origin = PageOrigin::new(format!("job {job_id} page {n} ({iv})"));
-                                let page = Page::parse(body, origin)?;
+                                let mut page = match Page::parse(body, origin) {
+                                    Ok(p) => p,
+                                    Err(e) => {
+                                        delete(&t, &jobs, &job_id, &stats).await;
+                                        Err(e)?
+                                    }
+                                };
                                 stats.page();
+                                if let Some(a) = page.meta.data_availability_date.filter(|a| *a < iv.end) {
+                                    let a = available.map_or(a, |b| b.min(a));
+                                    if available.is_none() {
+                                        tracing::warn!(interval = %iv, data_availability_date = %a, "job results are partial past the data availability date: that part comes from the query");
+                                    }
+                                    available = Some(a);
+                                }
+                                if let Some(a) = available {
+                                    if let Err(e) = keep_started_before(&mut page, a) {
+                                        delete(&t, &jobs, &job_id, &stats).await;
+                                        Err(e)?;
+                                    }
+                                }
                                 cursor = page.meta.cursor.clone();
                                 let last = cursor.is_none();
                                 yield page;
@@ -88,20 +168,38 @@ pub(super) fn job_pages(
                                 end = JobEnd::Split;
                                 break;
                             }
+                            Err(GenesysError::Api { status: 400, message, .. })
+                                if cursor.is_some() && message.to_ascii_lowercase().contains("cursor") =>
+                            {
+                                end = JobEnd::Resubmit { job_id: job_id.clone(), state: "INVALID CURSOR".into(), message: Some(message) };
+                                break;
+                            }
                             Err(GenesysError::Api { status: 404, message, .. }) => {
                                 end = JobEnd::Resubmit { job_id: job_id.clone(), state: "EXPIRED".into(), message: Some(message) };
                                 break;
                             }
                             Err(e) => {
-                                delete(&t, &job_id, &stats).await;
+                                delete(&t, &jobs, &job_id, &stats).await;
                                 Err(e)?;
                             }
                         }
                     }
                 }
-                delete(&t, &job_id, &stats).await;
+                delete(&t, &jobs, &job_id, &stats).await;
                 match end {
-                    JobEnd::Done => break,
+                    JobEnd::Done => {
+                        if let Some(a) = available {
+                            // The part the lake does not hold yet comes from the query.
+                            let from = a.max(iv.start);
+                            if let Ok(tail) = Interval::new(from, iv.end) {
+                                let mut rest = query::query_pages(t.clone(), cfg.clone(), tail, stats.clone());
+                                while let Some(page) = rest.next().await {
+                                    yield page?;
+                                }
+                            }
+                        }
+                        break;
+                    }
                     JobEnd::Split => {
                         let halves = iv.split_into(2);
                         if halves.len() < 2 || iv.duration() <= cfg.min_split {
@@ -134,6 +232,20 @@ pub(super) fn job_pages(
     })
 }
 
+/// Drops the records that started at or after `available` (the lake may hold only part of
+/// them).
+fn keep_started_before(page: &mut Page, available: DateTime<Utc>) -> Result<(), GenesysError> {
+    let origin = page.origin.clone();
+    page.try_retain(|i, text| {
+        let key = record_key(text).map_err(|reason| PageError::BadRecord {
+            origin: origin.clone(),
+            index: i,
+            reason,
+        })?;
+        Ok::<bool, GenesysError>(key.conversation_start < available)
+    })
+}
+
 async fn submit(
     t: &Transport,
     iv: &Interval,
@@ -154,6 +266,7 @@ async fn submit(
             reason: e.to_string(),
         })?),
         what: format!("submitting a job for {iv}"),
+        idempotent: false,
     };
     let resp = t.send(&req, stats).await?;
     let r: AsyncQueryResponse =
@@ -165,6 +278,7 @@ async fn submit(
 }
 
 /// Waits for the job to finish: `None` when FULFILLED, the state and message otherwise.
+/// A state this build does not know counts as still running, for a bounded number of polls.
 async fn poll(
     t: &Transport,
     cfg: &ClientConfig,
@@ -174,6 +288,7 @@ async fn poll(
 ) -> Result<Option<(String, Option<String>)>, GenesysError> {
     let started = Instant::now();
     let mut delay = cfg.job_poll_initial;
+    let mut unknown = 0u32;
     loop {
         tokio::time::sleep(delay).await;
         let req = Request {
@@ -182,6 +297,7 @@ async fn poll(
             query: vec![],
             body: None,
             what: format!("status of job {job_id} ({iv})"),
+            idempotent: true,
         };
         let status: AsyncQueryStatus = match t.send(&req, stats).await {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| GenesysError::Decode {
@@ -193,9 +309,18 @@ async fn poll(
             }
             Err(e) => return Err(e),
         };
-        match status.state {
+        match &status.state {
             JobState::Fulfilled => return Ok(None),
             JobState::Queued | JobState::Pending => {}
+            JobState::Other(s) => {
+                unknown += 1;
+                if unknown == 1 {
+                    tracing::warn!(%job_id, state = %s, "job state unknown to this build: waiting as if running");
+                }
+                if unknown > cfg.unknown_state_polls {
+                    return Ok(Some((s.clone(), status.error_message)));
+                }
+            }
             other => return Ok(Some((other.as_str().to_string(), status.error_message))),
         }
         if started.elapsed() > cfg.job_timeout {
@@ -213,16 +338,25 @@ async fn poll(
     }
 }
 
-/// Deletes a job we are done with (best effort: it expires anyway).
-async fn delete(t: &Transport, job_id: &str, stats: &RequestStats) {
+/// Deletes a job we are done with (best effort: it expires anyway). A job the service no
+/// longer knows counts as deleted.
+async fn delete(t: &Transport, jobs: &JobRegistry, job_id: &str, stats: &RequestStats) -> bool {
     let req = Request {
         method: Method::DELETE,
         path: format!("{PATH_JOBS}/{job_id}"),
         query: vec![],
         body: None,
         what: format!("deleting job {job_id}"),
+        idempotent: true,
     };
-    if let Err(e) = t.send(&req, stats).await {
-        tracing::debug!(%job_id, error = %e, "could not delete the job");
+    match t.send(&req, stats).await {
+        Ok(_) | Err(GenesysError::Api { status: 404, .. }) => {
+            jobs.remove(job_id);
+            true
+        }
+        Err(e) => {
+            tracing::debug!(%job_id, error = %e, "could not delete the job");
+            false
+        }
     }
 }

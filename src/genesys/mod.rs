@@ -31,6 +31,7 @@ pub use credentials::Credentials;
 pub use error::GenesysError;
 pub use hosts::{regions, Hosts};
 pub use http::{RequestStats, RequestStatsSnapshot, RetryPolicy};
+pub use jobs::JobRegistry;
 
 use crate::interval::Interval;
 use crate::page::{record_key, Page};
@@ -43,7 +44,8 @@ use model::{DataAvailabilityResponse, PATH_JOBS_AVAILABILITY};
 pub enum Mode {
     /// Jobs up to the data lake's availability date, the synchronous query after it.
     Auto,
-    /// Async jobs only (bulk history).
+    /// Prefer async jobs (bulk history); the part past the availability date still comes from
+    /// the synchronous query, as a job would return it partial.
     Jobs,
     /// The synchronous query only (recent data; slow for big intervals).
     Query,
@@ -100,6 +102,11 @@ pub struct ClientConfig {
     pub job_resubmits: u32,
     /// Intervals are not split below this.
     pub min_split: chrono::Duration,
+    /// Rounds of asking again for the pages around tied start times when a query interval
+    /// returned fewer conversations than its totalHits (before splitting it).
+    pub query_repair_rounds: u32,
+    /// Polls of a job in a state this build does not know before it counts as failed.
+    pub unknown_state_polls: u32,
 }
 
 impl ClientConfig {
@@ -120,6 +127,8 @@ impl ClientConfig {
             job_timeout: Duration::from_secs(1800),
             job_resubmits: 2,
             min_split: chrono::Duration::minutes(1),
+            query_repair_rounds: 8,
+            unknown_state_polls: 120,
         }
     }
 }
@@ -150,6 +159,23 @@ impl ExtractPlan {
 pub struct Extraction {
     pub pages: BoxStream<'static, Result<Page, GenesysError>>,
     pub stats: Arc<RequestStats>,
+    /// Deletes the jobs a stopped extraction leaves behind.
+    pub cleanup: JobCleanup,
+}
+
+/// The jobs of one extraction not deleted yet, and how to delete them.
+#[derive(Clone)]
+pub struct JobCleanup {
+    transport: Arc<Transport>,
+    stats: Arc<RequestStats>,
+    pub jobs: JobRegistry,
+}
+
+impl JobCleanup {
+    /// Deletes the jobs left behind (call once the pages stream is dropped); returns how many.
+    pub async fn delete_jobs(&self) -> usize {
+        jobs::delete_all(&self.transport, &self.jobs, &self.stats).await
+    }
 }
 
 /// A Genesys Cloud analytics client (cheap to clone).
@@ -192,6 +218,7 @@ impl GenesysClient {
             query: vec![],
             body: None,
             what: "reading the jobs' data availability date".into(),
+            idempotent: true,
         };
         let body = self.transport.send(&req, &stats).await?;
         let r: DataAvailabilityResponse =
@@ -212,9 +239,9 @@ impl GenesysClient {
             jobs_part: None,
         };
         match mode {
-            Mode::Jobs => plan.jobs_part = Some(interval),
             Mode::Query => plan.query_part = Some(interval),
-            Mode::Auto => {
+            // No mode takes from a job what the lake does not hold yet: `jobs` only prefers them.
+            Mode::Jobs | Mode::Auto => {
                 let avail = self.data_availability().await?;
                 plan.data_availability_date = avail;
                 match avail {
@@ -234,6 +261,7 @@ impl GenesysClient {
     /// Streams the plan's pages: only conversations started in the interval, each once.
     pub fn extract(&self, plan: ExtractPlan) -> Extraction {
         let stats = Arc::new(RequestStats::default());
+        let registry = JobRegistry::default();
         let mut parts: Vec<BoxStream<'static, Result<Page, GenesysError>>> = Vec::new();
         if let Some(q) = plan.query_part {
             parts.push(query::query_pages(
@@ -246,8 +274,9 @@ impl GenesysClient {
         if let Some(j) = plan.jobs_part {
             let chunks = j.split_every(self.cfg.max_job_interval);
             let (t, cfg, st) = (self.transport.clone(), self.cfg.clone(), stats.clone());
+            let reg = registry.clone();
             let jobs = stream::iter(chunks)
-                .map(move |c| jobs::job_pages(t.clone(), cfg.clone(), c, st.clone()))
+                .map(move |c| jobs::job_pages(t.clone(), cfg.clone(), c, st.clone(), reg.clone()))
                 .flatten_unordered(self.cfg.job_concurrency.max(1));
             parts.push(Box::pin(jobs));
         }
@@ -274,6 +303,11 @@ impl GenesysClient {
             });
         Extraction {
             pages: Box::pin(pages),
+            cleanup: JobCleanup {
+                transport: self.transport.clone(),
+                stats: stats.clone(),
+                jobs: registry,
+            },
             stats,
         }
     }

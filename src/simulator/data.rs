@@ -29,6 +29,8 @@ pub struct DataConfig {
     pub unknown_enum: f64,
     /// Share of records that are structurally odd (see [`ODD_MARKER`]).
     pub odd_records: f64,
+    /// Share of conversations starting in the same millisecond as the one before them.
+    pub ties: f64,
 }
 
 /// Text inside every structurally odd record's odd parts, so tests can check that errors,
@@ -119,6 +121,18 @@ impl Dataset {
             })
             .collect();
         v.sort_by_key(|c| (c.start_ms, c.id));
+        if self.cfg.ties > 0.0 {
+            // Its own RNG stream, so the rest of the data is the same with or without ties.
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, date, u32::MAX, 2));
+            for i in 1..v.len() {
+                if rng.random_bool(self.cfg.ties.clamp(0.0, 1.0)) {
+                    let dur = v[i].end_ms - v[i].start_ms;
+                    v[i].start_ms = v[i - 1].start_ms;
+                    v[i].end_ms = v[i].start_ms + dur;
+                }
+            }
+            v.sort_by_key(|c| (c.start_ms, c.id));
+        }
         let v = Arc::new(v);
         days.insert(date, v.clone());
         v
@@ -1003,6 +1017,7 @@ mod tests {
             unknown_field: 0.0,
             unknown_enum: 0.0,
             odd_records: 0.0,
+            ties: 0.0,
         })
     }
 

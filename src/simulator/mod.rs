@@ -77,7 +77,7 @@ pub struct SimConfig {
     /// The first N jobs end FAILED.
     #[arg(long, default_value_t = 0)]
     pub fault_job_failed: u32,
-    /// After N result pages, a job expires (its results answer 404).
+    /// After N result pages, the first job expires (its results answer 404).
     #[arg(long)]
     pub fault_expire_cursor: Option<u32>,
     /// Share of records with a field the schema does not know.
@@ -90,6 +90,49 @@ pub struct SimConfig {
     /// object where a list belongs, a list where an object belongs (`API.md`: odd records).
     #[arg(long, default_value_t = 0.0)]
     pub fault_odd_records: f64,
+    #[command(flatten)]
+    pub extract: ExtractBehaviour,
+}
+
+/// Documented habits of the API the extractor must survive (issue 13 §1, §2, §5, §6), each a
+/// setting so a test can play it. Record-shape habits live in the fields above.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ExtractBehaviour {
+    /// A fixed `dataAvailabilityDate` (RFC 3339) instead of now minus the lag: jobs over an
+    /// interval ending after it return only what started before it (partial, with no flag).
+    #[arg(long)]
+    pub availability_date: Option<chrono::DateTime<Utc>>,
+    /// Job result pages report this `dataAvailabilityDate` (RFC 3339) instead of the job's
+    /// own, and hold only what started before it: a lake that moved back, or a stale page.
+    #[arg(long)]
+    pub job_page_availability_date: Option<chrono::DateTime<Utc>>,
+    /// Synchronous query responses leave `totalHits` out (the SDK model marks it optional).
+    #[arg(long)]
+    pub omit_total_hits: bool,
+    /// Share of conversations that start in the same millisecond as another one.
+    #[arg(long, default_value_t = 0.0)]
+    pub ties: f64,
+    /// Conversations with the same start come back in a new order on every query request.
+    #[arg(long)]
+    pub unstable_tie_order: bool,
+    /// Jobs report this state (unknown to the SDK) between QUEUED and FULFILLED.
+    #[arg(long)]
+    pub unknown_job_state: Option<String>,
+    /// After N result pages, the first job's cursor is refused: 400 "Invalid cursor".
+    #[arg(long)]
+    pub fault_invalid_cursor: Option<u32>,
+    /// The first N job submissions create the job but answer only after this many ms (past a
+    /// client's timeout: the job is orphaned).
+    #[arg(long, default_value_t = 0)]
+    pub fault_slow_submit: u32,
+    #[arg(long, default_value_t = 0)]
+    pub slow_submit_ms: u64,
+    /// Share of API requests answered 200 with an HTML maintenance page (a proxy's).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_html_200: f64,
+    /// API requests answer 403: the OAuth client lacks `analytics:conversationDetail:view`.
+    #[arg(long)]
+    pub fault_missing_permission: bool,
 }
 
 impl Default for SimConfig {
@@ -120,6 +163,7 @@ impl SimConfig {
             unknown_field: self.fault_unknown_field,
             unknown_enum: self.fault_unknown_enum,
             odd_records: self.fault_odd_records,
+            ties: self.extract.ties,
         }
     }
 }

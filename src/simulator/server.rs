@@ -35,6 +35,12 @@ pub struct SimStats {
     pub http_5xx: u64,
     pub jobs_submitted: u64,
     pub jobs_deleted: u64,
+    /// API requests answered 200 with an HTML page.
+    pub html_200: u64,
+    /// Result requests refused because of an invalid cursor.
+    pub invalid_cursors: u64,
+    /// Job ids submitted and not deleted (running, finished or orphaned).
+    pub jobs_alive: u64,
 }
 
 struct Job {
@@ -47,6 +53,8 @@ struct Job {
     results: Option<Arc<Vec<ConvRef>>>,
     pages_served: u32,
     expired: bool,
+    /// The n-th job submitted (1-based).
+    seq: u32,
 }
 
 struct Inner {
@@ -90,7 +98,17 @@ impl State {
     }
 
     pub fn stats(&self) -> SimStats {
-        self.lock().stats.clone()
+        let g = self.lock();
+        let mut s = g.stats.clone();
+        s.jobs_alive = g.jobs.len() as u64;
+        s
+    }
+
+    /// The jobs' data lake watermark now.
+    fn availability(&self) -> DateTime<Utc> {
+        self.cfg.extract.availability_date.unwrap_or_else(|| {
+            Utc::now() - Duration::seconds(self.cfg.availability_lag_secs as i64)
+        })
     }
 }
 
@@ -216,6 +234,26 @@ async fn gate(state: &State, headers: &HeaderMap, endpoint: &str) -> Result<(), 
         return Err(too_many(left));
     }
     window.1 += 1;
+    if state.cfg.extract.fault_missing_permission {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "missing.any.permissions",
+            "Unable to perform the requested action. You are missing the following permission(s): [analytics:conversationDetail:view, analytics:agentConversationDetail:view]",
+        ));
+    }
+    if state.cfg.extract.fault_html_200 > 0.0
+        && g.fault_rng.random::<f64>() < state.cfg.extract.fault_html_200
+    {
+        g.stats.html_200 += 1;
+        let mut r = (
+            StatusCode::OK,
+            "<html><body><h1>Down for maintenance</h1></body></html>",
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        return Err(r);
+    }
     let r: f64 = g.fault_rng.random();
     if r < state.cfg.fault_429 {
         g.stats.http_429 += 1;
@@ -463,17 +501,30 @@ async fn details_query(
     if desc {
         order.reverse();
     }
+    if state.cfg.extract.unstable_tie_order && !by_end {
+        // The service sorts on conversationStart only: ties come back in any order.
+        let mut g = state.lock();
+        for group in order.chunk_by_mut(|a, b| a.start_ms == b.start_ms) {
+            if group.len() > 1 {
+                rand::seq::SliceRandom::shuffle(group, &mut g.fault_rng);
+            }
+        }
+    }
+    let total = if state.cfg.extract.omit_total_hits {
+        String::new()
+    } else {
+        format!(",\"totalHits\":{}", order.len())
+    };
     let from = ((number - 1) * size) as usize;
     let page = order
         .get(from..(from + size as usize).min(order.len()))
         .unwrap_or(&[]);
     let body = if page.is_empty() {
-        format!("{{\"totalHits\":{}}}", order.len())
+        format!("{{{}}}", total.trim_start_matches(','))
     } else {
         format!(
-            "{{\"conversations\":[{}],\"totalHits\":{}}}",
+            "{{\"conversations\":[{}]{total}}}",
             records_json(&state, page, false),
-            order.len()
         )
     };
     json_response(StatusCode::OK, body)
@@ -497,38 +548,54 @@ async fn submit_job(AxState(state): AxState<Shared>, headers: HeaderMap, body: B
         .unwrap_or(false);
     let ready = StdDuration::from_millis(state.cfg.job_ready_after_ms);
     let now = Instant::now();
-    let mut g = state.lock();
-    let running = g
-        .jobs
-        .values()
-        .filter(|j| !j.expired && now.duration_since(j.submitted) < ready)
-        .count();
-    if running >= state.cfg.max_concurrent_jobs {
-        g.stats.http_429 += 1;
-        return too_many(2);
+    let created = (|| {
+        let mut g = state.lock();
+        let running = g
+            .jobs
+            .values()
+            .filter(|j| !j.expired && now.duration_since(j.submitted) < ready)
+            .count();
+        if running >= state.cfg.max_concurrent_jobs {
+            g.stats.http_429 += 1;
+            return Err(too_many(2));
+        }
+        g.jobs_created += 1;
+        g.stats.jobs_submitted += 1;
+        let seq = g.jobs_created;
+        let failed = g.jobs_created <= state.cfg.fault_job_failed;
+        let id = uuid::Uuid::new_v4().to_string();
+        g.jobs.insert(
+            id.clone(),
+            Job {
+                interval,
+                start_of_day,
+                submitted: now,
+                submitted_at: Utc::now(),
+                availability: state
+                    .cfg
+                    .extract
+                    .job_page_availability_date
+                    .unwrap_or_else(|| state.availability()),
+                failed,
+                results: None,
+                pages_served: 0,
+                expired: false,
+                seq,
+            },
+        );
+        Ok((id, seq))
+    })();
+    let (id, seq) = match created {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if seq <= state.cfg.extract.fault_slow_submit {
+        tokio::time::sleep(StdDuration::from_millis(state.cfg.extract.slow_submit_ms)).await;
     }
-    g.jobs_created += 1;
-    g.stats.jobs_submitted += 1;
-    let failed = g.jobs_created <= state.cfg.fault_job_failed;
-    let id = uuid::Uuid::new_v4().to_string();
-    g.jobs.insert(
-        id.clone(),
-        Job {
-            interval,
-            start_of_day,
-            submitted: now,
-            submitted_at: Utc::now(),
-            availability: Utc::now() - Duration::seconds(state.cfg.availability_lag_secs as i64),
-            failed,
-            results: None,
-            pages_served: 0,
-            expired: false,
-        },
-    );
     json_response(StatusCode::ACCEPTED, json!({"jobId": id}).to_string())
 }
 
-fn job_state(cfg: &SimConfig, j: &Job) -> &'static str {
+fn job_state<'a>(cfg: &'a SimConfig, j: &Job) -> &'a str {
     let age = j.submitted.elapsed();
     let ready = StdDuration::from_millis(cfg.job_ready_after_ms);
     if j.expired || age > ready + StdDuration::from_secs(cfg.job_expiry_secs) {
@@ -536,7 +603,10 @@ fn job_state(cfg: &SimConfig, j: &Job) -> &'static str {
     } else if age < ready / 3 {
         "QUEUED"
     } else if age < ready {
-        "PENDING"
+        match &cfg.extract.unknown_job_state {
+            Some(s) if age >= ready * 2 / 3 => s.as_str(),
+            _ => "PENDING",
+        }
     } else if j.failed {
         "FAILED"
     } else {
@@ -607,7 +677,8 @@ async fn job_results(
         },
     };
     let (refs, availability) = {
-        let mut g = state.lock();
+        let mut guard = state.lock();
+        let g = &mut *guard;
         let cfg = &state.cfg;
         let Some(j) = g.jobs.get_mut(&id) else {
             return error(
@@ -629,8 +700,14 @@ async fn job_results(
                 return bad_request(&format!("The job is not fulfilled (state {other})"));
             }
         }
+        if let Some(n) = cfg.extract.fault_invalid_cursor {
+            if j.seq == 1 && j.pages_served >= n && q.contains_key("cursor") {
+                g.stats.invalid_cursors += 1;
+                return bad_request("Invalid cursor: the cursor is invalid or has expired");
+            }
+        }
         if let Some(n) = cfg.fault_expire_cursor {
-            if j.pages_served >= n {
+            if j.seq == 1 && j.pages_served >= n {
                 j.expired = true;
                 return error(
                     StatusCode::NOT_FOUND,
@@ -702,7 +779,7 @@ async fn availability(AxState(state): AxState<Shared>, headers: HeaderMap) -> Re
     if let Err(r) = gate(&state, &headers, "jobs_availability").await {
         return r;
     }
-    let at = Utc::now() - Duration::seconds(state.cfg.availability_lag_secs as i64);
+    let at = state.availability();
     json_response(
         StatusCode::OK,
         json!({"dataAvailabilityDate": format_millis(at)}).to_string(),
