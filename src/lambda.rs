@@ -308,8 +308,8 @@ impl Handler {
             .saturating_sub(margin);
         let mut cfg = self.pipeline.clone();
         cfg.deadline = Some(Instant::now() + left);
-        // The invocation cannot outlive its deadline: a lease that expires a minute after it
-        // lets a retry take the day over soon after a crashed or killed invocation.
+        // The invocation cannot outlive its deadline: a lease that expires at it lets a retry
+        // take the day over as soon as a killed invocation (runtime timeout) is gone.
         cfg.lease_ttl = lease_ttl(deadline, SystemTime::now());
         if let Some(m) = mode {
             cfg.mode = m;
@@ -343,10 +343,13 @@ impl Handler {
     }
 }
 
-/// How long an invocation's day leases last: until a minute after its deadline.
+/// How long an invocation's day leases last: until its deadline (at least a second).
 fn lease_ttl(deadline: SystemTime, now: SystemTime) -> chrono::Duration {
-    let left = deadline.duration_since(now).unwrap_or_default() + StdDuration::from_secs(60);
-    chrono::Duration::from_std(left).unwrap_or(chrono::Duration::minutes(16))
+    let left = deadline
+        .duration_since(now)
+        .unwrap_or_default()
+        .max(StdDuration::from_secs(1));
+    chrono::Duration::from_std(left).unwrap_or(chrono::Duration::minutes(15))
 }
 
 /// The error for a run with failed days: the first failed day's type decides whether Step
@@ -445,13 +448,13 @@ mod tests {
     }
 
     #[test]
-    fn leases_end_a_minute_after_the_invocation_deadline() {
+    fn leases_end_at_the_invocation_deadline() {
         let now = SystemTime::UNIX_EPOCH + StdDuration::from_secs(1_000_000);
         let ttl = lease_ttl(now + StdDuration::from_secs(900), now);
-        assert_eq!(ttl, chrono::Duration::seconds(960));
-        // Past the deadline already: still a minute, never negative.
+        assert_eq!(ttl, chrono::Duration::seconds(900));
+        // Past the deadline already: a second, never negative.
         let ttl = lease_ttl(now, now + StdDuration::from_secs(5));
-        assert_eq!(ttl, chrono::Duration::seconds(60));
+        assert_eq!(ttl, chrono::Duration::seconds(1));
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub enum PipelineError {
 impl PipelineError {
     /// Worth retrying as is (throttling, a failing server, a held lease, a deadline).
     pub fn is_transient(&self) -> bool {
+        if self.run_fatal().is_some() {
+            return false;
+        }
         match self {
             PipelineError::Genesys { source, .. } => source.is_transient(),
             PipelineError::Sink { source, .. } => source.is_transient(),

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
-use genesys_parquet::genesys::{ClientConfig, Credentials, GenesysClient, Hosts, Mode};
+use genesys_parquet::genesys::{
+    ClientConfig, Credentials, ExtractPlan, GenesysClient, Hosts, Mode,
+};
 use genesys_parquet::interval::Interval;
 use genesys_parquet::page::record_key;
-use genesys_parquet::simulator::{self, SimConfig, SimHandle};
+use genesys_parquet::simulator::{self, ExtractBehaviour, SimConfig, SimHandle};
 
 const END_DATE: &str = "2026-10-20";
 
@@ -103,24 +105,64 @@ async fn each_mode_returns_exactly_the_days_conversations() {
 
 #[tokio::test]
 async fn auto_mode_splits_at_the_availability_date() {
-    // The simulated days end now, so the lake lags behind today's data: auto mode must use the
-    // query for the recent part and jobs for the rest, and still return each conversation once.
-    let today = chrono::Utc::now().date_naive();
-    let sim = simulator::start(SimConfig {
+    // A fixed watermark at 13:00 of the day (no clock involved): auto mode takes the morning
+    // from jobs and the rest from the query, and returns each conversation once although both
+    // parts return the conversations active across 13:00.
+    let watermark: chrono::DateTime<chrono::Utc> = "2026-10-19T13:00:00Z".parse().expect("time");
+    let sim = sim(SimConfig {
         seed: 9,
         per_day: 300,
-        end_date: Some(today),
-        job_ready_after_ms: 50,
-        availability_lag_secs: 6 * 3600,
+        extract: ExtractBehaviour {
+            availability_date: Some(watermark),
+            ..Default::default()
+        },
         ..SimConfig::default()
     })
-    .await
-    .expect("simulator");
+    .await;
     let c = client(&sim, |_| {});
-    let yesterday = today - chrono::Duration::days(1);
-    let interval = Interval::day(yesterday);
+    let interval = Interval::day(day());
     let plan = c.plan(interval, Mode::Auto).await.expect("plan");
-    assert!(plan.data_availability_date.is_some());
+    assert_eq!(plan.data_availability_date, Some(watermark));
+    let jobs_part = Interval::new(interval.start, watermark).expect("interval");
+    let query_part = Interval::new(watermark, interval.end).expect("interval");
+    assert_eq!(plan.jobs_part, Some(jobs_part));
+    assert_eq!(plan.query_part, Some(query_part));
+    assert_eq!(plan.paths(), "jobs+query");
+
+    // Each part alone (filtered to the day, not to the part): jobs give exactly the morning;
+    // the query gives the afternoon plus morning conversations still active at 13:00, which
+    // the jobs gave too. The whole extraction keeps each of those once (`extract_ids` checks).
+    let part_ids = |jobs: Option<Interval>, query: Option<Interval>| {
+        let p = ExtractPlan {
+            jobs_part: jobs,
+            query_part: query,
+            ..plan.clone()
+        };
+        let c = c.clone();
+        async move {
+            let pages: Vec<_> = c.extract(p).pages.try_collect().await.expect("part");
+            let mut ids = HashSet::new();
+            for pg in &pages {
+                for r in pg.records() {
+                    ids.insert(record_key(r).expect("key").conversation_id.to_string());
+                }
+            }
+            ids
+        }
+    };
+    let from_jobs = part_ids(Some(jobs_part), None).await;
+    let from_query = part_ids(None, Some(query_part)).await;
+    let morning: HashSet<String> = truth(&sim, &jobs_part).into_iter().collect();
+    let afternoon: HashSet<String> = truth(&sim, &query_part).into_iter().collect();
+    assert!(!morning.is_empty() && !afternoon.is_empty());
+    assert_eq!(from_jobs, morning);
+    assert!(from_query.is_superset(&afternoon));
+    let both: HashSet<_> = from_query.intersection(&from_jobs).collect();
+    assert!(
+        !both.is_empty(),
+        "no conversation active across the watermark"
+    );
+    assert_eq!(from_query.len(), afternoon.len() + both.len());
     let expected = truth(&sim, &interval);
     assert_eq!(extract_ids(&c, interval, Mode::Auto).await, expected);
     sim.shutdown().await;
@@ -135,12 +177,15 @@ async fn faults_do_not_change_the_result() {
         fault_5xx: 0.05,
         fault_token_expiry_after: Some(7),
         fault_job_failed: 1,
+        fault_expire_cursor: Some(1),
         ..SimConfig::default()
     })
     .await;
     let c = client(&sim, |cfg| {
         cfg.retry.initial_backoff = Duration::from_millis(5);
         cfg.retry.max_backoff = Duration::from_millis(50);
+        cfg.job_page_size = 100;
+        cfg.job_resubmits = 3;
     });
     let interval = Interval::day(day());
     let expected = truth(&sim, &interval);
@@ -154,6 +199,12 @@ async fn faults_do_not_change_the_result() {
     let stats = sim.stats();
     assert!(stats.http_429 > 0, "no 429 was served: {stats:?}");
     assert!(stats.http_5xx > 0, "no 5xx was served: {stats:?}");
+    // The token revoked after 7 requests: one 401, then a second login.
+    assert!(stats.http_401 >= 1, "{stats:?}");
+    assert_eq!(stats.logins, 2, "{stats:?}");
+    // The first job FAILED, the second expired after one page: a third one finished.
+    assert_eq!(stats.jobs_submitted, 3, "{stats:?}");
+    assert_eq!(stats.jobs_deleted, 3, "{stats:?}");
     sim.shutdown().await;
 }
 

@@ -77,7 +77,7 @@ pub struct SimConfig {
     /// The first N jobs end FAILED.
     #[arg(long, default_value_t = 0)]
     pub fault_job_failed: u32,
-    /// After N result pages, the first job expires (its results answer 404).
+    /// After N result pages, a job expires (its results answer 404); once.
     #[arg(long)]
     pub fault_expire_cursor: Option<u32>,
     /// Share of records with a field the schema does not know.
@@ -118,7 +118,7 @@ pub struct ExtractBehaviour {
     /// Jobs report this state (unknown to the SDK) between QUEUED and FULFILLED.
     #[arg(long)]
     pub unknown_job_state: Option<String>,
-    /// After N result pages, the first job's cursor is refused: 400 "Invalid cursor".
+    /// After N result pages, a job's cursor is refused: 400 "Invalid cursor"; once.
     #[arg(long)]
     pub fault_invalid_cursor: Option<u32>,
     /// The first N job submissions create the job but answer only after this many ms (past a

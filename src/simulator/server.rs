@@ -30,6 +30,8 @@ pub struct SimStats {
     pub requests: u64,
     pub by_endpoint: BTreeMap<String, u64>,
     pub logins: u64,
+    /// Logins refused (wrong client id or secret).
+    pub logins_refused: u64,
     pub http_401: u64,
     pub http_429: u64,
     pub http_5xx: u64,
@@ -63,6 +65,9 @@ struct Inner {
     jobs: HashMap<String, Job>,
     jobs_created: u32,
     revoked: bool,
+    /// Whether the cursor faults (invalid, expired) were played (once each).
+    cursor_refused: bool,
+    cursor_expired: bool,
     fault_rng: ChaCha8Rng,
     stats: SimStats,
     query_cache: HashMap<(i64, i64), Arc<Vec<ConvRef>>>,
@@ -84,6 +89,8 @@ impl State {
                 jobs: HashMap::new(),
                 jobs_created: 0,
                 revoked: false,
+                cursor_refused: false,
+                cursor_expired: false,
                 fault_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xFA17),
                 stats: SimStats::default(),
                 query_cache: HashMap::new(),
@@ -314,6 +321,9 @@ async fn token(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes)
             "client not found",
         );
     };
+    if id != state.cfg.client_id || secret != state.cfg.client_secret {
+        state.lock().stats.logins_refused += 1;
+    }
     if id != state.cfg.client_id {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -701,13 +711,15 @@ async fn job_results(
             }
         }
         if let Some(n) = cfg.extract.fault_invalid_cursor {
-            if j.seq == 1 && j.pages_served >= n && q.contains_key("cursor") {
+            if !g.cursor_refused && j.pages_served >= n && q.contains_key("cursor") {
+                g.cursor_refused = true;
                 g.stats.invalid_cursors += 1;
                 return bad_request("Invalid cursor: the cursor is invalid or has expired");
             }
         }
         if let Some(n) = cfg.fault_expire_cursor {
-            if j.seq == 1 && j.pages_served >= n {
+            if !g.cursor_expired && j.pages_served >= n {
+                g.cursor_expired = true;
                 j.expired = true;
                 return error(
                     StatusCode::NOT_FOUND,
