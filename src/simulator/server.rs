@@ -55,8 +55,6 @@ struct Job {
     results: Option<Arc<Vec<ConvRef>>>,
     pages_served: u32,
     expired: bool,
-    /// The n-th job submitted (1-based).
-    seq: u32,
 }
 
 struct Inner {
@@ -558,6 +556,7 @@ async fn submit_job(AxState(state): AxState<Shared>, headers: HeaderMap, body: B
         .unwrap_or(false);
     let ready = StdDuration::from_millis(state.cfg.job_ready_after_ms);
     let now = Instant::now();
+    #[allow(clippy::result_large_err)]
     let created = (|| {
         let mut g = state.lock();
         let running = g
@@ -590,7 +589,6 @@ async fn submit_job(AxState(state): AxState<Shared>, headers: HeaderMap, body: B
                 results: None,
                 pages_served: 0,
                 expired: false,
-                seq,
             },
         );
         Ok((id, seq))
