@@ -127,8 +127,11 @@ impl PipelineError {
     }
 
     /// A stable class: the Lambda's `errorType`, which Step Functions retries match on.
+    ///
+    /// A store refusing access keeps its own class (`Store.Permanent`, not retried either);
+    /// the run still stops at once and its other days are `not attempted` as `Run.Fatal`.
     pub fn error_class(&self) -> ErrorClass {
-        if self.run_fatal().is_some() {
+        if matches!(self, PipelineError::Genesys { .. }) && self.run_fatal().is_some() {
             return ErrorClass::RunFatal;
         }
         match self {
