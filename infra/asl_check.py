@@ -44,8 +44,10 @@ LEASE_OUTLIVES_DEAD_RUN_S = 120 + 60
 AWS_RETRYABLE = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                  "Lambda.TooManyRequestsException", "Sandbox.Timedout", "Lambda.Unknown", "States.Timeout"}
 RUNTIME_TIMEOUT = {"Sandbox.Timedout", "Lambda.Unknown", "States.Timeout"}
-# Classes that cannot depend on the day: the first one stops the backfill.
-RUN_WIDE = {"Run.Fatal", "Config.Invalid"}
+# Classes that cannot depend on the day: the first one stops the backfill. Store.Permanent is
+# one: every day writes to the same bucket and prefix, and a store refusing access keeps that
+# class (src/pipeline.rs error_class) rather than Run.Fatal.
+RUN_WIDE = {"Run.Fatal", "Config.Invalid", "Store.Permanent"}
 # The lambda:invoke task result around the function's payload (ExecutedVersion, headers,
 # status code...), generously.
 INVOKE_ENVELOPE = 2048

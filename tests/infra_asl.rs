@@ -127,7 +127,15 @@ fn run_fatal_stops_the_backfill() {
 
     // Any other class of a day is recorded, and the other days go on.
     for class in ErrorClass::ALL {
-        if matches!(class, ErrorClass::RunFatal | ErrorClass::ConfigInvalid) {
+        if matches!(
+            class,
+            ErrorClass::RunFatal | ErrorClass::ConfigInvalid | ErrorClass::StorePermanent
+        ) {
+            // Run-wide too: the configuration, or the one bucket every day writes to
+            // (a store refusing access keeps Store.Permanent).
+            let catch = first(day, "Catch", class.as_str()).expect("caught");
+            let target = &proc["States"][catch["Next"].as_str().expect("Next")];
+            assert_eq!(target["Type"], "Fail", "{class} must stop the backfill");
             continue;
         }
         let catch = first(day, "Catch", class.as_str()).expect("caught");
