@@ -2,7 +2,9 @@
 //! simulator with added latency and the client's default rate limit.
 //!
 //! `cargo bench --bench extract` (env: `GP_BENCH_PER_DAY`, default 50000; `GP_BENCH_LATENCY_MS`,
-//! default 50). The reference is the floor the client's own rate limit sets for that many
+//! default 50; `GP_BENCH_TIES_PERCENT`, default 0: that share of conversations start in the same
+//! millisecond as another and come back in a new order on every query request, and the
+//! `repairs` column counts the requests spent making the query's result whole). The reference is the floor the client's own rate limit sets for that many
 //! requests (requests ÷ requests-per-minute), measured in the same run.
 
 use std::time::{Duration, Instant};
@@ -23,12 +25,18 @@ fn env_u64(name: &str, default: u64) -> u64 {
 async fn main() {
     let per_day = env_u64("GP_BENCH_PER_DAY", 50_000) as u32;
     let latency = env_u64("GP_BENCH_LATENCY_MS", 50);
+    let ties = env_u64("GP_BENCH_TIES_PERCENT", 0) as f64 / 100.0;
     let day: chrono::NaiveDate = "2026-10-19".parse().expect("date");
     let sim = simulator::start(SimConfig {
         seed: 1,
         per_day,
         end_date: Some("2026-10-20".parse().expect("date")),
         latency_ms: latency,
+        extract: simulator::ExtractBehaviour {
+            ties,
+            unstable_tie_order: ties > 0.0,
+            ..Default::default()
+        },
         ..SimConfig::default()
     })
     .await
@@ -36,7 +44,7 @@ async fn main() {
     let interval = Interval::day(day);
     let truth = sim.dataset().conversation_ids_started_in(&interval).len();
     println!("day {day}: {truth} conversations, {latency} ms added latency per request");
-    println!("mode   requests  retries  429s  pages   seconds  floor(s)  seconds/floor");
+    println!("mode   requests  retries  429s  pages  repairs   seconds  floor(s)  seconds/floor");
     for mode in [Mode::Jobs, Mode::Query] {
         let url = sim.base_url();
         let cfg = ClientConfig::new(
@@ -59,12 +67,13 @@ async fn main() {
         let s = stats.snapshot();
         let floor = Duration::from_secs_f64((s.requests as f64) * 60.0 / f64::from(rpm));
         println!(
-            "{:<6} {:>8} {:>8} {:>5} {:>6} {:>9.1} {:>9.1} {:>14.2}",
+            "{:<6} {:>8} {:>8} {:>5} {:>6} {:>8} {:>9.1} {:>9.1} {:>14.2}",
             mode.to_string(),
             s.requests,
             s.retries,
             s.http_429,
             s.pages,
+            s.repairs,
             secs,
             floor.as_secs_f64(),
             secs / floor.as_secs_f64().max(1e-9)

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use genesys_parquet::genesys::{
-    ClientConfig, Credentials, ExtractPlan, GenesysClient, Hosts, Mode,
+    ClientConfig, Credentials, ExtractPlan, GenesysClient, GenesysError, Hosts, Mode,
 };
 use genesys_parquet::interval::Interval;
 
@@ -21,6 +21,10 @@ struct Rec {
     throttle: Vec<&'static str>,
     /// The availability endpoint answers 403.
     forbid: bool,
+    /// Job results answer 200 with a page cut short (not valid JSON).
+    broken_results: bool,
+    /// The job submission answers 502 (the gateway may have passed it on).
+    submit_502: bool,
 }
 
 type Shared = Arc<Mutex<Rec>>;
@@ -68,8 +72,14 @@ async fn handler(
             }
             (StatusCode::OK, r#"{"dataAvailabilityDate":"2026-11-21T10:00:00.000Z"}"#).into_response()
         }
+        "/api/v2/analytics/conversations/details/jobs" if rec.submit_502 => {
+            (StatusCode::BAD_GATEWAY, r#"{"message":"Bad gateway","code":"bad.gateway","status":502,"contextId":"ctx-502"}"#).into_response()
+        }
         "/api/v2/analytics/conversations/details/jobs" => {
             (StatusCode::ACCEPTED, r#"{"jobId":"j1"}"#).into_response()
+        }
+        "/api/v2/analytics/conversations/details/jobs/j1/results" if rec.broken_results => {
+            (StatusCode::OK, r#"{"conversations":[{"conversationId":"00000000-0000-4000-8000-0000"#).into_response()
         }
         "/api/v2/analytics/conversations/details/jobs/j1" if method == Method::GET => {
             (StatusCode::OK, r#"{"state":"FULFILLED"}"#).into_response()
@@ -180,13 +190,7 @@ async fn jobs_mode_submit_poll_cursor_delete() {
         .unwrap();
     // The jobs path alone (planning `jobs` reads the availability date and queries past it,
     // pinned in client_behaviours.rs).
-    let ex = c.extract(ExtractPlan {
-        interval: day,
-        mode: Mode::Jobs,
-        data_availability_date: None,
-        query_part: None,
-        jobs_part: Some(day),
-    });
+    let ex = c.extract(jobs_only(day));
     let pages: Vec<_> = ex.pages.map(|p| p.unwrap()).collect().await;
     assert_eq!(pages.len(), 2);
     assert!(pages[1].origin.to_string().contains("job j1"));
@@ -273,4 +277,70 @@ async fn query_splits_when_total_hits_exceed_window_then_fails_clearly() {
             "\"2026-11-21T00:00:00.000Z/2026-11-21T06:00:00.000Z\""
         ]
     );
+}
+
+fn jobs_only(day: Interval) -> ExtractPlan {
+    ExtractPlan {
+        interval: day,
+        mode: Mode::Jobs,
+        data_availability_date: None,
+        query_part: None,
+        jobs_part: Some(day),
+    }
+}
+
+#[tokio::test]
+async fn a_results_page_that_does_not_parse_still_deletes_its_job() {
+    let (url, rec) = server(0).await;
+    rec.lock().unwrap().broken_results = true;
+    let mut cfg = ClientConfig::new(
+        Hosts::custom(&url, &url).unwrap(),
+        Credentials::new("id".into(), "secret".into()),
+    );
+    cfg.requests_per_minute = 60_000;
+    cfg.job_poll_initial = std::time::Duration::from_millis(1);
+    let c = GenesysClient::new(cfg).unwrap();
+    let day: Interval = "2026-11-21T00:00:00.000Z/2026-11-22T00:00:00.000Z"
+        .parse()
+        .unwrap();
+    let ex = c.extract(jobs_only(day));
+    let out: Vec<_> = ex.pages.collect().await;
+    let err = out.last().unwrap().as_ref().unwrap_err();
+    assert!(matches!(err, GenesysError::Page(_)), "{err:?}");
+    let calls = rec.lock().unwrap().calls.clone();
+    let last = calls.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str()),
+        ("DELETE", "/api/v2/analytics/conversations/details/jobs/j1")
+    );
+    assert!(ex.cleanup.jobs.ids().is_empty());
+}
+
+#[tokio::test]
+async fn a_job_submission_is_not_resent_by_the_transport_after_a_502() {
+    let (url, rec) = server(0).await;
+    rec.lock().unwrap().submit_502 = true;
+    let mut cfg = ClientConfig::new(
+        Hosts::custom(&url, &url).unwrap(),
+        Credentials::new("id".into(), "secret".into()),
+    );
+    cfg.requests_per_minute = 60_000;
+    cfg.job_resubmits = 0;
+    cfg.retry.initial_backoff = std::time::Duration::from_millis(1);
+    let c = GenesysClient::new(cfg).unwrap();
+    let day: Interval = "2026-11-21T00:00:00.000Z/2026-11-22T00:00:00.000Z"
+        .parse()
+        .unwrap();
+    let out: Vec<_> = c.extract(jobs_only(day)).pages.collect().await;
+    let err = out.last().unwrap().as_ref().unwrap_err();
+    assert!(matches!(err, GenesysError::Unconfirmed { .. }), "{err:?}");
+    assert!(err.is_transient());
+    let posts = rec
+        .lock()
+        .unwrap()
+        .calls
+        .iter()
+        .filter(|c| c.0 == "POST" && c.1 == "/api/v2/analytics/conversations/details/jobs")
+        .count();
+    assert_eq!(posts, 1);
 }
