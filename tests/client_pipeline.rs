@@ -320,3 +320,125 @@ async fn a_retry_after_a_runtime_timeout_finds_the_day_unlocked() {
     assert_eq!(done["days"][0]["status"], json!("ok"), "{done}");
     fast.shutdown().await;
 }
+
+/// A moto S3 server on a free port, killed on drop (`GP_MOTO_SERVER` names its binary).
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let bin = std::env::var("GP_MOTO_SERVER").expect(
+            "GP_MOTO_SERVER is not set: point it at moto's `moto_server` (bash .ci/run does)",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = std::process::Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "moto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_the_deadline_aborts_the_open_uploads_of_a_day_stuck_on_a_queued_job() {
+    // The lake holds the day up to 06:00: the query part (06:00–24:00) comes first and is
+    // written (multipart uploads open), then the job for 00:00–06:00 stays QUEUED.
+    let moto = Moto::start();
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(&moto.url)
+        .force_path_style(true)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    s3.create_bucket()
+        .bucket("lake")
+        .send()
+        .await
+        .expect("bucket");
+    let store: Arc<dyn Store> = Arc::new(genesys_parquet::sink::s3::S3Store::new(
+        s3.clone(),
+        "lake",
+        "genesys",
+    ));
+
+    let mut cfg = sim_config(36, 3000);
+    cfg.job_ready_after_ms = 600_000;
+    cfg.extract.availability_date = Some("2026-10-19T06:00:00Z".parse().expect("time"));
+    let sim = simulator::start(cfg).await.expect("sim");
+    let c = client_for(&sim.base_url(), "demo");
+    let t0 = Instant::now();
+    let mut p = PipelineConfig {
+        mode: Mode::Jobs,
+        deadline: Some(t0 + Duration::from_secs(8)),
+        ..PipelineConfig::default()
+    };
+    // Small row groups and buffers: the writer uploads parts long before the day ends.
+    p.parquet.max_buffered_bytes = 1 << 20;
+    p.parquet.max_row_group_bytes = 256 << 10;
+    let range = Interval::day(date("2026-10-19"));
+    let s = tokio::time::timeout(
+        Duration::from_secs(60),
+        pipeline::extract(&c, store.clone(), range, &p, Arc::new(NoProgress)),
+    )
+    .await
+    .expect("the run must stop at its deadline");
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert_eq!(
+        statuses(&s),
+        vec![("incomplete", Some("Deadline.Incomplete"))]
+    );
+    let requests = s.days[0].requests.expect("requests");
+    assert!(
+        requests.pages > 0,
+        "the query part was fetched: {requests:?}"
+    );
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket("lake")
+        .send()
+        .await
+        .expect("uploads");
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+    let objects = s3
+        .list_objects_v2()
+        .bucket("lake")
+        .send()
+        .await
+        .expect("list");
+    let keys: Vec<_> = objects
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .filter(|k| !k.contains("lease"))
+        .collect();
+    assert!(keys.is_empty(), "{keys:?}");
+    assert_eq!(sim.stats().jobs_alive, 0, "{:?}", sim.stats());
+    sim.shutdown().await;
+}
