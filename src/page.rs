@@ -98,15 +98,9 @@ struct RawStamp<'a> {
 
 impl RawStamp<'_> {
     fn parse(&self) -> Option<ArchiveStamp> {
-        let time = |s: &str| {
-            DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        };
-        let (a, b) = self.interval.split_once('/')?;
         Some(ArchiveStamp {
-            interval: crate::interval::Interval::new(time(a)?, time(b)?).ok()?,
-            extracted_at: time(self.extracted_at)?,
+            interval: self.interval.parse().ok()?,
+            extracted_at: crate::interval::parse_time(self.extracted_at).ok()?,
         })
     }
 }
@@ -379,7 +373,7 @@ pub fn parse_time_ms(s: &str) -> Option<i64> {
         })
 }
 
-pub(crate) fn fast_time(b: &[u8]) -> Option<i64> {
+fn fast_time(b: &[u8]) -> Option<i64> {
     if !(b.len() == 24 || b.len() == 20) || b[b.len() - 1] != b'Z' {
         return None;
     }
@@ -579,6 +573,31 @@ mod tests {
             // Nothing further down the chain either.
             assert!(std::error::Error::source(&err).is_none(), "{msg}");
         }
+    }
+
+    #[test]
+    fn fast_time_agrees_with_chrono() {
+        for s in [
+            "2026-11-21T23:59:59.999Z",
+            "1970-01-01T00:00:00.000Z",
+            "2000-02-29T12:00:00.001Z",
+            "2026-03-01T00:00:00Z",
+            "1969-12-31T23:59:59.999Z",
+        ] {
+            let want = DateTime::parse_from_rfc3339(s).expect(s).timestamp_millis();
+            assert_eq!(fast_time(s.as_bytes()), Some(want), "{s}");
+        }
+        assert_eq!(fast_time(b"2026-13-01T00:00:00.000Z"), None);
+        // Lenient fallbacks: offsets, and Genesys' own one-digit day.
+        assert_eq!(
+            parse_time_ms("2026-11-21T10:00:00+01:00"),
+            parse_time_ms("2026-11-21T09:00:00.000Z")
+        );
+        assert_eq!(
+            parse_time_ms("2021-04-2T15:30:51.418Z"),
+            parse_time_ms("2021-04-02T15:30:51.418Z")
+        );
+        assert_eq!(parse_time_ms("yesterday"), None);
     }
 
     #[test]

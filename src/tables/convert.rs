@@ -30,8 +30,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::schema::{Entry, Role, Table, Ty};
-pub use crate::page::parse_time_ms;
-use crate::page::{describe_json_error, Page, PageOrigin, StrSeed};
+use crate::page::{describe_json_error, parse_time_ms, Page, PageOrigin, StrSeed};
 
 /// Conversion settings.
 #[derive(Debug, Clone)]
@@ -939,7 +938,6 @@ impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::page::fast_time;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::TimestampMillisecondType;
     use bytes::Bytes;
@@ -967,31 +965,6 @@ mod tests {
             .iter()
             .map(|s| s.map(str::to_string))
             .collect()
-    }
-
-    #[test]
-    fn fast_time_agrees_with_chrono() {
-        for s in [
-            "2026-11-21T23:59:59.999Z",
-            "1970-01-01T00:00:00.000Z",
-            "2000-02-29T12:00:00.001Z",
-            "2026-03-01T00:00:00Z",
-            "1969-12-31T23:59:59.999Z",
-        ] {
-            let want = DateTime::parse_from_rfc3339(s).expect(s).timestamp_millis();
-            assert_eq!(fast_time(s.as_bytes()), Some(want), "{s}");
-        }
-        assert_eq!(fast_time(b"2026-13-01T00:00:00.000Z"), None);
-        // Lenient fallbacks: offsets, and Genesys' own one-digit day.
-        assert_eq!(
-            parse_time_ms("2026-11-21T10:00:00+01:00"),
-            parse_time_ms("2026-11-21T09:00:00.000Z")
-        );
-        assert_eq!(
-            parse_time_ms("2021-04-2T15:30:51.418Z"),
-            parse_time_ms("2021-04-02T15:30:51.418Z")
-        );
-        assert_eq!(parse_time_ms("yesterday"), None);
     }
 
     const REC: &str = r#"{"conversations":[
