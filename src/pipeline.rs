@@ -1270,6 +1270,10 @@ mod tests {
         let (r, store) = convert(dir.path(), &[("p.ndjson", PAGE)], None).await;
         let err = r.expect_err("no coverage").to_string();
         assert!(err.contains("p.ndjson") && err.contains("--start"), "{err}");
+        assert_eq!(
+            store.manifest(day("2026-11-20")).await.expect("manifest"),
+            None
+        );
 
         // An archive of part of a day covers no whole day: refused too.
         let dir2 = tempfile::tempdir().expect("tempdir");
@@ -1277,11 +1281,11 @@ mod tests {
             "]}",
             r#"],"_archive":{"interval":"2026-11-20T06:00:00.000Z/2026-11-21T00:00:00.000Z","extractedAt":"2026-11-21T01:00:00.000Z"}}"#,
         );
-        let (r, _) = convert(dir2.path(), &[("a.ndjson", &partial)], None).await;
+        let (r, store2) = convert(dir2.path(), &[("a.ndjson", &partial)], None).await;
         let err = r.expect_err("partial coverage").to_string();
         assert!(err.contains("no whole UTC day"), "{err}");
         assert_eq!(
-            store.manifest(day("2026-11-20")).await.expect("manifest"),
+            store2.manifest(day("2026-11-20")).await.expect("manifest"),
             None
         );
     }
