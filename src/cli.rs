@@ -82,7 +82,9 @@ struct SimulateCmd {
     outside the covered days are dropped and counted; a covered day without records is \
     replaced by an empty day.\n\nDuplicates: where a conversation appears more than once, \
     the copy from the most recently extracted page wins (archives record when they were \
-    extracted); otherwise the later file on the command line wins."
+    extracted); otherwise the later file on the command line wins.\n\nThe files are read twice: \
+    first only each record's id and start (which days, which copy), then to convert. Give \
+    files that stay as they are while convert runs, not pipes."
 )]
 struct ConvertCmd {
     /// Saved pages: NDJSON (one page object a line), a JSON page, or a JSON array of

@@ -775,27 +775,35 @@ struct ConvertPlan {
     /// Per conversation, the sequence number (over all records of all files, in order) of the
     /// copy that wins.
     winners: HashMap<u128, u64>,
+    /// Records read, all files: the second pass must meet the same ones for `winners` to hold.
+    records: u64,
     totals: ConvertTotals,
+}
+
+/// The UTC days `interval` covers whole.
+fn whole_days(interval: &Interval) -> impl Iterator<Item = NaiveDate> {
+    interval
+        .split_days()
+        .into_iter()
+        .filter(Interval::is_whole_days)
+        .map(|d| d.start.date_naive())
 }
 
 fn input_error(e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Input(e.to_string())
 }
 
-/// Reads every record key once (nothing else), before any day is touched: a bad record or an
-/// input without declared coverage refuses the run with nothing written.
+/// The first of `convert`'s two reads of its input, before any day is touched: a bad record or
+/// an input without declared coverage refuses the run with nothing written. It decompresses and
+/// splits every page (as the second read does) but reads only each record's id and start
+/// ([`record_key`] stops after those two keys): no conversion, no Parquet.
 fn plan_convert(
     paths: &[std::path::PathBuf],
     range: Option<Interval>,
 ) -> Result<ConvertPlan, PipelineError> {
     use std::collections::hash_map::Entry;
-    let mut days: std::collections::BTreeSet<NaiveDate> = range
-        .map(|r| r.split_days())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(Interval::is_whole_days)
-        .map(|d| d.start.date_naive())
-        .collect();
+    let mut days: std::collections::BTreeSet<NaiveDate> =
+        range.iter().flat_map(whole_days).collect();
     // Per conversation: (extraction time if known, sequence number, start day).
     let mut best: HashMap<u128, (Option<DateTime<Utc>>, u64, NaiveDate)> = HashMap::new();
     let mut unstamped = Vec::new();
@@ -807,13 +815,7 @@ fn plan_convert(
             let stamp = page.meta.archive;
             match stamp {
                 None => stamped = false,
-                Some(st) if range.is_none() => days.extend(
-                    st.interval
-                        .split_days()
-                        .iter()
-                        .filter(|d| d.is_whole_days())
-                        .map(|d| d.start.date_naive()),
-                ),
+                Some(st) if range.is_none() => days.extend(whole_days(&st.interval)),
                 Some(_) => {}
             }
             let at = stamp.map(|s| s.extracted_at);
@@ -885,6 +887,7 @@ fn plan_convert(
         },
         days,
         winners,
+        records: seq,
     })
 }
 
@@ -911,6 +914,7 @@ pub async fn convert_files(
     let ConvertPlan {
         days: covered,
         winners,
+        records,
         totals,
     } = plan?;
     tracing::info!(
@@ -939,7 +943,7 @@ pub async fn convert_files(
         let mut conv = Converter::new(opts);
         // Per day: (pages, conversations) not handed over yet.
         let mut pending: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
-        let mut seq = 0u64;
+        let (mut seq, mut kept) = (0u64, 0usize);
         let work = || -> Result<(), PipelineError> {
             for path in paths {
                 #[cfg(test)]
@@ -961,6 +965,7 @@ pub async fn convert_files(
                         if winners.get(&id) != Some(&this) {
                             return Ok(false);
                         }
+                        kept += 1;
                         let date = key.conversation_start.date_naive();
                         first_date.get_or_insert(date);
                         pending.entry(date).or_default().1 += 1;
@@ -993,6 +998,15 @@ pub async fn convert_files(
                         }
                     }
                 }
+            }
+            // The plan holds only for the input it read: a pipe reads empty the second time, a
+            // file written to meanwhile holds other records.
+            if seq != records || kept != winners.len() {
+                return Err(PipelineError::Input(format!(
+                    "the input changed between convert's two reads of it ({records} records, \
+                     then {seq}): convert reads its files twice, so give files that stay as they \
+                     are while it runs, not pipes"
+                )));
             }
             let batches = conv.finish().map_err(|source| PipelineError::Convert {
                 date: NaiveDate::MIN,
@@ -1286,6 +1300,40 @@ mod tests {
         assert!(err.contains("no whole UTC day"), "{err}");
         assert_eq!(
             store2.manifest(day("2026-11-20")).await.expect("manifest"),
+            None
+        );
+    }
+
+    /// The two reads must meet the same records: here the second meets none (a pipe, read
+    /// empty the second time), which must not replace the day with an empty one.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn input_that_reads_differently_the_second_time_is_refused() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        writeln!(writer, "{PAGE}").expect("write");
+        drop(writer);
+        let path = dir.path().join("pages.ndjson");
+        std::os::unix::fs::symlink(format!("/proc/self/fd/{}", reader.as_raw_fd()), &path)
+            .expect("symlink");
+        let store: Arc<dyn Store> =
+            Arc::new(LocalStore::new(dir.path().join("out")).expect("store"));
+        let r = convert_files(
+            vec![path],
+            Some(Interval::day(day("2026-11-20"))),
+            store.clone(),
+            &PipelineConfig::default(),
+            Arc::new(NoProgress),
+        )
+        .await;
+        drop(reader);
+        let err = r.expect_err("the second read met no records");
+        assert_eq!(err.error_type(), "Input.Invalid", "{err}");
+        assert!(err.to_string().contains("2 records, then 0"), "{err}");
+        assert_eq!(
+            store.manifest(day("2026-11-20")).await.expect("manifest"),
             None
         );
     }
