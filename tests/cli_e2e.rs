@@ -587,6 +587,28 @@ fn convert_of_saved_job_pages_leaves_neighbouring_days_untouched() {
     assert_eq!(counts["ids"][d1.to_string()], serde_json::json!(truth(d1)));
 }
 
+fn gunzip(path: &Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).expect("open"))
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    text
+}
+
+/// NDJSON pages without their `_archive` stamps: pages as saved by hand.
+fn without_stamps(ndjson: &str) -> String {
+    let pages: Vec<String> = ndjson
+        .lines()
+        .map(|l| {
+            let mut page: serde_json::Value = serde_json::from_str(l).expect("page");
+            page.as_object_mut().expect("page").remove("_archive");
+            page.to_string()
+        })
+        .collect();
+    pages.join("\n")
+}
+
 #[test]
 fn convert_rebuilds_days_from_extract_archives_and_the_newest_copy_wins() {
     let sim = Simulator::start(&[]);
@@ -610,13 +632,9 @@ fn convert_rebuilds_days_from_extract_archives_and_the_newest_copy_wins() {
     // every record.
     let older = dir.path().join("older.ndjson");
     {
-        use std::io::{Read, Write};
-        let mut text = String::new();
-        flate2::read::MultiGzDecoder::new(std::fs::File::open(&archives[0]).expect("open"))
-            .read_to_string(&mut text)
-            .expect("gunzip");
+        use std::io::Write;
         let mut f = std::fs::File::create(&older).expect("create");
-        for line in text.lines() {
+        for line in gunzip(&archives[0]).lines() {
             let mut page: serde_json::Value = serde_json::from_str(line).expect("page");
             let stamp = &mut page["_archive"]["extractedAt"];
             let at: chrono::DateTime<chrono::Utc> =
@@ -662,35 +680,10 @@ fn convert_rebuilds_days_from_extract_archives_and_the_newest_copy_wins() {
 
     // Plain files carry no extraction time: the later file on the command line wins.
     let plain = dir.path().join("newer-plain.ndjson");
-    {
-        use std::io::Read;
-        let mut text = String::new();
-        flate2::read::MultiGzDecoder::new(std::fs::File::open(&archives[0]).expect("open"))
-            .read_to_string(&mut text)
-            .expect("gunzip");
-        let stripped: Vec<String> = text
-            .lines()
-            .map(|l| {
-                let mut page: serde_json::Value = serde_json::from_str(l).expect("page");
-                page.as_object_mut().expect("page").remove("_archive");
-                page.to_string()
-            })
-            .collect();
-        std::fs::write(&plain, stripped.join("\n")).expect("write");
-    }
+    std::fs::write(&plain, without_stamps(&gunzip(&archives[0]))).expect("write");
     let older_plain = dir.path().join("older-plain.ndjson");
-    {
-        let text = std::fs::read_to_string(&older).expect("read");
-        let stripped: Vec<String> = text
-            .lines()
-            .map(|l| {
-                let mut page: serde_json::Value = serde_json::from_str(l).expect("page");
-                page.as_object_mut().expect("page").remove("_archive");
-                page.to_string()
-            })
-            .collect();
-        std::fs::write(&older_plain, stripped.join("\n")).expect("write");
-    }
+    let older_text = std::fs::read_to_string(&older).expect("read");
+    std::fs::write(&older_plain, without_stamps(&older_text)).expect("write");
     let day = archives[0]
         .to_string_lossy()
         .split("conversation_date=")
