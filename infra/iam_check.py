@@ -468,17 +468,14 @@ def check_calls(resources, renderer, table, label, asl_path, verbose):
     glue_db = env.get("GP_GLUE_DATABASE", "")
     kms_key = None
     for r in resources.values():
-        if r["Type"] == "AWS::S3::Bucket" and f"arn:aws:s3:::{r.get('_ref')}" == f"arn:aws:s3:::{bucket}":
+        if r["Type"] == "AWS::S3::Bucket" and r.get("_ref") == bucket:
             for rule in r["Properties"].get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", []):
                 sse = rule.get("ServerSideEncryptionByDefault", {})
                 if sse.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse"):
                     kms_key = sse["KMSMasterKeyID"]
     tables = sorted(r["Properties"]["TableInput"]["Name"] for r in resources.values()
                     if r["Type"] == "AWS::Glue::Table")
-    role = fprops["Role"].rsplit("/", 1)[-1]
-    role_res = next(n for n, r in resources.items()
-                    if r["Type"] == "AWS::IAM::Role" and renderer.ref(n) == role)
-    docs = role_documents(resources, role_res)
+    role_res, docs = role_by_arn(resources, renderer, fprops["Role"])
 
     subst = {
         "bucket": bucket, "prefix": prefix, "region": REGION, "account": ACCOUNT,
@@ -553,8 +550,9 @@ def check_calls(resources, renderer, table, label, asl_path, verbose):
     return problems, granted
 
 
-def _sm_role_docs(resources, renderer, sm_props):
-    role = sm_props["RoleArn"].rsplit("/", 1)[-1]
+def role_by_arn(resources, renderer, arn):
+    """(logical id, policy documents) of the template's role with this ARN."""
+    role = arn.rsplit("/", 1)[-1]
     name = next(n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role" and renderer.ref(n) == role)
     return name, role_documents(resources, name)
 
@@ -565,7 +563,7 @@ def check_state_machine(resources, renderer, label, asl_path):
         if res["Type"] != "AWS::StepFunctions::StateMachine":
             continue
         props = res["Properties"]
-        role, docs = _sm_role_docs(resources, renderer, props)
+        role, docs = role_by_arn(resources, renderer, props["RoleArn"])
         sm_arn = renderer.ref(name)
         subst = {k: str(v) for k, v in props.get("DefinitionSubstitutions", {}).items()}
         text = Path(asl_path).read_text(encoding="utf-8")
@@ -628,9 +626,7 @@ def check_scheduler(resources, renderer, label):
         if res["Type"] != "AWS::Scheduler::Schedule":
             continue
         target = res["Properties"]["Target"]
-        role = target["RoleArn"].rsplit("/", 1)[-1]
-        rname = next(n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role" and renderer.ref(n) == role)
-        docs = role_documents(resources, rname)
+        rname, docs = role_by_arn(resources, renderer, target["RoleArn"])
         NEEDED_BY_OTHERS.setdefault(rname, {}).setdefault("lambda:InvokeFunction", set()).add(f"{name} target")
         if target.get("DeadLetterConfig"):
             NEEDED_BY_OTHERS[rname].setdefault("sqs:SendMessage", set()).add(f"{name} dead-letter queue")
