@@ -171,23 +171,9 @@ impl Converter {
         .and_then(|odd| de.end().map(|()| odd));
         match read {
             Ok(None) => {
-                if ctx.mismatches > 0 {
-                    let n = ctx.mismatches;
-                    let conv = &self.bufs[Table::Conversations.idx()];
-                    // Slot 1 is conversationStart, set (checked) in the row just ended.
-                    if let Col::Time(b) = &conv.cols[1] {
-                        if let Some(date) = b
-                            .values_slice()
-                            .get(conv.len - 1)
-                            .and_then(|ms| DateTime::from_timestamp_millis(*ms))
-                        {
-                            *self
-                                .stats
-                                .type_mismatches_by_date
-                                .entry(date.date_naive())
-                                .or_default() += n;
-                        }
-                    }
+                let n = ctx.mismatches;
+                if let Some(date) = self.last_conversation_date().filter(|_| n > 0) {
+                    *self.stats.type_mismatches_by_date.entry(date).or_default() += n;
                 }
             }
             Ok(Some(_)) => return Err("the record is not a JSON object".into()),
@@ -207,6 +193,17 @@ impl Converter {
         self.stats.conversations += 1;
         self.pending_bytes += rec.len();
         Ok(())
+    }
+
+    /// The UTC date of the conversation row just ended.
+    fn last_conversation_date(&self) -> Option<chrono::NaiveDate> {
+        let conv = &self.bufs[Table::Conversations.idx()];
+        // Slot 1 is conversationStart, set (checked) in every ended row.
+        let Col::Time(b) = &conv.cols[1] else {
+            return None;
+        };
+        let ms = *b.values_slice().get(conv.len.checked_sub(1)?)?;
+        DateTime::from_timestamp_millis(ms).map(|t| t.date_naive())
     }
 
     fn flush(&mut self) -> Result<Vec<TableBatch>, ConvertError> {
