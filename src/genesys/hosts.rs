@@ -56,18 +56,25 @@ impl Hosts {
         Hosts::custom(api, &login)
     }
 
-    /// Explicit base URLs (a proxy, the simulator).
+    /// Explicit base URLs (a proxy, the simulator). A path is kept: API paths go below it
+    /// (`https://proxy/genesys` → `https://proxy/genesys/api/v2/…`).
     pub fn custom(api: &str, login: &str) -> Result<Hosts, GenesysError> {
         let parse = |u: &str| {
-            let url = Url::parse(u).map_err(|e| GenesysError::BadUrl {
+            let bad = |reason: &str| GenesysError::BadUrl {
                 url: u.to_string(),
-                reason: e.to_string(),
-            })?;
+                reason: reason.to_string(),
+            };
+            let mut url = Url::parse(u).map_err(|e| bad(&e.to_string()))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(GenesysError::BadUrl {
-                    url: u.to_string(),
-                    reason: "expected http(s)://host[:port]".into(),
-                });
+                return Err(bad("expected http(s)://host[:port][/path]"));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(bad("a base URL takes no query or fragment"));
+            }
+            // Relative joins replace the last path segment unless the path ends with '/'.
+            if !url.path().ends_with('/') {
+                let path = format!("{}/", url.path());
+                url.set_path(&path);
             }
             Ok(url)
         };
@@ -105,5 +112,15 @@ mod tests {
             "{e}"
         );
         assert!(Hosts::custom("ftp://x", "http://y").is_err());
+        assert!(Hosts::custom("https://x/?a=1", "http://y").is_err());
+    }
+
+    #[test]
+    fn a_base_url_keeps_its_path() {
+        let h = Hosts::custom("https://proxy/genesys", "https://proxy/login/").expect("hosts");
+        assert_eq!(h.api.as_str(), "https://proxy/genesys/");
+        assert_eq!(h.login.as_str(), "https://proxy/login/");
+        let h = Hosts::custom("http://127.0.0.1:9", "http://127.0.0.1:9").expect("hosts");
+        assert_eq!(h.api.as_str(), "http://127.0.0.1:9/");
     }
 }
