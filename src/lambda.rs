@@ -1,6 +1,8 @@
 //! The AWS Lambda entry point's logic (the `bootstrap` binary only wires it to the runtime).
 //!
-//! Accepted events (anything else is refused with `Input.Invalid` listing these):
+//! Accepted events (anything else is refused with `Input.Invalid` listing these). A field of the
+//! wrong JSON type or a key an event does not know (a typo such as `"mdoe"`) is refused with
+//! `Input.Invalid` naming it, never ignored; so is a scheduled time in the future.
 //!
 //! | event | extracts |
 //! |---|---|
@@ -11,7 +13,14 @@
 //! | `{"action":"plan_backfill","start":…,"end":…}` | nothing: returns `{"days":[{"start","end"},…]}` for the state machine |
 //!
 //! The scheduled time, not the clock, picks the day, so a retried or late nightly run still
-//! exports the day it was scheduled for. A run stops starting new pages `GP_DEADLINE_MARGIN_SECS`
+//! exports the day it was scheduled for. The days a scheduled run extracts
+//! (`GP_LOOKBACK_DAYS + 1`) must fit `GP_MAX_DAYS_PER_INVOCATION`: a setting that does not is refused at start
+//! (`Config.Invalid`), not clamped, since clamping would silently stop re-exporting late days.
+//!
+//! The handler is built on the first invocation that needs it ([`LazyHandler`]) and rebuilt after
+//! a failed build: a Secrets Manager hiccup at a cold start fails that invocation as retryable
+//! (`Genesys.Transient`) instead of leaving a container that can only report a configuration
+//! error. A run stops starting new pages `GP_DEADLINE_MARGIN_SECS`
 //! before the invocation's deadline; unfinished days keep their previous data and the error
 //! (`Deadline.Incomplete`) tells Step Functions to retry.
 
@@ -57,6 +66,27 @@ impl LambdaSettings {
         Self::try_parse_from(std::iter::empty::<String>())
             .map_err(|e| LambdaError::config(e.to_string()))
     }
+
+    /// Checks the settings that depend on each other (once, when the handler is built).
+    pub fn validate(&self) -> Result<(), LambdaError> {
+        let max = self.max_days_per_invocation;
+        if max == 0 {
+            return Err(LambdaError::config(
+                "GP_MAX_DAYS_PER_INVOCATION must be at least 1",
+            ));
+        }
+        let scheduled = u64::from(self.lookback_days) + 1;
+        if scheduled > u64::from(max) {
+            return Err(LambdaError::config(format!(
+                "GP_LOOKBACK_DAYS {} makes a scheduled run extract {scheduled} days, more than \
+                 GP_MAX_DAYS_PER_INVOCATION {max}: set GP_LOOKBACK_DAYS to at most {} or raise \
+                 GP_MAX_DAYS_PER_INVOCATION to at least {scheduled}",
+                self.lookback_days,
+                max - 1
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// An error returned to Lambda: `error_type` is what Step Functions' `Retry`/`Catch` match.
@@ -76,10 +106,20 @@ impl LambdaError {
     }
 
     fn config(message: impl Into<String>) -> Self {
+        Self::of(ErrorClass::ConfigInvalid, message)
+    }
+
+    fn of(class: ErrorClass, message: impl Into<String>) -> Self {
         Self {
-            error_type: ErrorClass::ConfigInvalid.as_str().into(),
+            error_type: class.as_str().into(),
             message: message.into(),
         }
+    }
+}
+
+impl From<crate::config::ConfigError> for LambdaError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Self::of(e.error_class(), e.to_string())
     }
 }
 
@@ -117,11 +157,108 @@ pub enum Trigger {
 const ACCEPTED: &str =
     "accepted events: {\"source\":\"schedule\",\"scheduled_time\":\"<RFC 3339>\"} \
     (EventBridge Scheduler), an EventBridge scheduled rule event, {\"start\":\"YYYY-MM-DD\",\
-    \"end\":\"YYYY-MM-DD\"} (optional \"mode\": auto|jobs|query), {\"source\":\"backfill\",\
-    \"start\":…,\"end\":…}, {\"action\":\"plan_backfill\",\"start\":…,\"end\":…}";
+    \"end\":\"YYYY-MM-DD\"} (optional \"mode\": auto|jobs|query, \"partial_days\": true|false, \
+    \"source\": \"manual\"), {\"source\":\"backfill\",\"start\":…,\"end\":…}, \
+    {\"action\":\"plan_backfill\",\"start\":…,\"end\":…}";
 
 /// Backfills longer than this are surely a typo (Genesys keeps far less history).
 const MAX_BACKFILL_DAYS: i64 = 3660;
+
+/// How far ahead of the clock a scheduled time or a range end may be (clock skew).
+const CLOCK_SKEW: Duration = Duration::minutes(1);
+
+/// The JSON type an event field must have.
+#[derive(Debug, Clone, Copy)]
+enum FieldType {
+    Text,
+    Flag,
+}
+
+impl FieldType {
+    fn accepts(self, v: &Value) -> bool {
+        match self {
+            FieldType::Text => v.is_string(),
+            FieldType::Flag => v.is_boolean(),
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            FieldType::Text => "a string",
+            FieldType::Flag => "true or false",
+        }
+    }
+}
+
+/// The fields of each event we define (AWS's scheduled rule envelope is AWS's and is not listed).
+const SCHEDULE_FIELDS: &[(&str, FieldType)] = &[
+    ("source", FieldType::Text),
+    ("scheduled_time", FieldType::Text),
+];
+const PLAN_FIELDS: &[(&str, FieldType)] = &[
+    ("action", FieldType::Text),
+    ("start", FieldType::Text),
+    ("end", FieldType::Text),
+];
+const RANGE_FIELDS: &[(&str, FieldType)] = &[
+    ("source", FieldType::Text),
+    ("start", FieldType::Text),
+    ("end", FieldType::Text),
+    ("mode", FieldType::Text),
+    ("partial_days", FieldType::Flag),
+];
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Refuses a key the event does not know and a value of the wrong JSON type, naming the field.
+/// Values are not quoted: the error goes to Step Functions' history and the logs.
+fn check_fields(
+    obj: &serde_json::Map<String, Value>,
+    event: &str,
+    fields: &[(&str, FieldType)],
+) -> Result<(), LambdaError> {
+    for (key, value) in obj {
+        let Some((_, ty)) = fields.iter().find(|(name, _)| name == key) else {
+            let known: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+            return Err(LambdaError::invalid(format!(
+                "unknown field {key:?} in a {event} event (its fields: {}); {ACCEPTED}",
+                known.join(", ")
+            )));
+        };
+        if !ty.accepts(value) {
+            return Err(LambdaError::invalid(format!(
+                "field {key:?} of a {event} event must be {}, not {}",
+                ty.expected(),
+                json_type(value)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A field every event shape reads to tell them apart: a string when present.
+fn discriminator<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a str>, LambdaError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(LambdaError::invalid(format!(
+            "field {key:?} must be a string, not {}; {ACCEPTED}",
+            json_type(other)
+        ))),
+    }
+}
 
 /// Turns an event into a request, refusing what cannot be right.
 pub fn parse_event(
@@ -135,13 +272,15 @@ pub fn parse_event(
         )));
     };
     let text = |k: &str| obj.get(k).and_then(Value::as_str);
+    let source = discriminator(obj, "source")?;
 
-    if let Some(action) = text("action") {
+    if let Some(action) = discriminator(obj, "action")? {
         if action != "plan_backfill" {
             return Err(LambdaError::invalid(format!(
                 "unknown action {action:?}; {ACCEPTED}"
             )));
         }
+        check_fields(obj, "plan_backfill", PLAN_FIELDS)?;
         let range = range_from(obj, now)?;
         if range.duration() > Duration::days(MAX_BACKFILL_DAYS) {
             return Err(LambdaError::invalid(format!(
@@ -152,18 +291,30 @@ pub fn parse_event(
         return Ok(Request::PlanBackfill { range });
     }
 
-    let scheduled = match (text("source"), text("detail-type")) {
-        (Some("schedule"), _) => Some(text("scheduled_time").ok_or_else(|| {
-            LambdaError::invalid("a schedule event needs \"scheduled_time\" (RFC 3339)")
-        })?),
-        (Some("aws.events"), Some("Scheduled Event")) => Some(text("time").ok_or_else(|| {
-            LambdaError::invalid("a scheduled rule event needs \"time\" (RFC 3339)")
-        })?),
+    let scheduled = match (source, text("detail-type")) {
+        (Some("schedule"), _) => {
+            check_fields(obj, "schedule", SCHEDULE_FIELDS)?;
+            Some(("scheduled_time", text("scheduled_time")))
+        }
+        // AWS's envelope (it adds keys such as `replay-name`): only the field we use is checked.
+        (Some("aws.events"), Some("Scheduled Event")) => Some(("time", text("time"))),
         _ => None,
     };
-    if let Some(t) = scheduled {
+    if let Some((field, t)) = scheduled {
+        let t = t.ok_or_else(|| {
+            LambdaError::invalid(format!(
+                "a scheduled event needs {field:?} (an RFC 3339 time string)"
+            ))
+        })?;
         let at = parse_time(t)
-            .map_err(|e| LambdaError::invalid(format!("scheduled time {t:?}: {e}")))?;
+            .map_err(|e| LambdaError::invalid(format!("field {field:?} {t:?}: {e}")))?;
+        if at > now + CLOCK_SKEW {
+            return Err(LambdaError::invalid(format!(
+                "field {field:?} {t:?} is in the future (now {}): a scheduled run exports the day \
+                 before its scheduled time, which has not ended yet",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
         let yesterday = at.date_naive() - Duration::days(1);
         let first = yesterday - Duration::days(i64::from(settings.lookback_days));
         let range = Interval::new(day_start(first), day_start(yesterday + Duration::days(1)))
@@ -176,7 +327,7 @@ pub fn parse_event(
         });
     }
 
-    let trigger = match text("source") {
+    let trigger = match source {
         None | Some("manual") => Trigger::Manual,
         Some("backfill") => Trigger::Backfill,
         Some(other) => {
@@ -185,6 +336,11 @@ pub fn parse_event(
             )))
         }
     };
+    let event_name = match trigger {
+        Trigger::Backfill => "backfill",
+        _ => "manual",
+    };
+    check_fields(obj, event_name, RANGE_FIELDS)?;
     if !obj.contains_key("start") || !obj.contains_key("end") {
         return Err(LambdaError::invalid(format!(
             "the event has no \"start\" and \"end\"; {ACCEPTED}"
@@ -202,7 +358,7 @@ pub fn parse_event(
         None => None,
         Some(m) => Some(
             m.parse::<Mode>()
-                .map_err(|e| LambdaError::invalid(format!("mode {m:?}: {e}")))?,
+                .map_err(|e| LambdaError::invalid(format!("field \"mode\": {e}")))?,
         ),
     };
     let partial_days = obj
@@ -224,13 +380,13 @@ fn range_from(
 ) -> Result<Interval, LambdaError> {
     let time = |k: &str| -> Result<DateTime<Utc>, LambdaError> {
         let v = obj.get(k).and_then(Value::as_str).ok_or_else(|| {
-            LambdaError::invalid(format!("\"{k}\" must be a date or RFC 3339 time"))
+            LambdaError::invalid(format!("field \"{k}\" must be a date or RFC 3339 time"))
         })?;
-        parse_time(v).map_err(|e| LambdaError::invalid(format!("\"{k}\" {v:?}: {e}")))
+        parse_time(v).map_err(|e| LambdaError::invalid(format!("field \"{k}\" {v:?}: {e}")))
     };
     let range = Interval::new(time("start")?, time("end")?)
         .map_err(|e| LambdaError::invalid(e.to_string()))?;
-    if range.end > now + Duration::minutes(1) {
+    if range.end > now + CLOCK_SKEW {
         return Err(LambdaError::invalid(format!(
             "range {range} ends in the future: Genesys has no data after now"
         )));
@@ -263,21 +419,13 @@ impl Handler {
         Self::new(LambdaSettings::from_env()?).await
     }
 
+    /// Validates the settings and builds the clients. A wrong setting is `Config.Invalid`; a
+    /// service that failed on the way (Secrets Manager, the store) is its transient class.
     pub async fn new(settings: LambdaSettings) -> Result<Self, LambdaError> {
-        let pipeline = settings
-            .pipeline
-            .build()
-            .map_err(|e| LambdaError::config(e.to_string()))?;
-        let store = settings
-            .output
-            .store()
-            .await
-            .map_err(|e| LambdaError::config(e.to_string()))?;
-        let client = settings
-            .client
-            .build()
-            .await
-            .map_err(|e| LambdaError::config(e.to_string()))?;
+        settings.validate()?;
+        let pipeline = settings.pipeline.build()?;
+        let store = settings.output.store().await?;
+        let client = settings.client.build().await?;
         Ok(Self {
             client,
             store,
@@ -343,6 +491,25 @@ impl Handler {
     }
 }
 
+/// The handler of one execution environment: built at start when it can be, otherwise by the
+/// first invocation that finds it missing (and again by the next one after a failed build).
+#[derive(Default)]
+pub struct LazyHandler {
+    handler: tokio::sync::OnceCell<Handler>,
+}
+
+impl LazyHandler {
+    /// Builds the handler from the environment unless it is built already.
+    pub async fn init(&self) -> Result<&Handler, LambdaError> {
+        self.handler.get_or_try_init(Handler::from_env).await
+    }
+
+    /// One invocation: a failed build is this invocation's error (with its class).
+    pub async fn handle(&self, event: Value, deadline: SystemTime) -> Result<Value, LambdaError> {
+        self.init().await?.handle(event, deadline).await
+    }
+}
+
 /// How long an invocation's day leases last: until its deadline (at least a second).
 fn lease_ttl(deadline: SystemTime, now: SystemTime) -> chrono::Duration {
     let left = deadline
@@ -359,7 +526,7 @@ fn failure(summary: &RunSummary) -> LambdaError {
     let error_type = failed
         .iter()
         .find_map(|d| d.error_type.clone())
-        .unwrap_or_else(|| "Internal".into());
+        .unwrap_or_else(|| ErrorClass::Internal.as_str().into());
     let list: Vec<String> = failed
         .iter()
         .map(|d| {
@@ -556,6 +723,134 @@ mod tests {
             assert_eq!(e.error_type, "Input.Invalid", "{ev}");
             assert!(e.message.contains(needle), "{ev}: {}", e.message);
         }
+    }
+
+    /// Each bad event of issue 12 §4: refused with `Input.Invalid`, the field named exactly.
+    #[test]
+    fn wrong_types_unknown_keys_and_future_times_are_refused_by_name() {
+        let s = settings();
+        let cases = [
+            (
+                json!({"start": "2026-11-01", "end": "2026-11-02", "mode": 1}),
+                "field \"mode\" of a manual event must be a string, not a number",
+            ),
+            (
+                json!({"start": "2026-11-01", "end": "2026-11-02", "partial_days": "true"}),
+                "field \"partial_days\" of a manual event must be true or false, not a string",
+            ),
+            (
+                json!({"start": "2026-11-01", "end": "2026-11-02", "mdoe": "jobs"}),
+                "unknown field \"mdoe\" in a manual event (its fields: source, start, end, mode, \
+                 partial_days)",
+            ),
+            (
+                json!({"source": "backfill", "start": "2026-11-01", "end": "2026-11-02", "partial_days": null}),
+                "field \"partial_days\" of a backfill event must be true or false, not null",
+            ),
+            (
+                json!({"source": "backfill", "start": 20261101, "end": "2026-11-02"}),
+                "field \"start\" of a backfill event must be a string, not a number",
+            ),
+            (
+                json!({"source": "schedule", "scheduled_time": "2026-11-22T02:30:00Z", "lookback_days": 5}),
+                "unknown field \"lookback_days\" in a schedule event",
+            ),
+            (
+                json!({"source": "schedule", "scheduled_time": ["2026-11-22T02:30:00Z"]}),
+                "field \"scheduled_time\" of a schedule event must be a string, not an array",
+            ),
+            (
+                json!({"source": "schedule", "scheduled_time": "2026-11-23T02:30:00Z"}),
+                "field \"scheduled_time\" \"2026-11-23T02:30:00Z\" is in the future",
+            ),
+            (
+                json!({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "time": "2026-11-22T10:02:00Z"}),
+                "field \"time\" \"2026-11-22T10:02:00Z\" is in the future",
+            ),
+            (
+                json!({"source": "aws.events", "detail-type": "Scheduled Event", "time": 1}),
+                "a scheduled event needs \"time\"",
+            ),
+            (
+                json!({"source": 7, "start": "2026-11-01", "end": "2026-11-02"}),
+                "field \"source\" must be a string, not a number",
+            ),
+            (
+                json!({"action": "plan_backfill", "start": "2026-01-01", "end": "2026-02-01", "mode": "jobs"}),
+                "unknown field \"mode\" in a plan_backfill event",
+            ),
+            (
+                json!({"action": true, "start": "2026-01-01", "end": "2026-02-01"}),
+                "field \"action\" must be a string, not a boolean",
+            ),
+        ];
+        for (ev, needle) in cases {
+            let e = parse_event(&ev, now(), &s).expect_err(&ev.to_string());
+            assert_eq!(e.error_type, ErrorClass::InputInvalid.as_str(), "{ev}");
+            assert!(e.message.contains(needle), "{ev}: {}", e.message);
+        }
+        // At the clock (within the skew) is not the future; the right types pass.
+        let ok = [
+            json!({"source": "schedule", "scheduled_time": "2026-11-22T10:00:30Z"}),
+            json!({"start": "2026-11-01", "end": "2026-11-02", "mode": "query", "partial_days": false, "source": "manual"}),
+        ];
+        for ev in ok {
+            parse_event(&ev, now(), &s).unwrap_or_else(|e| panic!("{ev}: {e}"));
+        }
+    }
+
+    #[test]
+    fn lookback_days_must_fit_the_days_per_invocation() {
+        let with = |lookback: &str, max: &str| {
+            LambdaSettings::try_parse_from([
+                "--out",
+                "/tmp/x",
+                "--region",
+                "eu-west-1",
+                "--lookback-days",
+                lookback,
+                "--max-days-per-invocation",
+                max,
+            ])
+            .expect("settings")
+            .validate()
+        };
+        assert_eq!(with("6", "7"), Ok(()));
+        assert_eq!(with("0", "1"), Ok(()));
+        let e = with("7", "7").expect_err("8 days > 7");
+        assert_eq!(e.error_type, ErrorClass::ConfigInvalid.as_str());
+        assert_eq!(
+            e.message,
+            "GP_LOOKBACK_DAYS 7 makes a scheduled run extract 8 days, more than \
+             GP_MAX_DAYS_PER_INVOCATION 7: set GP_LOOKBACK_DAYS to at most 6 or raise \
+             GP_MAX_DAYS_PER_INVOCATION to at least 8"
+        );
+        let e = with("0", "0").expect_err("no days");
+        assert!(
+            e.message
+                .contains("GP_MAX_DAYS_PER_INVOCATION must be at least 1"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_handler_is_not_built_with_settings_that_do_not_fit() {
+        let s = LambdaSettings::try_parse_from([
+            "--out",
+            "/tmp/x",
+            "--region",
+            "eu-west-1",
+            "--client-id",
+            "a",
+            "--client-secret",
+            "b",
+            "--lookback-days",
+            "9",
+        ])
+        .expect("settings");
+        let e = Handler::new(s).await.err().expect("refused");
+        assert_eq!(e.error_type, ErrorClass::ConfigInvalid.as_str());
+        assert!(e.message.starts_with("GP_LOOKBACK_DAYS 9"), "{e}");
     }
 
     #[test]

@@ -12,9 +12,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use genesys_parquet::simulator::{self, SimConfig};
+use genesys_parquet::simulator::{self, SimConfig, SimHandle};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+
+#[path = "common/moto.rs"]
+mod moto;
 
 /// What the function answered to one invocation.
 #[derive(Debug)]
@@ -80,6 +83,54 @@ async fn error(State(api): State<RuntimeApi>, Path(id): Path<String>, body: Stri
     let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
     let _ = api.outcomes.send((id, Outcome::Error(v)));
     StatusCode::ACCEPTED
+}
+
+impl RuntimeApi {
+    fn new() -> (RuntimeApi, mpsc::UnboundedReceiver<(String, Outcome)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let api = RuntimeApi {
+            events: Arc::default(),
+            outcomes: tx,
+            first_poll: Arc::new(Mutex::new(None)),
+        };
+        (api, rx)
+    }
+
+    /// Serves the Runtime API on 127.0.0.1, port 0.
+    async fn serve(&self) -> std::net::SocketAddr {
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    fn invoke(&self, id: &str, event: Value) {
+        self.events.lock().expect("lock").push_back((
+            id.to_string(),
+            event,
+            Duration::from_secs(300),
+        ));
+    }
+}
+
+/// The next answer of the function, which must be to `id`.
+async fn answer(rx: &mut mpsc::UnboundedReceiver<(String, Outcome)>, id: &str) -> Outcome {
+    let (got, outcome) = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{id} answered in time"))
+        .expect("outcome");
+    assert_eq!(got, id);
+    outcome
 }
 
 struct Bootstrap(Child);
@@ -251,5 +302,167 @@ async fn a_deadline_stops_the_run_and_reports_a_retryable_error() {
         .path()
         .join("conversations/conversation_date=2026-10-19")
         .exists());
+    sim.shutdown().await;
+}
+
+/// The bootstrap binary reading its Genesys credentials from a Secrets Manager secret (moto).
+fn bootstrap_with_secret(
+    api: std::net::SocketAddr,
+    sm: &str,
+    sim: &SimHandle,
+    out: &std::path::Path,
+) -> Bootstrap {
+    Bootstrap(
+        Command::new(env!("CARGO_BIN_EXE_bootstrap"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "genesys-parquet")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", sm)
+            .env("GENESYS_SECRET_ID", SECRET_ID)
+            .env("GP_OUT", out)
+            .env("GENESYS_API_URL", sim.base_url())
+            .env("GENESYS_LOGIN_URL", sim.base_url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn bootstrap"),
+    )
+}
+
+const SECRET_ID: &str = "genesys-parquet/genesys";
+
+/// The secret's value as the documented `put-secret-value` writes it: JSON, escapes and all.
+fn secret_json(client_secret: &str) -> String {
+    json!({"client_id": "demo", "client_secret": client_secret}).to_string()
+}
+
+fn day_event() -> Value {
+    json!({"start": "2026-10-19", "end": "2026-10-20"})
+}
+
+async fn sim_with_secret(client_secret: &str) -> SimHandle {
+    simulator::start(SimConfig {
+        seed: 9,
+        per_day: 80,
+        end_date: Some("2026-10-20".parse().expect("date")),
+        client_secret: client_secret.to_string(),
+        job_ready_after_ms: 100,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+fn assert_day_extracted(outcome: Outcome, sim: &SimHandle) {
+    let Outcome::Response(summary) = outcome else {
+        panic!("the invocation failed: {outcome:?}")
+    };
+    assert_eq!(summary["ok"], true, "{summary}");
+    let date: chrono::NaiveDate = "2026-10-19".parse().expect("date");
+    let truth = sim
+        .dataset()
+        .conversation_ids_started_in(&genesys_parquet::interval::Interval::day(date));
+    assert_eq!(
+        summary["days"][0]["conversations"].as_u64(),
+        Some(truth.len() as u64),
+        "{summary}"
+    );
+}
+
+/// A warm container keeps the credentials it read at its cold start. After the secret is
+/// rotated, its next login is refused: it reads the secret once more and goes on. The new client
+/// secret holds `"` and `\`, which must survive the secret's JSON to the login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_read_again_after_a_refused_login() {
+    let new_secret = r#"n3w"s3cr\3t\"#;
+    let sim = sim_with_secret(new_secret).await;
+    let moto = moto::Moto::start();
+    let sm = moto.secrets();
+    sm.create_secret()
+        .name(SECRET_ID)
+        .secret_string(secret_json("old-secret-before-rotation"))
+        .send()
+        .await
+        .expect("create secret");
+    let (api, mut rx) = RuntimeApi::new();
+    let addr = api.serve().await;
+    let out = tempfile::tempdir().expect("tempdir");
+    let _child = bootstrap_with_secret(addr, &moto.url, &sim, out.path());
+
+    // Before the rotation: the login is refused, the secret re-read is the same, the error says
+    // so without the secret.
+    api.invoke("before", day_event());
+    let Outcome::Error(err) = answer(&mut rx, "before").await else {
+        panic!("a refused login was not an error")
+    };
+    let text = err.to_string();
+    assert!(text.contains("HTTP 401"), "{err}");
+    assert!(!text.contains("old-secret-before-rotation"), "{err}");
+
+    sm.put_secret_value()
+        .secret_id(SECRET_ID)
+        .secret_string(secret_json(new_secret))
+        .send()
+        .await
+        .expect("rotate");
+    api.invoke("after", day_event());
+    assert_day_extracted(answer(&mut rx, "after").await, &sim);
+    sim.shutdown().await;
+}
+
+/// Secrets Manager unreachable at the cold start is a retryable failure of the invocation, not a
+/// configuration error; a missing secret is a configuration error naming it; once the secret is
+/// there, the same container works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secrets_manager_outage_at_cold_start_is_retried() {
+    let sim = sim_with_secret("demo").await;
+    let port = moto::free_port();
+    let sm_url = format!("http://127.0.0.1:{port}");
+    let (api, mut rx) = RuntimeApi::new();
+    let addr = api.serve().await;
+    let out = tempfile::tempdir().expect("tempdir");
+    let _child = bootstrap_with_secret(addr, &sm_url, &sim, out.path());
+
+    api.invoke("unreachable", day_event());
+    let Outcome::Error(err) = answer(&mut rx, "unreachable").await else {
+        panic!("no error without Secrets Manager")
+    };
+    assert_eq!(err["errorType"], "Genesys.Transient", "{err}");
+    let msg = err["errorMessage"].as_str().unwrap_or("");
+    assert!(
+        msg.contains(&format!("reading secret {SECRET_ID} from Secrets Manager")),
+        "{err}"
+    );
+
+    let moto = moto::Moto::start_on(port);
+    api.invoke("missing", day_event());
+    let Outcome::Error(err) = answer(&mut rx, "missing").await else {
+        panic!("a missing secret was accepted")
+    };
+    assert_eq!(err["errorType"], "Config.Invalid", "{err}");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .contains(SECRET_ID),
+        "{err}"
+    );
+
+    moto.secrets()
+        .create_secret()
+        .name(SECRET_ID)
+        .secret_string(secret_json("demo"))
+        .send()
+        .await
+        .expect("create secret");
+    api.invoke("ready", day_event());
+    assert_day_extracted(answer(&mut rx, "ready").await, &sim);
     sim.shutdown().await;
 }

@@ -118,10 +118,13 @@ fn cell(a: &ArrayRef, i: usize) -> Value {
     }
 }
 
-async fn write_tables(out: &Path, records: &str) -> BTreeMap<Table, usize> {
+async fn write_tables(out: &Path, records: &str, raw: bool) -> BTreeMap<Table, usize> {
     let page = Page::parse_page_or_list(Bytes::from(records.to_string()), PageOrigin::new("t"))
         .expect("page");
-    let mut conv = Converter::new(ConvertOptions::default());
+    let mut conv = Converter::new(ConvertOptions {
+        raw,
+        ..ConvertOptions::default()
+    });
     let mut batches = conv.push_page(&page).expect("convert");
     batches.extend(conv.finish().expect("finish"));
     let settings = ParquetSettings::default();
@@ -169,7 +172,8 @@ fn read_table(out: &Path, t: Table) -> Vec<RecordBatch> {
 async fn every_value_of_the_fixture_survives_parquet() {
     let conv = fixture();
     let dir = tempfile::tempdir().expect("tempdir");
-    let counts = write_tables(dir.path(), &format!("[{conv}]")).await;
+    // Without `raw` (the default): the typed columns and `extra` alone keep every value.
+    let counts = write_tables(dir.path(), &format!("[{conv}]"), false).await;
     let expected = expect_rows(&conv);
 
     for t in Table::all() {
@@ -225,9 +229,17 @@ async fn every_value_of_the_fixture_survives_parquet() {
         cell(conv_rows.column_by_name("external_tag").expect("c"), 0),
         Value::Null
     );
-    let raw = cell(conv_rows.column_by_name("raw").expect("raw"), 0);
+    // `raw` is opt-in: null by default, the whole record with `--raw`.
+    assert_eq!(
+        cell(conv_rows.column_by_name("raw").expect("raw"), 0),
+        Value::Null
+    );
+    let with_raw = tempfile::tempdir().expect("tempdir");
+    write_tables(with_raw.path(), &format!("[{conv}]"), true).await;
+    let raw_rows = &read_table(with_raw.path(), Table::Conversations)[0];
+    let raw = cell(raw_rows.column_by_name("raw").expect("raw"), 0);
     let raw: Value = serde_json::from_str(raw.as_str().expect("raw")).expect("json");
-    assert_eq!(raw, conv, "raw keeps the record");
+    assert_eq!(raw, conv, "--raw keeps the record");
     let sessions = &read_table(dir.path(), Table::Sessions)[0];
     let media: Vec<Value> = (0..sessions.num_rows())
         .map(|i| cell(sessions.column_by_name("media_type").expect("c"), i))
@@ -246,7 +258,7 @@ async fn every_value_of_the_fixture_survives_parquet() {
 #[tokio::test]
 async fn files_carry_the_schema_version_and_timestamps_are_utc() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_tables(dir.path(), &format!("[{}]", fixture())).await;
+    write_tables(dir.path(), &format!("[{}]", fixture()), false).await;
     let d = dir
         .path()
         .join("segments")
@@ -300,7 +312,7 @@ async fn duckdb_reads_the_tables_and_the_ddl_matches_the_files() {
         recs.push(c);
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let counts = write_tables(dir.path(), &Value::Array(recs).to_string()).await;
+    let counts = write_tables(dir.path(), &Value::Array(recs).to_string(), false).await;
     let ddl = genesys_parquet::tables::ddl::athena("genesys", "s3://b/p");
     std::fs::write(dir.path().join("ddl.sql"), &ddl).expect("ddl");
     let script = r#"

@@ -229,12 +229,14 @@ impl Transport {
         let host = self.hosts.login.to_string();
         let mut attempt = 0;
         let mut unreachable = true;
+        let mut reread = false;
         loop {
             stats.logins.fetch_add(1, Ordering::Relaxed);
+            let (client_id, secret) = self.credentials.current();
             let sent = self
                 .http
                 .post(url.clone())
-                .basic_auth(&self.credentials.client_id, Some(self.credentials.secret()))
+                .basic_auth(client_id, Some(secret))
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body("grant_type=client_credentials")
                 .send()
@@ -276,6 +278,14 @@ impl Transport {
                         status: status.as_u16(),
                         message,
                     };
+                    // Refused credentials may have been rotated since they were read: read the
+                    // secret once more.
+                    if status == StatusCode::UNAUTHORIZED && !reread {
+                        reread = true;
+                        if self.credentials.reread().await {
+                            continue;
+                        }
+                    }
                     if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
                         return Err(err);
                     }

@@ -189,7 +189,7 @@ impl fmt::Debug for GenesysClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GenesysClient")
             .field("hosts", &self.cfg.hosts)
-            .field("client_id", &self.cfg.credentials.client_id)
+            .field("client_id", &self.cfg.credentials.client_id())
             .finish()
     }
 }

@@ -35,7 +35,7 @@ use crate::page::{describe_json_error, parse_time_ms, Page, PageOrigin, StrSeed}
 /// Conversion settings.
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
-    /// Keep the whole record as JSON in `conversations.raw`.
+    /// Keep the whole record as JSON in `conversations.raw` (opt-in: `--raw`).
     pub raw: bool,
     /// Batches are emitted once a table holds this many rows…
     pub batch_rows: usize,
@@ -46,7 +46,7 @@ pub struct ConvertOptions {
 impl Default for ConvertOptions {
     fn default() -> Self {
         Self {
-            raw: true,
+            raw: false,
             batch_rows: 64 * 1024,
             batch_bytes: 4 << 20,
         }

@@ -9,8 +9,8 @@ pub fn markdown() -> String {
         "Schema version {SCHEMA_VERSION}. Every table is partitioned by `{PARTITION_COLUMN}` \
          (UTC date of `conversation_start`, in the path) and carries `conversation_id` and \
          `conversation_start`. Column names are the API's JSON names in snake_case; fields the \
-         schema does not know yet are kept as JSON in `extra`, and `conversations.raw` keeps the \
-         whole record.\n\n| table | one row per | keys |\n|---|---|---|\n"
+         schema does not know yet are kept as JSON in `extra`; `conversations.raw` keeps the \
+         whole record only when asked (`--raw` / `GP_RAW`).\n\n| table | one row per | keys |\n|---|---|---|\n"
     );
     for t in Table::all() {
         let spec = t.spec();

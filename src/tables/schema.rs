@@ -643,8 +643,8 @@ fn build_layout(spec: &TableSpec) -> Layout {
             ty: Ty::Str,
             role: Role::Raw,
             source: String::new(),
-            doc: "The whole conversation record as received, JSON (null when written with \
-                  --no-raw)"
+            doc: "The whole conversation record as received, JSON (null unless written with \
+                  --raw)"
                 .into(),
         });
     }
