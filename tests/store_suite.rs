@@ -1124,8 +1124,9 @@ async fn extract_to_s3_is_read_back_by_pyarrow() {
 }
 
 /// Flags that make the conversations table's file bigger than one 8 MiB part at 2,000
-/// conversations a day (about 11 MB uncompressed), so it goes up as a multipart upload.
-const MULTIPART: &[&str] = &["--compression", "none"];
+/// conversations a day (about 11 MB uncompressed, with the opt-in `raw` column), so it goes up
+/// as a multipart upload.
+const MULTIPART: &[&str] = &["--compression", "none", "--raw"];
 
 /// S3 throttling (503 SlowDown) and server errors (500 InternalError) on every kind of request
 /// the store makes: the SDK retries them, and the day comes out whole, once.
