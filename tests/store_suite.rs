@@ -1423,3 +1423,147 @@ print(json.dumps(sorted(t.column('conversation_id').to_pylist())))
     assert_eq!(b.open_uploads().await, 0);
     sim.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The storage trait: every backend keeps the conditions the commit protocol relies on.
+
+use genesys_parquet::sink::storage::{
+    LocalStorage, MemoryStorage, ObjectStorage, PutMode, S3Storage,
+};
+
+fn is_precondition(r: &Result<impl std::fmt::Debug, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Precondition { .. }))
+}
+
+async fn storage_keeps_its_conditions(s: Arc<dyn ObjectStorage>) {
+    let b = |s: &str| Bytes::from(s.to_string());
+    // Create: only the first wins, and the loser changes nothing.
+    let v1 = s
+        .put("_leases/a.json", b("one"), PutMode::Create)
+        .await
+        .expect("create");
+    let again = s.put("_leases/a.json", b("two"), PutMode::Create).await;
+    assert!(is_precondition(&again), "{again:?}");
+    let (body, v) = s.get("_leases/a.json").await.expect("get").expect("exists");
+    assert_eq!((body.as_ref(), &v), (&b"one"[..], &v1));
+    // Update: only from the version read; a stale one fails.
+    let v2 = s
+        .put("_leases/a.json", b("two"), PutMode::Update(v1.clone()))
+        .await
+        .expect("update");
+    assert_ne!(v1, v2);
+    let stale = s
+        .put("_leases/a.json", b("three"), PutMode::Update(v1.clone()))
+        .await;
+    assert!(is_precondition(&stale), "{stale:?}");
+    let missing = s
+        .put("_leases/none.json", b("x"), PutMode::Update(v1.clone()))
+        .await;
+    assert!(is_precondition(&missing), "{missing:?}");
+    assert!(s.head("_leases/none.json").await.expect("head").is_none());
+    // Delete if unchanged: a stale version keeps the object.
+    let stale = s.delete("_leases/a.json", Some(&v1)).await;
+    assert!(is_precondition(&stale), "{stale:?}");
+    assert_eq!(
+        s.head("_leases/a.json")
+            .await
+            .expect("head")
+            .map(|m| (m.size, m.version)),
+        Some((3, v2.clone()))
+    );
+    s.delete("_leases/a.json", Some(&v2)).await.expect("delete");
+    assert!(s.get("_leases/a.json").await.expect("get").is_none());
+    s.delete("_leases/a.json", None)
+        .await
+        .expect("missing is fine");
+
+    // List: by key prefix, sorted, nothing of a neighbour.
+    for k in [
+        "t/d=1/x.parquet",
+        "t/d=1/y.parquet",
+        "t/d=10/z.parquet",
+        "u/d=1/x.parquet",
+    ] {
+        s.put(k, b(k), PutMode::Overwrite).await.expect("put");
+    }
+    let keys: Vec<String> = s
+        .list("t/d=1/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys, ["t/d=1/x.parquet", "t/d=1/y.parquet"]);
+    assert_eq!(s.list("t/").await.expect("list").len(), 3);
+
+    // Uploads: invisible until complete; an aborted or forgotten one is listed as open.
+    let mut up = s.upload("t/d=2/part.parquet").await.expect("upload");
+    up.write(b("ab")).await.expect("write");
+    up.write(b("cd")).await.expect("write");
+    assert!(s.list("t/d=2/").await.expect("list").is_empty());
+    assert_eq!(up.complete().await.expect("complete"), 4);
+    let (body, _) = s
+        .get("t/d=2/part.parquet")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(body.as_ref(), b"abcd");
+    let mut gone = s.upload("t/d=3/a.parquet").await.expect("upload");
+    gone.write(Bytes::from(vec![7u8; 6 << 20]))
+        .await
+        .expect("write");
+    gone.abort().await.expect("abort");
+    let mut left = s.upload("t/d=3/b.parquet").await.expect("upload");
+    left.write(Bytes::from(vec![7u8; 9 << 20]))
+        .await
+        .expect("write");
+    std::mem::forget(left); // a crashed process: nobody aborts it
+    assert_eq!(
+        s.open_uploads("t/d=3/").await.expect("uploads"),
+        ["t/d=3/b.parquet"]
+    );
+    assert!(s.list("t/d=3/").await.expect("list").is_empty());
+    s.abort_uploads("t/d=3/").await.expect("abort");
+    assert!(s.open_uploads("t/").await.expect("uploads").is_empty());
+
+    // Sixteen concurrent creators: exactly one wins.
+    let tries: Vec<_> = (0..16)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.put(
+                    "_leases/race.json",
+                    Bytes::from(format!("{i}")),
+                    PutMode::Create,
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tries {
+        match t.await.expect("task") {
+            Ok(_) => won += 1,
+            Err(StoreError::Precondition { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_memory() {
+    storage_keeps_its_conditions(Arc::new(MemoryStorage::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_local() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    storage_keeps_its_conditions(Arc::new(LocalStorage::new(dir.path()).expect("storage"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_s3() {
+    let s3 = S3::new().await;
+    storage_keeps_its_conditions(Arc::new(S3Storage::new(s3.client.clone(), BUCKET, PREFIX))).await;
+}

@@ -11,6 +11,7 @@ pub mod local;
 pub mod parquet;
 pub mod run;
 pub mod s3;
+pub mod storage;
 
 use std::fmt;
 
@@ -77,6 +78,9 @@ pub enum StoreError {
     },
     #[error("{location}: {message}")]
     Corrupt { location: String, message: String },
+    /// A conditional write or delete found the object created or changed by someone else.
+    #[error("{op} {location}: the object was changed by another writer (condition failed)")]
+    Precondition { op: &'static str, location: String },
     #[error(
         "{op} Glue table {table}{}: {message}",
         .partition.as_ref().map(|p| format!(" partition {p}")).unwrap_or_default()

@@ -73,7 +73,7 @@ fn partition(date: NaiveDate) -> String {
 }
 
 /// Maps an SDK error to a [`StoreError`] naming the operation, bucket, key and cause.
-fn s3_error<E>(
+pub(crate) fn s3_error<E>(
     op: &'static str,
     bucket: &str,
     key: &str,
@@ -122,14 +122,14 @@ where
     }
 }
 
-fn is_precondition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+pub(crate) fn is_precondition_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     matches!(
         e.code(),
         Some("PreconditionFailed" | "ConditionalRequestConflict")
     )
 }
 
-fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+pub(crate) fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     matches!(e.code(), Some("NoSuchKey" | "NotFound"))
 }
 
@@ -801,7 +801,7 @@ impl Store for S3Store {
 }
 
 /// One object, streamed: a single PutObject when small, a multipart upload otherwise.
-struct S3Upload {
+pub(crate) struct S3Upload {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
@@ -812,6 +812,18 @@ struct S3Upload {
 }
 
 impl S3Upload {
+    pub(crate) fn new(client: aws_sdk_s3::Client, bucket: &str, key: String) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_string(),
+            key,
+            buf: BytesMut::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            bytes: 0,
+        }
+    }
+
     async fn flush_part(&mut self) -> Result<(), StoreError> {
         if self.upload_id.is_none() {
             let out = self
