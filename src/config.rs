@@ -11,7 +11,7 @@ use crate::error_class::ErrorClass;
 use crate::genesys::{ClientConfig, Credentials, GenesysClient, Hosts, Mode};
 use crate::pipeline::PipelineConfig;
 use crate::sink::parquet::ParquetSettings;
-use crate::sink::{LocalStore, Store};
+use crate::sink::{DayStore, Store};
 use crate::tables::ConvertOptions;
 
 /// A configuration mistake, named precisely.
@@ -64,6 +64,10 @@ pub struct OutputArgs {
     /// partitions by projection and the files are replaced in place.
     #[arg(long, env = "GP_GLUE_DATABASE")]
     pub glue_database: Option<String>,
+    /// Seconds to wait for a day another live run is writing, instead of failing at once
+    /// (a crashed run's lease lapses within its ttl, 2 minutes by default).
+    #[arg(long, env = "GP_LEASE_WAIT", default_value_t = 0)]
+    pub lease_wait: u64,
 }
 
 impl OutputArgs {
@@ -72,7 +76,12 @@ impl OutputArgs {
             out: path.display().to_string(),
             s3_endpoint: None,
             glue_database: None,
+            lease_wait: 0,
         }
+    }
+
+    fn lease_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_wait)
     }
 
     /// The Glue database, if one is set (the template sets an empty one without a catalog).
@@ -92,13 +101,17 @@ impl OutputArgs {
                     self.out
                 )));
             }
-            let mut store =
-                crate::sink::s3::S3Store::from_env(bucket, prefix, self.s3_endpoint.as_deref())
-                    .await?;
-            if let Some(db) = self.glue_database() {
-                store = store.with_catalog(crate::sink::catalog::GlueCatalog::from_env(db).await);
-            }
-            return Ok(Arc::new(store));
+            let client = crate::sink::s3::client_from_env(self.s3_endpoint.as_deref()).await;
+            let store = match self.glue_database() {
+                Some(db) => DayStore::s3_catalog(
+                    client,
+                    bucket,
+                    prefix,
+                    crate::sink::catalog::GlueCatalog::from_env(db).await,
+                ),
+                None => DayStore::s3(client, bucket, prefix),
+            };
+            return Ok(Arc::new(store.with_lease_wait(self.lease_wait())));
         }
         if let Some(db) = self.glue_database() {
             return Err(ConfigError::Invalid(format!(
@@ -112,7 +125,9 @@ impl OutputArgs {
                 self.out
             )));
         }
-        Ok(Arc::new(LocalStore::new(PathBuf::from(&self.out))?))
+        Ok(Arc::new(
+            DayStore::local(PathBuf::from(&self.out))?.with_lease_wait(self.lease_wait()),
+        ))
     }
 }
 

@@ -456,9 +456,10 @@ impl Handler {
             .saturating_sub(margin);
         let mut cfg = self.pipeline.clone();
         cfg.deadline = Some(Instant::now() + left);
-        // The invocation cannot outlive its deadline: a lease that expires at it lets a retry
-        // take the day over as soon as a killed invocation (runtime timeout) is gone.
-        cfg.lease_ttl = lease_ttl(deadline, SystemTime::now());
+        // The invocation cannot outlive its deadline, and its day leases never last longer
+        // than that; within it they keep the pipeline's short ttl, renewed by a heartbeat
+        // while the invocation lives, so a killed invocation blocks its days for at most that.
+        cfg.lease_ttl = lease_ttl(deadline, SystemTime::now()).min(self.pipeline.lease_ttl);
         if let Some(m) = mode {
             cfg.mode = m;
         }

@@ -39,6 +39,8 @@ pub struct PipelineConfig {
     pub convert: ConvertOptions,
     /// A table's part file is closed and a new one started past this size.
     pub max_file_bytes: u64,
+    /// How long a day's lease lasts unless renewed; the store's heartbeat renews it every
+    /// third of that while the run lives, so this bounds how long a crashed run blocks a day.
     pub lease_ttl: chrono::Duration,
     /// Also store the pages (filtered records, gzipped NDJSON) so `convert` can rebuild tables.
     pub archive_raw: bool,
@@ -57,7 +59,7 @@ impl Default for PipelineConfig {
             parquet: ParquetSettings::default(),
             convert: ConvertOptions::default(),
             max_file_bytes: 256 << 20,
-            lease_ttl: chrono::Duration::hours(2),
+            lease_ttl: chrono::Duration::minutes(2),
             archive_raw: false,
             page_buffer: 4,
             deadline: None,

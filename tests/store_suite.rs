@@ -17,8 +17,8 @@ use common::fault_proxy::{Fault, FaultProxy, Rule, Times};
 use genesys_parquet::interval::Interval;
 use genesys_parquet::simulator::{self, SimConfig, SimHandle};
 use genesys_parquet::sink::catalog::GlueCatalog;
-use genesys_parquet::sink::s3::{S3Store, SUPERSEDED_TAG};
-use genesys_parquet::sink::{Lease, LocalStore, Manifest, ManifestFile, RunId, Store, StoreError};
+use genesys_parquet::sink::s3::SUPERSEDED_TAG;
+use genesys_parquet::sink::{DayStore, Lease, Manifest, ManifestFile, RunId, Store, StoreError};
 
 fn date() -> NaiveDate {
     "2026-11-20".parse().expect("date")
@@ -32,18 +32,30 @@ trait Backend: Send + Sync {
     async fn visible(&self, table: &str) -> Vec<(String, String)>;
     /// Multipart uploads left open.
     async fn open_uploads(&self) -> usize;
+    /// The day store itself.
+    fn day_store(&self) -> &DayStore;
+    /// Stops renewing the leases held so far, as a stalled or killed process would.
+    fn stall(&self) {
+        self.day_store().stall_heartbeats();
+    }
 }
 
 struct Local {
     _dir: tempfile::TempDir,
-    store: Arc<LocalStore>,
+    root: std::path::PathBuf,
+    store: Arc<DayStore>,
 }
 
 impl Local {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(LocalStore::new(dir.path().join("out")).expect("store"));
-        Local { _dir: dir, store }
+        let root = dir.path().join("out");
+        let store = Arc::new(DayStore::local(&root).expect("store"));
+        Local {
+            _dir: dir,
+            root,
+            store,
+        }
     }
 }
 
@@ -54,8 +66,7 @@ impl Backend for Local {
     }
     async fn visible(&self, table: &str) -> Vec<(String, String)> {
         let dir = self
-            .store
-            .root()
+            .root
             .join(table)
             .join(format!("conversation_date={}", date()));
         let mut v: Vec<(String, String)> = std::fs::read_dir(&dir)
@@ -74,8 +85,35 @@ impl Backend for Local {
         v
     }
     async fn open_uploads(&self) -> usize {
-        0
+        // Unfinished writes are hidden temporary files.
+        let mut n = 0;
+        for e in walkdir(&self.root) {
+            let name = e
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                n += 1;
+            }
+        }
+        n
     }
+    fn day_store(&self) -> &DayStore {
+        &self.store
+    }
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// A moto S3 server on a free port, killed on drop.
@@ -135,7 +173,7 @@ fn s3_client(url: &str) -> aws_sdk_s3::Client {
 struct S3 {
     _moto: Moto,
     client: aws_sdk_s3::Client,
-    store: Arc<S3Store>,
+    store: Arc<DayStore>,
 }
 
 const BUCKET: &str = "lake";
@@ -191,7 +229,7 @@ impl S3 {
             .send()
             .await
             .expect("create bucket");
-        let store = Arc::new(S3Store::new(client.clone(), BUCKET, PREFIX));
+        let store = Arc::new(DayStore::s3(client.clone(), BUCKET, PREFIX));
         S3 {
             _moto: moto,
             client,
@@ -220,13 +258,16 @@ impl Backend for S3 {
             .uploads()
             .len()
     }
+    fn day_store(&self) -> &DayStore {
+        &self.store
+    }
 }
 
 /// The S3 store in `catalog` mode: what a reader sees is what the Glue partition points at.
 struct S3Catalog {
     s3: S3,
     catalog: GlueCatalog,
-    store: Arc<S3Store>,
+    store: Arc<DayStore>,
 }
 
 const DATABASE: &str = "gp";
@@ -290,10 +331,12 @@ impl S3Catalog {
         let s3 = S3::new().await;
         let glue = glue_client(&s3._moto.url);
         create_glue_tables(&glue).await;
-        let store = Arc::new(
-            S3Store::new(s3.client.clone(), BUCKET, PREFIX)
-                .with_catalog(GlueCatalog::new(glue.clone(), DATABASE)),
-        );
+        let store = Arc::new(DayStore::s3_catalog(
+            s3.client.clone(),
+            BUCKET,
+            PREFIX,
+            GlueCatalog::new(glue.clone(), DATABASE),
+        ));
         S3Catalog {
             s3,
             catalog: GlueCatalog::new(glue, DATABASE),
@@ -334,6 +377,9 @@ impl Backend for S3Catalog {
     }
     async fn open_uploads(&self) -> usize {
         self.s3.open_uploads().await
+    }
+    fn day_store(&self) -> &DayStore {
+        &self.store
     }
 }
 
@@ -490,16 +536,16 @@ async fn a_crashed_run_leaves_the_day_intact_and_is_swept(b: &dyn Backend) {
     big.truncate(9 << 20);
     open.write(Bytes::from(big)).await.expect("write");
     drop(open);
+    b.stall();
     assert_eq!(
         b.visible("segments").await,
         before,
         "a dead run is never visible"
     );
 
-    // Once run-2's lease has expired, the next run takes the day over.
-    if let Ok(left) = (l2.expires - chrono::Utc::now()).to_std() {
-        tokio::time::sleep(left + Duration::from_millis(200)).await;
-    }
+    // Once run-2's lease has expired (a ttl after its last renewal), the next run takes the
+    // day over.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     let (l3, f3) = write_run(&store, "run-3", &["segments"], 1, hour).await;
     // Taking the lease swept the dead run (objects and open uploads), not the visible one.
     assert_eq!(b.visible("segments").await, before);
@@ -586,9 +632,10 @@ async fn a_run_that_lost_its_lease_cannot_publish(b: &dyn Backend) {
         chrono::Duration::seconds(1),
     )
     .await;
-    if let Ok(left) = (old.expires - Utc::now()).to_std() {
-        tokio::time::sleep(left + Duration::from_millis(200)).await;
-    }
+    // The old run stalls (its heartbeat stops) until its lease has expired.
+    b.stall();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = old.expires;
     let (new, new_files) = write_run(&store, "run-new", &["segments"], 2, hour).await;
     let err = store
         .publish(&old, &manifest(&old, old_files))
@@ -773,30 +820,27 @@ async fn catalog_errors_name_the_table() {
     let s3 = S3::new().await;
     let glue = glue_client(&s3._moto.url);
     // No database: the first publish fails naming database, table and partition.
-    let store = S3Store::new(s3.client.clone(), BUCKET, PREFIX)
-        .with_catalog(GlueCatalog::new(glue, "missing_db"));
-    let store: Arc<dyn Store> = Arc::new(store);
-    let (l1, f1) = write_run(
-        &store,
-        "run-1",
-        &["segments"],
-        1,
-        chrono::Duration::hours(1),
-    )
-    .await;
+    let store = DayStore::s3_catalog(
+        s3.client.clone(),
+        BUCKET,
+        PREFIX,
+        GlueCatalog::new(glue, "missing_db"),
+    );
+    // Checked when the run takes the day, before it writes anything.
     let err = store
-        .publish(&l1, &manifest(&l1, f1))
+        .acquire_lease(date(), &RunId("run-1".into()), chrono::Duration::hours(1))
         .await
         .expect_err("no Glue database");
     let msg = err.to_string();
     assert!(msg.contains("Glue table missing_db.conversations"), "{msg}");
     assert!(!err.is_transient(), "{msg}");
+    assert!(s3.keys_under(PREFIX).await.is_empty(), "nothing written");
 }
 
 #[tokio::test]
 async fn s3_errors_name_bucket_key_and_cause() {
     let s3 = S3::new().await;
-    let store = S3Store::new(s3.client.clone(), "no-such-bucket", "p");
+    let store = DayStore::s3(s3.client.clone(), "no-such-bucket", "p");
     let err = store
         .acquire_lease(date(), &RunId("r".into()), chrono::Duration::hours(1))
         .await
@@ -993,7 +1037,9 @@ impl Bucket {
             .client
             .get_object()
             .bucket(BUCKET)
-            .key(format!("{PREFIX}/_manifests/conversation_date={DAY}.json"))
+            .key(format!(
+                "{PREFIX}/_manifests/conversations/conversation_date={DAY}.json"
+            ))
             .send()
             .await
         {
@@ -1160,9 +1206,9 @@ async fn s3_throttling_and_server_errors_are_retried() {
         Rule::new(SlowDown, "PUT", &all)
             .query("x-id=CopyObject")
             .times(Times::Every(4)),
-        // 5: the first DeleteObjects (removing the staging)
-        Rule::new(InternalError, "POST", &bucket)
-            .query("delete")
+        // 5: the first DeleteObject (sweeping the staging)
+        Rule::new(InternalError, "DELETE", &staging)
+            .query("x-id=DeleteObject")
             .times(Times::First(1)),
         // 6: every 2nd ListObjectsV2
         Rule::new(SlowDown, "GET", &bucket)
@@ -1201,9 +1247,9 @@ async fn s3_throttling_and_server_errors_are_retried() {
     assert_eq!(
         bucket.under("_manifests/"),
         [
-            format!("{PREFIX}/_manifests/conversation_date={DAY}.json"),
+            format!("{PREFIX}/_manifests/conversations/conversation_date={DAY}.json"),
             format!(
-                "{PREFIX}/_manifests/conversation_date={DAY}/run={}.json",
+                "{PREFIX}/_manifests/conversations/conversation_date={DAY}/run={}.json",
                 m.run_id
             )
         ]
@@ -1252,7 +1298,7 @@ async fn s3_a_failing_complete_upload_keeps_the_previous_run() {
     let failed = extract(&proxy.url, &sim, MULTIPART).await;
     let run2 = failed.run_id();
     let key = format!(
-        "{PREFIX}/_staging/conversation_date={DAY}/run={run2}/conversations/\
+        "{PREFIX}/_staging/conversations/conversation_date={DAY}/run={run2}/conversations/\
          conversation_date={DAY}/part-{run2}-00000.parquet"
     );
     let msg = format!(
@@ -1288,9 +1334,9 @@ async fn s3_a_failing_complete_upload_keeps_the_previous_run() {
     sim.shutdown().await;
 }
 
-/// The PUT of the day's pointer (the commit point) answers 503 SlowDown, always: the run fails,
-/// the pointer still names run 1, the failed run's staging and manifest are removed; the next
-/// run publishes normally.
+/// The commit point, the conditional PUT that moves the day's lease to `publishing`, answers
+/// 503 SlowDown, always: the run fails, the pointer still names run 1, the failed run's
+/// staging and manifest are removed and its lease released; the next run publishes normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_failing_commit_point_keeps_the_previous_run() {
     let s3 = S3::new().await;
@@ -1299,14 +1345,16 @@ async fn s3_a_failing_commit_point_keeps_the_previous_run() {
     extract(&proxy.url, &sim, &[]).await.ok();
     let run1 = Bucket::read(&s3).await.pointer().clone();
 
-    let pointer = format!("{PREFIX}/_manifests/conversation_date={DAY}.json");
+    let lease = format!("{PREFIX}/_leases/conversations/conversation_date={DAY}.json");
+    // The first PUT of the lease creates it; the next one is the commit.
     proxy.set_rules(vec![Rule::new(
         Fault::SlowDown,
         "PUT",
-        &format!("/{BUCKET}/{pointer}"),
-    )]);
+        &format!("/{BUCKET}/{lease}"),
+    )
+    .times(Times::After(1))]);
     let failed = extract(&proxy.url, &sim, &[]).await;
-    let msg = format!("write s3://{BUCKET}/{pointer}: SlowDown: Please reduce your request rate.");
+    let msg = format!("update s3://{BUCKET}/{lease}: SlowDown: Please reduce your request rate.");
     assert!(
         failed.stderr.contains(&msg),
         "{msg}\nnot in stderr:\n{}",
@@ -1342,7 +1390,7 @@ async fn s3_access_denied_fails_at_once_and_keeps_the_previous_run() {
     proxy.set_rules(vec![Rule::new(Fault::AccessDenied, "PUT", &manifests)]);
     let failed = extract(&proxy.url, &sim, &[]).await;
     let run2 = failed.run_id();
-    let key = format!("{PREFIX}/_manifests/conversation_date={DAY}/run={run2}.json");
+    let key = format!("{PREFIX}/_manifests/conversations/conversation_date={DAY}/run={run2}.json");
     let msg = format!("write s3://{BUCKET}/{key}: AccessDenied: ");
     assert!(
         failed.stderr.contains(&msg),

@@ -125,6 +125,15 @@ impl GlueCatalog {
         Ok(sd)
     }
 
+    /// Fails (not retried) unless every output table exists: checked before a run writes
+    /// anything, so a table not deployed yet cannot leave a publish half registered.
+    pub async fn check_tables(&self) -> Result<(), StoreError> {
+        for table in Table::all() {
+            self.template(table.name()).await?;
+        }
+        Ok(())
+    }
+
     /// Points partition `conversation_date=date` of every output table at `location(table)`.
     pub async fn register(
         &self,

@@ -7,7 +7,7 @@
 //! leaves the previous data of the day exactly as it was; its leftovers are swept by the next run.
 
 pub mod catalog;
-pub mod local;
+pub mod commit;
 pub mod parquet;
 pub mod run;
 pub mod s3;
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use local::LocalStore;
+pub use commit::DayStore;
 pub use run::{split_by_date, DayWriter, SinkError};
 
 /// The raw page archive is published like a table under this name.
@@ -220,6 +220,11 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 
     /// Stores one raw API page (gzipped NDJSON) of the run in the raw archive.
     async fn put_raw(&self, lease: &Lease, name: &str, data: Bytes) -> Result<(), StoreError>;
+
+    /// The key (relative to the root) [`Store::put_raw`] writes `name` under, for the manifest.
+    fn raw_key(&self, lease: &Lease, name: &str) -> String {
+        format!("{RAW_TABLE}/conversation_date={}/{name}", lease.date)
+    }
 }
 
 /// Bytes and checksum of what went through an [`UploadWriter`], readable after the Parquet

@@ -320,11 +320,7 @@ impl DayWriter {
         self.store.put_raw(&self.lease, &name, gz_ndjson).await?;
         self.files.push(ManifestFile {
             table: super::RAW_TABLE.to_string(),
-            key: format!(
-                "{}/conversation_date={}/{name}",
-                super::RAW_TABLE,
-                self.lease.date
-            ),
+            key: self.store.raw_key(&self.lease, &name),
             rows: 0,
             bytes,
             sha256,
@@ -422,7 +418,7 @@ mod tests {
     use crate::interval::Interval;
     use crate::page::{Page, PageOrigin};
     use crate::simulator::{Dataset, SimConfig};
-    use crate::sink::{LocalStore, RunId};
+    use crate::sink::{DayStore, RunId};
     use crate::tables::{ConvertOptions, Converter};
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use bytes::Bytes;
@@ -441,7 +437,7 @@ mod tests {
         Dataset::for_config(&cfg)
             .write_ndjson_pages(&Interval::day(date), 100, &mut ndjson)
             .expect("pages");
-        let store: Arc<dyn Store> = Arc::new(LocalStore::new(root).expect("store"));
+        let store: Arc<dyn Store> = Arc::new(DayStore::local(root).expect("store"));
         let lease = store
             .acquire_lease(date, &RunId::new(Utc::now()), chrono::Duration::minutes(5))
             .await

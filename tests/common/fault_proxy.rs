@@ -60,6 +60,8 @@ pub enum Times {
     First(u64),
     /// The n-th, 2n-th, … matching request.
     Every(u64),
+    /// Every matching request after the first n.
+    After(u64),
 }
 
 /// Requests to answer with a fault: an HTTP method, a substring of the path, optionally query
@@ -236,6 +238,7 @@ fn check_rules(
             Times::Always => true,
             Times::First(k) => n <= k,
             Times::Every(k) => k > 0 && n % k == 0,
+            Times::After(k) => n > k,
         };
         if fire && hit.is_none() {
             hit = Some((i, rule.fault));

@@ -286,10 +286,42 @@ impl ObjectStorage for LocalStorage {
                 }),
             }?;
             if matches!(out, Outcome::Done(())) {
-                let _ = std::fs::remove_file(hidden_beside(&path, ".lock"));
                 prune_empty(&root, path.parent());
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let src = self.path(from);
+        self.blocking("copy", to, move |path| {
+            let data = std::fs::read(&src)?;
+            let (tmp, _) = write_temp(&path, &data)?;
+            std::fs::rename(&tmp, &path).map(Outcome::Done)
+        })
+        .await
+    }
+
+    async fn rename_folder(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let src = self.path(from);
+        self.blocking("rename folder", to, move |path| {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Linux refuses to rename onto a non-empty folder: `to` is never replaced.
+            match std::fs::rename(&src, &path) {
+                Ok(()) => Ok(Outcome::Done(())),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::DirectoryNotEmpty | ErrorKind::AlreadyExists
+                    ) =>
+                {
+                    Ok(Outcome::Precondition)
+                }
+                Err(e) => Err(e),
+            }
         })
         .await
     }

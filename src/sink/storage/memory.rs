@@ -101,6 +101,38 @@ impl ObjectStorage for MemoryStorage {
         Ok(())
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let data = self.lock().objects.get(from).map(|(b, _)| b.clone());
+        let data = data.ok_or_else(|| StoreError::Corrupt {
+            location: self.location(from),
+            message: "no such object to copy".into(),
+        })?;
+        self.put_now(to, data, &PutMode::Overwrite).map(|_| ())
+    }
+
+    async fn rename_folder(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let (from, to) = (
+            format!("{}/", from.trim_end_matches('/')),
+            format!("{}/", to.trim_end_matches('/')),
+        );
+        let mut st = self.lock();
+        if st.objects.keys().any(|k| k.starts_with(&to)) {
+            return Err(precondition("rename folder", format!("memory:///{to}")));
+        }
+        let moved: Vec<String> = st
+            .objects
+            .keys()
+            .filter(|k| k.starts_with(&from))
+            .cloned()
+            .collect();
+        for k in moved {
+            if let Some(o) = st.objects.remove(&k) {
+                st.objects.insert(format!("{to}{}", &k[from.len()..]), o);
+            }
+        }
+        Ok(())
+    }
+
     async fn upload(&self, key: &str) -> Result<Box<dyn Upload>, StoreError> {
         let id = {
             let mut st = self.lock();

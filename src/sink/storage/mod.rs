@@ -25,8 +25,10 @@
 //! | `list` | ListObjectsV2 | `s3:ListBucket` | — |
 //! | `delete(None)` | DeleteObject | `s3:DeleteObject` | — |
 //! | `delete(Some(v))` | DeleteObject `If-Match: v` | `s3:DeleteObject` | 412 if the ETag changed |
+//! | `copy` | CopyObject | `s3:GetObject` (source), `s3:PutObject` (target) | — |
 //! | `upload` | CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload (or one PutObject when small) | `s3:PutObject`, `s3:AbortMultipartUpload` | — |
 //! | `open_uploads`, `abort_uploads` | ListMultipartUploads, AbortMultipartUpload | `s3:ListBucketMultipartUploads`, `s3:AbortMultipartUpload` | — |
+//! | (catalog mode) `tag_superseded` | PutObjectTagging | `s3:PutObjectTagging` | — |
 //!
 //! The test suite (`tests/store_suite.rs`, `storage_*`) checks every condition in the table
 //! against each backend, S3 through a moto server: moto 5.2 answers 412 to `If-None-Match: *`
@@ -91,6 +93,19 @@ pub trait ObjectStorage: fmt::Debug + Send + Sync + 'static {
     /// Removes the object; with `if_match`, only while it is at that version (else
     /// [`StoreError::Precondition`]). Removing a missing object unconditionally succeeds.
     async fn delete(&self, key: &str, if_match: Option<&Version>) -> Result<(), StoreError>;
+
+    /// Copies an object (overwriting `to`).
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError>;
+
+    /// Moves every object under folder `from` to folder `to` in one atomic step, where the
+    /// backend can (a local folder rename); `to` must not exist. Others refuse.
+    async fn rename_folder(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let _ = to;
+        Err(StoreError::Corrupt {
+            location: self.location(from),
+            message: "this storage cannot rename a folder atomically".into(),
+        })
+    }
 
     /// A streaming upload to `key`, invisible until completed (it overwrites).
     async fn upload(&self, key: &str) -> Result<Box<dyn Upload>, StoreError>;

@@ -59,6 +59,35 @@ impl S3Storage {
         }
     }
 
+    /// Tags an object for the bucket's lifecycle rule ([`crate::sink::s3::SUPERSEDED_TAG`]).
+    pub async fn tag_superseded(&self, key: &str) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{Tag, Tagging};
+        let (k, v) = crate::sink::s3::SUPERSEDED_TAG;
+        let full = self.full_key(key);
+        let tagging = Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .and_then(|tag| Tagging::builder().tag_set(tag).build())
+            .map_err(|e| StoreError::Corrupt {
+                location: self.location(key),
+                message: e.to_string(),
+            })?;
+        match self
+            .client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(&full)
+            .tagging(tagging)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(s3_error("tag superseded", &self.bucket, &full, e)),
+        }
+    }
+
     async fn uploads(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
         let full = self.full_prefix(prefix);
         let mut out = Vec::new();
@@ -226,6 +255,19 @@ impl ObjectStorage for S3Storage {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(s3_error("delete", &self.bucket, &full, e)),
         }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let (src, dst) = (self.full_key(from), self.full_key(to));
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(crate::sink::s3::copy_source(&self.bucket, &src))
+            .key(&dst)
+            .send()
+            .await
+            .map_err(|e| s3_error("copy", &self.bucket, &dst, e))?;
+        Ok(())
     }
 
     async fn upload(&self, key: &str) -> Result<Box<dyn Upload>, StoreError> {
