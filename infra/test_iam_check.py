@@ -86,7 +86,7 @@ class Template(unittest.TestCase):
         found = "\n".join(problems(t))
         self.assertIn("UNKNOWN_CONDITION_FOR_ACTION", found)
         self.assertIn("Unknown condition s3:prefix for action s3:ListBucketMultipartUploads", found)
-        self.assertIn("list_multipart_uploads() (src/sink/s3.rs", found)
+        self.assertIn("list_multipart_uploads() (src/sink/storage/s3.rs", found)
         self.assertIn("needs s3:ListBucketMultipartUploads", found)
 
     def test_a_missing_grant_fails(self):

@@ -1207,7 +1207,7 @@ async fn write_split(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::LocalStore;
+    use crate::sink::DayStore;
 
     const PAGE: &str = r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T10:00:00.000Z"},{"conversationId":"c0","conversationStart":"2026-11-19T23:00:00.000Z"}]}"#;
 
@@ -1224,7 +1224,7 @@ mod tests {
                 p
             })
             .collect();
-        let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.join("out")).expect("store"));
+        let store: Arc<dyn Store> = Arc::new(DayStore::local(dir.join("out")).expect("store"));
         let cfg = PipelineConfig::default();
         let r = convert_files(paths, range, store.clone(), &cfg, Arc::new(NoProgress)).await;
         (r, store)

@@ -1615,3 +1615,366 @@ async fn storage_s3() {
     let s3 = S3::new().await;
     storage_keeps_its_conditions(Arc::new(S3Storage::new(s3.client.clone(), BUCKET, PREFIX))).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Crash at every step: for each storage call of a run in turn, fail right after it (the run
+// goes on to discard and release, as DayWriter does), or kill the process right after it
+// (nothing more happens). Then a reader sees one run per table, a run of another day repairs
+// an interrupted publish, the next run of the day publishes it exactly, and a foreign file
+// under the partition survives throughout.
+
+use genesys_parquet::sink::commit::Visibility;
+use genesys_parquet::sink::storage::{ObjectMeta, Version};
+use genesys_parquet::sink::Upload;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Crash {
+    /// The call takes effect, then reports an error; later calls work.
+    Fail,
+    /// The call takes effect, then the process is gone: every later call fails.
+    Abort,
+}
+
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<dyn ObjectStorage>,
+    calls: AtomicUsize,
+    at: usize,
+    mode: Crash,
+    dead: AtomicBool,
+}
+
+impl Faulty {
+    fn new(inner: Arc<dyn ObjectStorage>, at: usize, mode: Crash) -> Arc<Self> {
+        Arc::new(Faulty {
+            inner,
+            calls: AtomicUsize::new(0),
+            at,
+            mode,
+            dead: AtomicBool::new(false),
+        })
+    }
+
+    fn injected(&self) -> StoreError {
+        StoreError::Corrupt {
+            location: "faulty".into(),
+            message: "injected failure".into(),
+        }
+    }
+
+    /// Before a call: refuses it once the process is dead.
+    fn before(&self) -> Result<usize, StoreError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(self.injected());
+        }
+        Ok(self.calls.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// After a call that took effect: the injected failure if it is the chosen one.
+    fn after<T>(&self, n: usize, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if n == self.at && r.is_ok() {
+            if self.mode == Crash::Abort {
+                self.dead.store(true, Ordering::SeqCst);
+            }
+            return Err(self.injected());
+        }
+        r
+    }
+}
+
+struct FaultyUpload {
+    f: Arc<Faulty>,
+    inner: Box<dyn Upload>,
+}
+
+#[async_trait]
+impl Upload for FaultyUpload {
+    async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        if self.f.dead.load(Ordering::SeqCst) {
+            return Err(self.f.injected());
+        }
+        self.inner.write(data).await
+    }
+    async fn complete(self: Box<Self>) -> Result<u64, StoreError> {
+        let n = self.f.before()?;
+        let r = self.inner.complete().await;
+        self.f.after(n, r)
+    }
+    async fn abort(self: Box<Self>) -> Result<(), StoreError> {
+        let n = self.f.before()?;
+        let r = self.inner.abort().await;
+        self.f.after(n, r)
+    }
+}
+
+/// Faulty is shared by the store; this newtype lets it implement the trait through an Arc.
+#[derive(Debug)]
+struct FaultyStorage(Arc<Faulty>);
+
+#[async_trait]
+impl ObjectStorage for FaultyStorage {
+    fn location(&self, key: &str) -> String {
+        self.0.inner.location(key)
+    }
+    async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> Result<Version, StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.put(key, data, mode).await;
+        self.0.after(n, r)
+    }
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, Version)>, StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.get(key).await;
+        self.0.after(n, r)
+    }
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.head(key).await;
+        self.0.after(n, r)
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.list(prefix).await;
+        self.0.after(n, r)
+    }
+    async fn delete(&self, key: &str, if_match: Option<&Version>) -> Result<(), StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.delete(key, if_match).await;
+        self.0.after(n, r)
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.copy(from, to).await;
+        self.0.after(n, r)
+    }
+    async fn rename_folder(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.rename_folder(from, to).await;
+        self.0.after(n, r)
+    }
+    async fn upload(&self, key: &str) -> Result<Box<dyn Upload>, StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.upload(key).await;
+        let up = self.0.after(n, r)?;
+        Ok(Box::new(FaultyUpload {
+            f: self.0.clone(),
+            inner: up,
+        }))
+    }
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.open_uploads(prefix).await;
+        self.0.after(n, r)
+    }
+    async fn abort_uploads(&self, prefix: &str) -> Result<(), StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.abort_uploads(prefix).await;
+        self.0.after(n, r)
+    }
+}
+
+const SPARK: &str = "part-00000-0f1e2d3c-4b5a-6978-8897-a6b5c4d3e2f1-c000.snappy.parquet";
+const CRASH_TABLES: &[&str] = &["segments", "sessions"];
+
+fn other_day() -> NaiveDate {
+    "2026-11-21".parse().expect("date")
+}
+
+/// Runs of `table`'s partition on `day` that a reader listing it sees (the foreign file aside).
+async fn runs_visible(s: &Arc<dyn ObjectStorage>, table: &str, day: NaiveDate) -> Vec<String> {
+    let mut runs: Vec<String> = s
+        .list(&format!("{table}/conversation_date={day}/"))
+        .await
+        .expect("list")
+        .into_iter()
+        .filter_map(|m| {
+            let name = m.key.rsplit('/').next()?.to_string();
+            let run = name.strip_prefix("part-")?.rsplit_once('-')?.0.to_string();
+            (name != SPARK).then_some(run)
+        })
+        .collect();
+    runs.dedup();
+    runs
+}
+
+/// One full run of `day` through `store`: lease, parts of every crash table, publish, release.
+/// Stops at the first error, discarding (as DayWriter does) unless `abort`.
+async fn one_run(
+    store: &DayStore,
+    day: NaiveDate,
+    run: &str,
+    ttl: chrono::Duration,
+    abort: bool,
+) -> Result<(), StoreError> {
+    let lease = store.acquire_lease(day, &RunId(run.into()), ttl).await?;
+    // The heartbeat would interleave calls at random points: this run goes without one.
+    store.stall_heartbeats();
+    let r = async {
+        let mut files = Vec::new();
+        for t in CRASH_TABLES {
+            let (mut up, key) = store.create_part(&lease, t, 0).await?;
+            let body = Bytes::from(format!("{run}:{t}:0"));
+            up.write(body.clone()).await?;
+            up.complete().await?;
+            files.push(ManifestFile {
+                table: t.to_string(),
+                key,
+                rows: 1,
+                bytes: body.len() as u64,
+                sha256: String::new(),
+            });
+        }
+        store.publish(&lease, &manifest(&lease, files)).await
+    }
+    .await;
+    if r.is_err() {
+        if abort {
+            return r;
+        }
+        let _ = store.discard(&lease).await;
+    }
+    let _ = store.release_lease(&lease).await;
+    r
+}
+
+async fn crash_at_every_step(make: &dyn Fn(usize) -> Arc<dyn ObjectStorage>, vis: Visibility) {
+    let ttl = chrono::Duration::milliseconds(300);
+    let hour = chrono::Duration::hours(1);
+    let day = date();
+    // How many storage calls a whole run makes (run 1 published first, as in every case).
+    let calls = {
+        let s = make(0);
+        let store = DayStore::new(s.clone(), vis.clone());
+        one_run(&store, day, "run-1", hour, false)
+            .await
+            .expect("run 1");
+        let f = Faulty::new(s, usize::MAX, Crash::Fail);
+        let store = DayStore::new(Arc::new(FaultyStorage(f.clone())), vis.clone());
+        one_run(&store, day, "run-2", hour, false)
+            .await
+            .expect("run 2");
+        f.calls.load(Ordering::SeqCst)
+    };
+    assert!(calls > 10, "a run makes {calls} calls");
+    let mut committed = [0, 0];
+    for at in 1..=calls {
+        for (m, mode) in [Crash::Fail, Crash::Abort].into_iter().enumerate() {
+            let s = make(1 + at * 2 + m);
+            let store = DayStore::new(s.clone(), vis.clone());
+            one_run(&store, day, "run-1", hour, false)
+                .await
+                .expect("run 1");
+            let spark = format!("segments/conversation_date={day}/{SPARK}");
+            s.put(&spark, Bytes::from_static(b"spark"), PutMode::Overwrite)
+                .await
+                .expect("foreign file");
+
+            let f = Faulty::new(s.clone(), at, mode);
+            let crashing = DayStore::new(Arc::new(FaultyStorage(f)), vis.clone());
+            // A failure after the publish (renewing or releasing the lease) does not fail it.
+            let _ = one_run(&crashing, day, "run-2", ttl, mode == Crash::Abort).await;
+            drop(crashing);
+            let ctx = format!("after call {at} of {calls} ({mode:?})");
+            // Readers of a swapped folder see one run (or, between the two renames, none);
+            // readers that list an S3 partition can see both until the publish is finished.
+            if matches!(vis, Visibility::SwapFolders) {
+                for t in CRASH_TABLES {
+                    let runs = runs_visible(&s, t, day).await;
+                    assert!(runs.len() <= 1, "{ctx}: {t} shows runs {runs:?}");
+                }
+            }
+            // The crashed run's lease lapses within its ttl.
+            tokio::time::sleep(Duration::from_millis(350)).await;
+
+            // A run of another day finishes an interrupted publish of this one.
+            let other = DayStore::new(s.clone(), vis.clone());
+            one_run(&other, other_day(), "run-x", hour, false)
+                .await
+                .unwrap_or_else(|e| panic!("{ctx}: another day's run: {e}"));
+            let pointer = other
+                .manifest(day)
+                .await
+                .expect("manifest")
+                .expect("pointer");
+            let shown = pointer.run_id.0.clone();
+            assert!(shown == "run-1" || shown == "run-2", "{ctx}: {shown}");
+            if shown == "run-2" {
+                committed[m] += 1;
+            }
+            for t in CRASH_TABLES {
+                assert_eq!(
+                    runs_visible(&s, t, day).await,
+                    [shown.as_str()],
+                    "{ctx}: {t}"
+                );
+            }
+            let (body, _) = s
+                .get(&spark)
+                .await
+                .expect("get")
+                .expect("the foreign file survives");
+            assert_eq!(body.as_ref(), b"spark", "{ctx}");
+
+            // The next run of the day publishes it exactly.
+            let next = DayStore::new(s.clone(), vis.clone());
+            one_run(&next, day, "run-3", hour, false)
+                .await
+                .unwrap_or_else(|e| panic!("{ctx}: the next run: {e}"));
+            for t in CRASH_TABLES {
+                assert_eq!(runs_visible(&s, t, day).await, ["run-3"], "{ctx}: {t}");
+            }
+            assert!(
+                s.get(&spark).await.expect("get").is_some(),
+                "{ctx}: spark file"
+            );
+            let left: Vec<String> = s
+                .list("")
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|m| m.key)
+                .filter(|k| {
+                    k.contains("run-2") || k.starts_with("_staging/") || k.starts_with("_leases/")
+                })
+                .collect();
+            assert!(left.is_empty(), "{ctx}: left behind: {left:?}");
+            assert!(
+                s.open_uploads("").await.expect("uploads").is_empty(),
+                "{ctx}: open uploads"
+            );
+        }
+    }
+    // The sweep covered both sides of the commit point.
+    assert!(
+        committed.iter().all(|c| *c > 0 && *c < calls),
+        "{committed:?} of {calls}"
+    );
+}
+
+#[tokio::test]
+async fn memory_crash_at_every_step() {
+    crash_at_every_step(&|_| Arc::new(MemoryStorage::new()), Visibility::SwapFolders).await;
+    crash_at_every_step(&|_| Arc::new(MemoryStorage::new()), Visibility::CopyParts).await;
+}
+
+#[tokio::test]
+async fn local_crash_at_every_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_path_buf();
+    crash_at_every_step(
+        &move |i| Arc::new(LocalStorage::new(root.join(format!("case-{i}"))).expect("storage")),
+        Visibility::SwapFolders,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_crash_at_every_step() {
+    let s3 = S3::new().await;
+    let client = s3.client.clone();
+    crash_at_every_step(
+        &move |i| Arc::new(S3Storage::new(client.clone(), BUCKET, &format!("case-{i}"))),
+        Visibility::CopyParts,
+    )
+    .await;
+}

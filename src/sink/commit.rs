@@ -410,6 +410,19 @@ impl CommitStore {
             }
         }
         let keep_run = |r: &str| kept.contains(r);
+        if !matches!(self.visibility, Visibility::Catalog { .. }) {
+            // The manifest of a run that died between writing it and its commit.
+            let prefix = format!("{MANIFESTS}/{}/", key.id());
+            for m in self.storage.list(&prefix).await? {
+                let name = &m.key[prefix.len()..];
+                let run = name
+                    .strip_prefix("run=")
+                    .and_then(|r| r.strip_suffix(".json"));
+                if run.is_some_and(|r| !keep_run(r)) {
+                    self.storage.delete(&m.key, None).await?;
+                }
+            }
+        }
         let mut prefixes = vec![key.staging(), format!("{RAW}/{}/", key.folder())];
         if matches!(self.visibility, Visibility::Catalog { .. }) {
             prefixes.extend(
@@ -530,7 +543,10 @@ impl CommitStore {
         self.storage
             .put(&key.pointer_key(), Bytes::from(body), PutMode::Overwrite)
             .await?;
-        // Sweep: the previous run's raw pages and manifest, and this run's staging.
+        // Sweep: this run's staging (with what was set aside), the previous run's raw pages,
+        // and last its manifest: while anything of the previous run is left, a re-run still
+        // knows which files were ours.
+        self.delete_prefix(&key.run_staging(run)).await?;
         if let Some(p) = &prev {
             for f in p
                 .files
@@ -545,7 +561,7 @@ impl CommitStore {
                     .await?;
             }
         }
-        self.delete_prefix(&key.run_staging(run)).await
+        Ok(())
     }
 
     async fn swap_folders(
@@ -897,7 +913,17 @@ impl Store for DayStore {
                 };
                 return Err(cs.name_taker(&key, lease, e).await);
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // The write may have taken effect (a reply lost): treat the run as committed,
+                // so that discarding keeps its staging; the next run reads the lease and
+                // either finishes the publish or, if the write did not land, sweeps the run.
+                held.record
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+                    .state = rec.state;
+                return Err(e);
+            }
         };
         *held.record.lock().unwrap_or_else(|p| p.into_inner()) = (rec.clone(), committed);
         // MakeVisible, Sweep.
