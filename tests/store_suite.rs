@@ -1780,10 +1780,28 @@ fn other_day() -> NaiveDate {
     "2026-11-21".parse().expect("date")
 }
 
-/// Runs of `table`'s partition on `day` that a reader listing it sees (the foreign file aside).
-async fn runs_visible(s: &Arc<dyn ObjectStorage>, table: &str, day: NaiveDate) -> Vec<String> {
+/// Runs of `table`'s partition on `day` that a reader sees (the foreign file aside): in catalog
+/// mode the folder Glue points at, else the partition folder.
+async fn runs_visible(
+    s: &Arc<dyn ObjectStorage>,
+    vis: &Visibility,
+    table: &str,
+    day: NaiveDate,
+) -> Vec<String> {
+    let folder = match vis {
+        Visibility::Catalog { glue, .. } => {
+            let Some(loc) = glue.location(table, day).await.expect("partition") else {
+                return Vec::new();
+            };
+            let root = format!("{}/", s.location(""));
+            loc.strip_prefix(&root)
+                .expect("location under the root")
+                .to_string()
+        }
+        _ => format!("{table}/conversation_date={day}/"),
+    };
     let mut runs: Vec<String> = s
-        .list(&format!("{table}/conversation_date={day}/"))
+        .list(&folder)
         .await
         .expect("list")
         .into_iter()
@@ -1837,13 +1855,13 @@ async fn one_run(
     r
 }
 
-async fn crash_at_every_step(make: &dyn Fn(usize) -> Arc<dyn ObjectStorage>, vis: Visibility) {
+async fn crash_at_every_step(make: &dyn Fn(usize) -> (Arc<dyn ObjectStorage>, Visibility)) {
     let ttl = chrono::Duration::milliseconds(300);
     let hour = chrono::Duration::hours(1);
     let day = date();
     // How many storage calls a whole run makes (run 1 published first, as in every case).
     let calls = {
-        let s = make(0);
+        let (s, vis) = make(0);
         let store = DayStore::new(s.clone(), vis.clone());
         one_run(&store, day, "run-1", hour, false)
             .await
@@ -1859,7 +1877,7 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> Arc<dyn ObjectStorage>, vis
     let mut committed = [0, 0];
     for at in 1..=calls {
         for (m, mode) in [Crash::Fail, Crash::Abort].into_iter().enumerate() {
-            let s = make(1 + at * 2 + m);
+            let (s, vis) = make(1 + at * 2 + m);
             let store = DayStore::new(s.clone(), vis.clone());
             one_run(&store, day, "run-1", hour, false)
                 .await
@@ -1879,7 +1897,7 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> Arc<dyn ObjectStorage>, vis
             // readers that list an S3 partition can see both until the publish is finished.
             if matches!(vis, Visibility::SwapFolders) {
                 for t in CRASH_TABLES {
-                    let runs = runs_visible(&s, t, day).await;
+                    let runs = runs_visible(&s, &vis, t, day).await;
                     assert!(runs.len() <= 1, "{ctx}: {t} shows runs {runs:?}");
                 }
             }
@@ -1903,7 +1921,7 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> Arc<dyn ObjectStorage>, vis
             }
             for t in CRASH_TABLES {
                 assert_eq!(
-                    runs_visible(&s, t, day).await,
+                    runs_visible(&s, &vis, t, day).await,
                     [shown.as_str()],
                     "{ctx}: {t}"
                 );
@@ -1921,12 +1939,18 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> Arc<dyn ObjectStorage>, vis
                 .await
                 .unwrap_or_else(|e| panic!("{ctx}: the next run: {e}"));
             for t in CRASH_TABLES {
-                assert_eq!(runs_visible(&s, t, day).await, ["run-3"], "{ctx}: {t}");
+                assert_eq!(
+                    runs_visible(&s, &vis, t, day).await,
+                    ["run-3"],
+                    "{ctx}: {t}"
+                );
             }
             assert!(
                 s.get(&spark).await.expect("get").is_some(),
                 "{ctx}: spark file"
             );
+            // In catalog mode a published run stays (tagged) for queries planned before.
+            let kept = matches!(vis, Visibility::Catalog { .. });
             let left: Vec<String> = s
                 .list("")
                 .await
@@ -1934,7 +1958,9 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> Arc<dyn ObjectStorage>, vis
                 .into_iter()
                 .map(|m| m.key)
                 .filter(|k| {
-                    k.contains("run-2") || k.starts_with("_staging/") || k.starts_with("_leases/")
+                    (k.contains("run-2") && !kept)
+                        || k.starts_with("_staging/")
+                        || k.starts_with("_leases/")
                 })
                 .collect();
             assert!(left.is_empty(), "{ctx}: left behind: {left:?}");
@@ -1953,18 +1979,18 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> Arc<dyn ObjectStorage>, vis
 
 #[tokio::test]
 async fn memory_crash_at_every_step() {
-    crash_at_every_step(&|_| Arc::new(MemoryStorage::new()), Visibility::SwapFolders).await;
-    crash_at_every_step(&|_| Arc::new(MemoryStorage::new()), Visibility::CopyParts).await;
+    crash_at_every_step(&|_| (Arc::new(MemoryStorage::new()), Visibility::SwapFolders)).await;
+    crash_at_every_step(&|_| (Arc::new(MemoryStorage::new()), Visibility::CopyParts)).await;
 }
 
 #[tokio::test]
 async fn local_crash_at_every_step() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
-    crash_at_every_step(
-        &move |i| Arc::new(LocalStorage::new(root.join(format!("case-{i}"))).expect("storage")),
-        Visibility::SwapFolders,
-    )
+    crash_at_every_step(&move |i| {
+        let s = LocalStorage::new(root.join(format!("case-{i}"))).expect("storage");
+        (Arc::new(s), Visibility::SwapFolders)
+    })
     .await;
 }
 
@@ -1972,9 +1998,73 @@ async fn local_crash_at_every_step() {
 async fn s3_crash_at_every_step() {
     let s3 = S3::new().await;
     let client = s3.client.clone();
-    crash_at_every_step(
-        &move |i| Arc::new(S3Storage::new(client.clone(), BUCKET, &format!("case-{i}"))),
-        Visibility::CopyParts,
-    )
+    crash_at_every_step(&move |i| {
+        let s = S3Storage::new(client.clone(), BUCKET, &format!("case-{i}"));
+        (Arc::new(s), Visibility::CopyParts)
+    })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_crash_at_every_step() {
+    let b = S3Catalog::new().await;
+    let client = b.s3.client.clone();
+    let glue = Arc::new(GlueCatalog::new(glue_client(&b.s3._moto.url), DATABASE));
+    crash_at_every_step(&move |i| {
+        let s = S3Storage::new(client.clone(), BUCKET, &format!("case-{i}"));
+        let vis = Visibility::Catalog {
+            glue: glue.clone(),
+            s3: s.clone(),
+        };
+        (Arc::new(s), vis)
+    })
+    .await;
+}
+
+/// `--lease-wait`: a run waits for a day another run holds, and takes it once that run's lease
+/// lapses (it stalled); without waiting it is refused at once.
+#[tokio::test]
+async fn a_run_waits_for_a_held_lease_when_asked() {
+    let s: Arc<dyn ObjectStorage> = Arc::new(MemoryStorage::new());
+    let first = DayStore::new(s.clone(), Visibility::SwapFolders);
+    first
+        .acquire_lease(
+            date(),
+            &RunId("first".into()),
+            chrono::Duration::milliseconds(800),
+        )
+        .await
+        .expect("lease");
+    first.stall_heartbeats();
+    let impatient = DayStore::new(s.clone(), Visibility::SwapFolders);
+    let err = impatient
+        .acquire_lease(
+            date(),
+            &RunId("impatient".into()),
+            chrono::Duration::minutes(2),
+        )
+        .await
+        .expect_err("held");
+    assert!(matches!(err, StoreError::LeaseHeld { .. }), "{err}");
+    let patient =
+        DayStore::new(s.clone(), Visibility::SwapFolders).with_lease_wait(Duration::from_secs(10));
+    let t0 = Instant::now();
+    let lease = patient
+        .acquire_lease(
+            date(),
+            &RunId("patient".into()),
+            chrono::Duration::minutes(2),
+        )
+        .await
+        .expect("taken once the first lease lapsed");
+    assert_eq!(lease.run.0, "patient");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // A live holder (its heartbeat running) keeps the day for longer than the wait.
+    let late = DayStore::new(s.clone(), Visibility::SwapFolders)
+        .with_lease_wait(Duration::from_millis(1500));
+    let err = late
+        .acquire_lease(date(), &RunId("late".into()), chrono::Duration::minutes(2))
+        .await
+        .expect_err("still held");
+    assert!(err.to_string().contains("patient"), "{err}");
 }

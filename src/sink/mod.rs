@@ -177,6 +177,12 @@ pub trait Upload: Send {
     async fn complete(self: Box<Self>) -> Result<u64, StoreError>;
     /// Drops everything written so far (no orphan parts left behind).
     async fn abort(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// The upload keeps what is written in memory until this many bytes are buffered (a
+    /// multipart part); `None` when writes go straight out. Counted in the memory budget.
+    fn part_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A place the tables are written to, with the day-replacement protocol of its kind.
@@ -269,9 +275,17 @@ pub struct UploadWriter {
 pub struct UploadHandle {
     inner: SharedUpload,
     pub progress: std::sync::Arc<UploadProgress>,
+    part_size: Option<usize>,
 }
 
 impl UploadHandle {
+    /// Bytes written but held in the upload's buffer (not sent yet).
+    pub fn buffered(&self) -> usize {
+        self.part_size
+            .filter(|p| *p > 0)
+            .map_or(0, |p| (self.progress.bytes() % p as u64) as usize)
+    }
+
     /// Aborts the upload unless it was completed already.
     pub async fn abort(&self) -> Result<(), StoreError> {
         let upload = self.inner.lock().await.take();
@@ -284,6 +298,7 @@ impl UploadHandle {
 
 impl UploadWriter {
     pub fn new(upload: Box<dyn Upload>) -> (Self, UploadHandle) {
+        let part_size = upload.part_size();
         let inner = std::sync::Arc::new(tokio::sync::Mutex::new(Some(upload)));
         let progress = std::sync::Arc::new(UploadProgress::default());
         (
@@ -291,7 +306,11 @@ impl UploadWriter {
                 inner: inner.clone(),
                 progress: progress.clone(),
             },
-            UploadHandle { inner, progress },
+            UploadHandle {
+                inner,
+                progress,
+                part_size,
+            },
         )
     }
 }

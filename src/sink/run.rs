@@ -178,9 +178,13 @@ impl DayWriter {
         Ok(())
     }
 
-    /// Memory held by the row groups being built for this day's tables.
+    /// Memory held for this day's tables: row groups being built, and what uploads hold
+    /// before sending a part (S3: up to a part per open file).
     pub fn buffered_bytes(&self) -> usize {
-        self.open.values().map(|o| o.writer.buffered_bytes()).sum()
+        self.open
+            .values()
+            .map(|o| o.writer.buffered_bytes() + o.handle.buffered())
+            .sum()
     }
 
     /// Writes out the largest row group being built (a no-op when none holds data).
@@ -194,6 +198,17 @@ impl DayWriter {
             return Ok(());
         };
         if bytes == 0 {
+            // Only upload buffers are left: finish the file holding the most (its buffer goes
+            // up as the last part), so that the budget always makes progress.
+            let fullest = self
+                .open
+                .iter()
+                .map(|(t, o)| (*t, o.handle.buffered()))
+                .filter(|(_, b)| *b > 0)
+                .max_by_key(|(_, b)| *b);
+            if let Some((table, _)) = fullest {
+                self.close_part(table).await?;
+            }
             return Ok(());
         }
         let Some(open) = self.open.get_mut(&table) else {

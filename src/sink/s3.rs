@@ -231,6 +231,10 @@ impl Upload for S3Upload {
         }
     }
 
+    fn part_size(&self) -> Option<usize> {
+        Some(PART_BYTES)
+    }
+
     async fn abort(self: Box<Self>) -> Result<(), StoreError> {
         if let Some(id) = &self.upload_id {
             self.client
