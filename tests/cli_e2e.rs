@@ -444,7 +444,8 @@ fn structurally_odd_records_land_in_extra_counted_and_never_echoed() {
         Some(parts.iter().sum::<u64>())
     );
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("_manifests/conversation_date=2026-10-19.json")).expect("manifest"),
+        &std::fs::read(out.join("_manifests/conversations/conversation_date=2026-10-19.json"))
+            .expect("manifest"),
     )
     .expect("manifest JSON");
     assert_eq!(manifest["type_mismatches"], d["type_mismatches"]);
@@ -618,10 +619,12 @@ fn convert_rebuilds_days_from_extract_archives_and_the_newest_copy_wins() {
     let mut cmd = extract_cmd(&sim, &out, "2026-10-18", "2026-10-20", "query");
     cmd.arg("--archive-raw");
     run_ok(cmd);
+    // `_raw/conversation_date=D/run=R/pages-N.ndjson.gz`
     let mut archives: Vec<PathBuf> = std::fs::read_dir(out.join("_raw"))
         .expect("_raw")
         .flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).expect("day").flatten())
+        .flat_map(|r| std::fs::read_dir(r.path()).expect("run").flatten())
         .map(|f| f.path())
         .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
         .collect();

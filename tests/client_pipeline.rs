@@ -11,7 +11,7 @@ use genesys_parquet::genesys::{ClientConfig, Credentials, GenesysClient, Hosts, 
 use genesys_parquet::interval::Interval;
 use genesys_parquet::pipeline::{self, NoProgress, PipelineConfig, RunSummary};
 use genesys_parquet::simulator::{self, ExtractBehaviour, SimConfig, SimHandle};
-use genesys_parquet::sink::{LocalStore, RunId, Store};
+use genesys_parquet::sink::{DayStore, RunId, Store};
 use serde_json::json;
 
 const END_DATE: &str = "2026-10-20";
@@ -55,7 +55,7 @@ async fn run(client: &GenesysClient, out: &Path, days: &str, cfg: &PipelineConfi
         genesys_parquet::interval::day_start(date(end)),
     )
     .expect("range");
-    let store: Arc<dyn Store> = Arc::new(LocalStore::new(out).expect("store"));
+    let store: Arc<dyn Store> = Arc::new(DayStore::local(out).expect("store"));
     pipeline::extract(client, store, range, cfg, Arc::new(NoProgress)).await
 }
 
@@ -237,7 +237,7 @@ async fn a_job_queued_past_the_deadline_stops_before_it_with_nothing_changed() {
     assert_eq!(st.jobs_submitted, 1, "{st:?}");
     assert_eq!(st.jobs_alive, 0, "the queued job was left behind: {st:?}");
     // The lease is released: another run takes the day at once.
-    let store = LocalStore::new(out.path()).expect("store");
+    let store = DayStore::local(out.path()).expect("store");
     store
         .acquire_lease(
             date("2026-10-19"),
@@ -382,11 +382,7 @@ async fn on_s3_the_deadline_aborts_the_open_uploads_of_a_day_stuck_on_a_queued_j
         .send()
         .await
         .expect("bucket");
-    let store: Arc<dyn Store> = Arc::new(genesys_parquet::sink::s3::S3Store::new(
-        s3.clone(),
-        "lake",
-        "genesys",
-    ));
+    let store: Arc<dyn Store> = Arc::new(DayStore::s3(s3.clone(), "lake", "genesys"));
 
     let mut cfg = sim_config(36, 3000);
     cfg.job_ready_after_ms = 600_000;

@@ -183,7 +183,8 @@ pub struct CommitStore {
     visibility: Visibility,
     /// How long to wait for a lease another live run holds (0: fail at once).
     lease_wait: Duration,
-    held: Mutex<HashMap<(String, String), Arc<Held>>>,
+    /// Leases held, alive while a copy of their [`Lease`] is (it holds the strong reference).
+    held: Mutex<HashMap<(String, String), std::sync::Weak<Held>>>,
     repaired: tokio::sync::OnceCell<()>,
 }
 
@@ -224,7 +225,7 @@ impl CommitStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&k)
-            .cloned()
+            .and_then(std::sync::Weak::upgrade)
     }
 
     async fn read_lease(
@@ -771,6 +772,7 @@ impl DayStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
+            .filter_map(std::sync::Weak::upgrade)
         {
             if let Some(h) = held
                 .heartbeat
@@ -804,13 +806,7 @@ impl Store for DayStore {
         cs.repaired.get_or_try_init(|| cs.repair()).await?;
         let key = PartitionKey::conversation_day(date);
         let (rec, version) = cs.take_lease(&key, run, ttl).await?;
-        let lease = Lease {
-            date,
-            run: run.clone(),
-            since: rec.since,
-            expires: rec.expires,
-            holder: Some(rec.holder.clone()),
-        };
+        let (since, expires, holder) = (rec.since, rec.expires, rec.holder.clone());
         let held = Arc::new(Held {
             record: Mutex::new((rec, version)),
             lost: AtomicBool::new(false),
@@ -819,7 +815,15 @@ impl Store for DayStore {
         cs.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((key.id(), run.0.clone()), held.clone());
+            .insert((key.id(), run.0.clone()), Arc::downgrade(&held));
+        let lease = Lease {
+            date,
+            run: run.clone(),
+            since,
+            expires,
+            holder: Some(holder),
+            guard: super::LeaseGuard(Some(held.clone())),
+        };
         cs.start_heartbeat(&held, ttl);
         cs.clear_dead_runs(&key, &[&run.0]).await?;
         Ok(lease)
@@ -832,7 +836,8 @@ impl Store for DayStore {
             .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&(key.id(), lease.run.0.clone()));
+            .remove(&(key.id(), lease.run.0.clone()))
+            .and_then(|w| w.upgrade());
         let Some(held) = held else { return Ok(()) };
         if let Some(h) = held
             .heartbeat

@@ -128,7 +128,29 @@ pub struct Lease {
     /// `host/pid` of the holder, so a local store can take over at once from a dead process.
     #[serde(default)]
     pub holder: Option<String>,
+    /// Keeps the lease's heartbeat going while any copy of the lease lives: a run whose
+    /// future is dropped (cancelled, timed out) stops renewing, and its lease lapses.
+    #[serde(skip)]
+    pub guard: LeaseGuard,
 }
+
+/// An opaque handle a store ties to a lease (see [`Lease::guard`]); equal to any other.
+#[derive(Clone, Default)]
+pub struct LeaseGuard(pub Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl fmt::Debug for LeaseGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LeaseGuard")
+    }
+}
+
+impl PartialEq for LeaseGuard {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LeaseGuard {}
 
 /// `host/pid` of this process.
 pub fn this_holder() -> String {
