@@ -460,6 +460,8 @@ impl Handler {
         // than that; within it they keep the pipeline's short ttl, renewed by a heartbeat
         // while the invocation lives, so a killed invocation blocks its days for at most that.
         cfg.lease_ttl = lease_ttl(deadline, SystemTime::now()).min(self.pipeline.lease_ttl);
+        self.store
+            .renew_until(Some(chrono::DateTime::<Utc>::from(deadline)));
         if let Some(m) = mode {
             cfg.mode = m;
         }

@@ -1321,7 +1321,7 @@ mod tests {
         std::os::unix::fs::symlink(format!("/proc/self/fd/{}", reader.as_raw_fd()), &path)
             .expect("symlink");
         let store: Arc<dyn Store> =
-            Arc::new(LocalStore::new(dir.path().join("out")).expect("store"));
+            Arc::new(DayStore::local(dir.path().join("out")).expect("store"));
         let r = convert_files(
             vec![path],
             Some(Interval::day(day("2026-11-20"))),

@@ -186,6 +186,8 @@ pub struct CommitStore {
     /// Leases held, alive while a copy of their [`Lease`] is (it holds the strong reference).
     held: Mutex<HashMap<(String, String), std::sync::Weak<Held>>>,
     repaired: tokio::sync::OnceCell<()>,
+    /// Heartbeats never extend a lease past this instant (a Lambda invocation's deadline).
+    renew_until: Arc<Mutex<Option<DateTime<Utc>>>>,
 }
 
 fn corrupt(location: String, e: impl std::fmt::Display) -> StoreError {
@@ -203,6 +205,7 @@ impl CommitStore {
             lease_wait: Duration::ZERO,
             held: Mutex::new(HashMap::new()),
             repaired: tokio::sync::OnceCell::new(),
+            renew_until: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -680,6 +683,7 @@ impl CommitStore {
             .max(Duration::from_millis(200));
         let weak_held = Arc::downgrade(held);
         let storage = self.storage.clone();
+        let until = self.renew_until.clone();
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -691,7 +695,14 @@ impl CommitStore {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
-                rec.expires = Utc::now() + ttl;
+                let mut expires = Utc::now() + ttl;
+                if let Some(u) = *until.lock().unwrap_or_else(|p| p.into_inner()) {
+                    expires = expires.min(u);
+                }
+                if expires <= rec.expires {
+                    continue; // at the limit already: the lease lapses there
+                }
+                rec.expires = expires;
                 let Ok(body) = serde_json::to_vec_pretty(&rec) else {
                     return;
                 };
@@ -827,6 +838,10 @@ impl Store for DayStore {
         cs.start_heartbeat(&held, ttl);
         cs.clear_dead_runs(&key, &[&run.0]).await?;
         Ok(lease)
+    }
+
+    fn renew_until(&self, until: Option<DateTime<Utc>>) {
+        *self.0.renew_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {

@@ -222,6 +222,10 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         ttl: chrono::Duration,
     ) -> Result<Lease, StoreError>;
 
+    /// Leases taken from now on are never renewed past `until` (a Lambda invocation's
+    /// deadline: the runtime kills it there, and a retry must find its days free).
+    fn renew_until(&self, _until: Option<DateTime<Utc>>) {}
+
     /// Gives the lease up (best effort; an expired lease is taken over anyway).
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
 
