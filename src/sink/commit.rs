@@ -934,14 +934,25 @@ impl Store for DayStore {
                 return Err(cs.name_taker(&key, lease, e).await);
             }
             Err(e) => {
-                // The write may have taken effect (a reply lost): treat the run as committed,
-                // so that discarding keeps its staging; the next run reads the lease and
-                // either finishes the publish or, if the write did not land, sweeps the run.
-                held.record
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0
-                    .state = rec.state;
+                // The write may have taken effect (a reply lost): read the lease to know. If
+                // that fails too, treat the run as committed, so that discarding keeps its
+                // staging; the next run reads the lease and finishes or sweeps the run.
+                match cs.read_lease(&key).await {
+                    Ok(Some((Some(cur), v)))
+                        if cur.run == rec.run
+                            && matches!(cur.state, LeaseState::Publishing { .. }) =>
+                    {
+                        *held.record.lock().unwrap_or_else(|p| p.into_inner()) = (cur, v);
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        held.record
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                            .state = rec.state;
+                    }
+                }
                 return Err(e);
             }
         };
