@@ -161,6 +161,10 @@ pub struct ClientArgs {
     /// Timeout of one HTTP request, in seconds.
     #[arg(long, env = "GP_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
     pub request_timeout_secs: u64,
+    /// pageSize of the reference listings (users, queues, …; default 100): their maximum is
+    /// undocumented for most, and a bigger one is silently capped.
+    #[arg(long, env = "GP_REFERENCE_PAGE_SIZE")]
+    pub reference_page_size: Option<u32>,
 }
 
 impl ClientArgs {
@@ -215,6 +219,14 @@ impl ClientArgs {
         cfg.requests_per_minute = self.requests_per_minute;
         cfg.job_concurrency = self.job_concurrency.max(1);
         cfg.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
+        if let Some(n) = self.reference_page_size {
+            if n == 0 {
+                return Err(ConfigError::Invalid(
+                    "--reference-page-size must be at least 1".into(),
+                ));
+            }
+            cfg.reference_page_size = n;
+        }
         Ok(GenesysClient::new(cfg)?)
     }
 }

@@ -120,7 +120,7 @@ impl GenesysError {
 }
 
 /// The permission a 403's message names (`…missing the following permission(s): [a:b:c, …]`).
-fn missing_permission(message: &str) -> Option<&str> {
+pub(crate) fn missing_permission(message: &str) -> Option<&str> {
     let list = message.split_once('[')?.1.split_once(']')?.0;
     list.split(',').map(str::trim).find(|p| p.contains(':'))
 }

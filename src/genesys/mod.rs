@@ -15,6 +15,7 @@ mod http;
 mod jobs;
 pub mod model;
 mod query;
+pub mod reference;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -107,6 +108,9 @@ pub struct ClientConfig {
     pub query_repair_rounds: u32,
     /// Polls of a job in a state this build does not know before it counts as failed.
     pub unknown_state_polls: u32,
+    /// pageSize of the reference listings (users, queues, …). The maximum is documented for
+    /// few of them (`API.md`); a bigger one is silently capped, and paging follows pageCount.
+    pub reference_page_size: u32,
 }
 
 impl ClientConfig {
@@ -129,6 +133,7 @@ impl ClientConfig {
             min_split: chrono::Duration::minutes(1),
             query_repair_rounds: 8,
             unknown_state_polls: 120,
+            reference_page_size: 100,
         }
     }
 }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::reference::{division_of_queue, user_for, LANGUAGES, QUEUES, SKILLS, WRAPUPS};
 use crate::interval::{day_start, format_millis, Interval};
 
 /// What decides the data.
@@ -314,13 +315,6 @@ fn diurnal_offset_ms(rng: &mut ChaCha8Rng) -> i64 {
     hour as i64 * 3_600_000 + rng.random_range(0..3_600_000)
 }
 
-const QUEUES: [(&str, &str); 5] = [
-    ("5b6cf3a4-1d1e-4d43-9b39-0f1d2a6f0001", "Sales"),
-    ("5b6cf3a4-1d1e-4d43-9b39-0f1d2a6f0002", "Support"),
-    ("5b6cf3a4-1d1e-4d43-9b39-0f1d2a6f0003", "Billing"),
-    ("5b6cf3a4-1d1e-4d43-9b39-0f1d2a6f0004", "Retention"),
-    ("5b6cf3a4-1d1e-4d43-9b39-0f1d2a6f0005", "Technical"),
-];
 const NAMES: [&str; 10] = [
     "José Müller",
     "王秀英",
@@ -333,14 +327,6 @@ const NAMES: [&str; 10] = [
     "Sam Taylor",
     "Иван Петров",
 ];
-const WRAPUPS: [&str; 5] = [
-    "7fb334b0-0e9e-11e4-9191-0800200c9a66",
-    "a1b2c3d4-0000-4000-8000-00000000aaa1",
-    "a1b2c3d4-0000-4000-8000-00000000aaa2",
-    "a1b2c3d4-0000-4000-8000-00000000aaa3",
-    "a1b2c3d4-0000-4000-8000-00000000aaa4",
-];
-const DIVISION: &str = "a7b2c1d0-1111-4222-8333-444455556666";
 
 /// A tiny JSON object writer: fields are written only when set (the API omits unset fields).
 struct Obj<'a> {
@@ -499,7 +485,7 @@ impl Gen<'_> {
             "originatingDirection",
             if inbound { "inbound" } else { "outbound" },
         )
-        .strs("divisionIds", &[DIVISION])
+        .strs("divisionIds", &[division_of_queue(queue.0)])
         .str(
             "conversationInitiator",
             if inbound { "customer" } else { "agent" },
@@ -581,8 +567,8 @@ impl Gen<'_> {
             let list = o.list("evaluations");
             let mut e = Obj::open(list);
             e.str("evaluationId", &uuid(self.rng))
-                .str("evaluatorId", &uuid(self.rng))
-                .str("userId", &uuid(self.rng))
+                .str("evaluatorId", &user_for(self.rng.random()))
+                .str("userId", &user_for(self.rng.random()))
                 .str("formId", &uuid(self.rng))
                 .str("formName", "Voice QA 2026")
                 .str("queueId", queue.0)
@@ -617,7 +603,7 @@ impl Gen<'_> {
             let list = o.list("resolutions");
             let mut r = Obj::open(list);
             r.str("queueId", queue.0)
-                .str("userId", &uuid(self.rng))
+                .str("userId", &user_for(self.rng.random()))
                 .time("eventTime", end)
                 .int("nNextContactAvoided", 1);
             r.close();
@@ -656,7 +642,7 @@ impl Gen<'_> {
             _ => {
                 p.str("participantName", name.unwrap_or("Agent"))
                     .str("purpose", "agent")
-                    .str("userId", &uuid(self.rng));
+                    .str("userId", &user_for(self.rng.random()));
             }
         }
         if self.with_attributes && purpose == "customer" {
@@ -740,7 +726,7 @@ impl Gen<'_> {
                         list.push(',');
                     }
                     let mut a = Obj::open(list);
-                    a.str("proposedAgentId", &uuid(self.rng))
+                    a.str("proposedAgentId", &user_for(self.rng.random()))
                         .int("agentRank", i + 1);
                     a.close();
                 }
@@ -814,7 +800,7 @@ impl Gen<'_> {
                     so.str("disconnectType", d);
                 }
                 if g.wrapup {
-                    let code = self.pick(&WRAPUPS);
+                    let code = self.pick(&WRAPUPS).0;
                     so.str("wrapUpCode", code);
                     if self.rng.random_bool(0.3) {
                         so.str("wrapUpNote", "Kunde zufrieden – follow-up by email ✉");
@@ -824,13 +810,11 @@ impl Gen<'_> {
                     so.bool("conference", false);
                 }
                 if g.kind == "interact" && purpose == "acd" && self.rng.random_bool(0.2) {
-                    so.strs(
-                        "requestedRoutingSkillIds",
-                        &["b0b0b0b0-0000-4000-8000-000000000001"],
-                    );
+                    so.strs("requestedRoutingSkillIds", &[SKILLS[0].0])
+                        .str("requestedLanguageId", LANGUAGES[0].0);
                     let list = so.list("scoredAgents");
                     let mut a = Obj::open(list);
-                    a.str("scoredAgentId", &uuid(self.rng))
+                    a.str("scoredAgentId", &user_for(self.rng.random()))
                         .int("agentScore", self.rng.random_range(1..100));
                     a.close();
                     list.push(']');

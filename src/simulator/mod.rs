@@ -4,6 +4,8 @@
 //! on one address.
 
 mod data;
+pub mod reference;
+mod reference_routes;
 mod server;
 
 use std::net::SocketAddr;
@@ -92,6 +94,14 @@ pub struct SimConfig {
     pub fault_odd_records: f64,
     #[command(flatten)]
     pub extract: ExtractBehaviour,
+    /// Largest pageSize of the reference listings (users, queues, …); a bigger one is silently
+    /// capped, as `API.md` reports for the queue members listing.
+    #[arg(long, default_value_t = 500)]
+    pub ref_page_size_cap: u32,
+    /// Permissions the OAuth client lacks (comma list, e.g. `routing:queue:view,
+    /// authorization:divisionDeleted:view`): the reference endpoints needing one answer 403.
+    #[arg(long, value_delimiter = ',')]
+    pub missing_permissions: Vec<String>,
 }
 
 /// Documented habits of the API the extractor must survive (issue 13 §1, §2, §5, §6), each a
