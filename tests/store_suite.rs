@@ -2068,3 +2068,445 @@ async fn a_run_waits_for_a_held_lease_when_asked() {
         .expect_err("still held");
     assert!(err.to_string().contains("patient"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Upgrade from the previous release's layout (the `LocalStore` / `S3Store` removed in c61b855):
+// its keys written here directly, in its formats; the first new run of the day replaces its
+// visible run exactly (also when the old publish was left in flight), and a file no old record
+// names survives.
+
+/// Which of the old stores wrote the day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OldStore {
+    /// `LocalStore`: `part-NNNNN.parquet`, a `_PUBLISH.json` journal while publishing.
+    Local,
+    /// `S3Store`: `part-R-NNNNN.parquet`, run manifests, raw under `run=R/`.
+    S3,
+    /// `S3Store` with a Glue catalog: a run's own folder `run=R/part-NNNNN.parquet`.
+    Catalog,
+}
+
+fn old_manifest(run: &str, files: &[(&str, String)]) -> Manifest {
+    Manifest {
+        date: date(),
+        run_id: RunId(run.into()),
+        interval: "2026-11-20T00:00:00Z/2026-11-21T00:00:00Z".into(),
+        partial_day: false,
+        schema_version: "1".into(),
+        tool_version: "0.1.0".into(),
+        started: Utc::now(),
+        finished: Utc::now(),
+        type_mismatches: 0,
+        conversations: 3,
+        rows: files.iter().map(|(t, _)| (t.to_string(), 1)).collect(),
+        files: files
+            .iter()
+            .map(|(t, k)| ManifestFile {
+                table: t.to_string(),
+                key: k.clone(),
+                rows: 1,
+                bytes: 1,
+                sha256: String::new(),
+            })
+            .collect(),
+    }
+}
+
+/// The old stores' key of part `p` of `table` for `run`, once visible.
+fn old_part(old: OldStore, run: &str, table: &str, p: u32) -> String {
+    let d = date();
+    match old {
+        OldStore::Local => format!("{table}/conversation_date={d}/part-{p:05}.parquet"),
+        OldStore::S3 => format!("{table}/conversation_date={d}/part-{run}-{p:05}.parquet"),
+        OldStore::Catalog => format!("{table}/conversation_date={d}/run={run}/part-{p:05}.parquet"),
+    }
+}
+
+/// A run of the old release: two parts of segments, one of sessions, one raw page. Returns
+/// its manifest (raw key as the old `DayWriter::write_raw` recorded it: without `run=R/`).
+fn old_run(old: OldStore, run: &str) -> Manifest {
+    old_manifest(
+        run,
+        &[
+            ("segments", old_part(old, run, "segments", 0)),
+            ("segments", old_part(old, run, "segments", 1)),
+            ("sessions", old_part(old, run, "sessions", 0)),
+            (
+                "_raw",
+                format!("_raw/conversation_date={}/pages-00001.ndjson.gz", date()),
+            ),
+        ],
+    )
+}
+
+/// Where the old store wrote a file of `m` (raw pages: under `run=R/` on S3).
+fn old_location(old: OldStore, m: &Manifest, f: &ManifestFile) -> String {
+    if f.table == "_raw" && old != OldStore::Local {
+        let (dir, name) = f.key.rsplit_once('/').expect("raw key");
+        return format!("{dir}/run={}/{name}", m.run_id.0);
+    }
+    f.key.clone()
+}
+
+async fn put(s: &Arc<dyn ObjectStorage>, key: &str, body: impl Into<Bytes>) {
+    s.put(key, body.into(), PutMode::Overwrite)
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+}
+
+async fn put_json(s: &Arc<dyn ObjectStorage>, key: &str, v: &impl serde::Serialize) {
+    put(s, key, serde_json::to_vec_pretty(v).expect("json")).await;
+}
+
+/// Each file's content names its run and table, as the suite's other runs do.
+fn body_of(m: &Manifest, f: &ManifestFile) -> String {
+    format!("{}:{}:{}", m.run_id.0, f.table, f.key)
+}
+
+/// The old lease object (`sink::Lease` of the old release).
+fn old_lease(run: &str, expires: chrono::DateTime<Utc>, holder: &str) -> serde_json::Value {
+    serde_json::json!({
+        "date": date(), "run": run, "since": Utc::now() - chrono::Duration::hours(3),
+        "expires": expires, "holder": holder,
+    })
+}
+
+/// Writes day [`date`] as the old release left it: `old-1` published; with `in_flight`, run
+/// `old-2` committed but its publish interrupted (local: after moving segments, before
+/// sessions; S3: after copying segments, before sessions and the sweep; catalog: segments
+/// registered, the rest not), and a dead run `old-3`'s staging. A Spark file of another tool
+/// lies in segments' partition (local in flight: set aside with the old partition, as the old
+/// code moved whole folders).
+async fn write_old_layout(
+    s: &Arc<dyn ObjectStorage>,
+    vis: &Visibility,
+    old: OldStore,
+    in_flight: bool,
+) -> Manifest {
+    let d = date();
+    let part = format!("conversation_date={d}");
+    let m1 = old_run(old, "old-1");
+    for f in &m1.files {
+        put(s, &old_location(old, &m1, f), body_of(&m1, f)).await;
+    }
+    put_json(s, &format!("_manifests/{part}.json"), &m1).await;
+    if old != OldStore::Local {
+        put_json(s, &format!("_manifests/{part}/run=old-1.json"), &m1).await;
+    } else {
+        put(s, &format!("_leases/{part}.lock"), Bytes::new()).await;
+    }
+    let expired = Utc::now() - chrono::Duration::hours(1);
+    put_json(
+        s,
+        &format!("_leases/{part}.json"),
+        &old_lease("old-1", expired, "gone/1"),
+    )
+    .await;
+    let spark_at = format!("segments/{part}/{SPARK}");
+    if let Visibility::Catalog { glue, s3 } = vis {
+        glue.register(d, |t| {
+            format!(
+                "s3://{}/{}/",
+                s3.bucket(),
+                s3.full_key(&format!("{t}/{part}/run=old-1"))
+            )
+        })
+        .await
+        .expect("register old-1");
+    }
+    if !in_flight {
+        put(s, &spark_at, Bytes::from_static(b"spark")).await;
+        return m1;
+    }
+    let m2 = old_run(old, "old-2");
+    let staging = format!("_staging/{part}/run=old-2/");
+    put_json(
+        s,
+        &format!("_leases/{part}.json"),
+        &old_lease("old-2", expired, "gone/2"),
+    )
+    .await;
+    // A dead run that never published: its staging only.
+    put(
+        s,
+        &format!("_staging/{part}/run=old-3/segments/{part}/part-old-3-00000.parquet"),
+        "old-3:segments",
+    )
+    .await;
+    match old {
+        OldStore::Local => {
+            put_json(s, &format!("{staging}_PUBLISH.json"), &m2).await;
+            for f in &m2.files {
+                let body = body_of(&m2, f);
+                if f.table == "segments" {
+                    // Moved already; old-1's segments (and the Spark file) set aside.
+                    let aside = format!("{staging}_old/segments/");
+                    for g in m1.files.iter().filter(|g| g.table == "segments") {
+                        s.delete(&g.key, None).await.expect("delete");
+                        let name = g.key.rsplit('/').next().expect("name");
+                        put(s, &format!("{aside}{name}"), body_of(&m1, g)).await;
+                    }
+                    put(s, &format!("{aside}{SPARK}"), Bytes::from_static(b"spark")).await;
+                    put(s, &f.key, body).await;
+                } else {
+                    put(s, &format!("{staging}{}", f.key), body).await;
+                }
+            }
+        }
+        OldStore::S3 => {
+            put_json(s, &format!("_manifests/{part}/run=old-2.json"), &m2).await;
+            put_json(s, &format!("_manifests/{part}.json"), &m2).await;
+            put(s, &spark_at, Bytes::from_static(b"spark")).await;
+            for f in &m2.files {
+                let body = body_of(&m2, f);
+                if f.table == "_raw" {
+                    put(s, &old_location(old, &m2, f), body).await;
+                    continue;
+                }
+                put(s, &format!("{staging}{}", f.key), body.clone()).await;
+                if f.table == "segments" {
+                    put(s, &f.key, body).await;
+                }
+            }
+        }
+        OldStore::Catalog => {
+            put_json(s, &format!("_manifests/{part}/run=old-2.json"), &m2).await;
+            put_json(s, &format!("_manifests/{part}.json"), &m2).await;
+            put(s, &spark_at, Bytes::from_static(b"spark")).await;
+            for f in &m2.files {
+                put(s, &old_location(old, &m2, f), body_of(&m2, f)).await;
+            }
+            let Visibility::Catalog { glue, s3 } = vis else {
+                unreachable!()
+            };
+            // Registered for segments only: the old publish stopped between tables.
+            let _ = glue
+                .register(d, |t| {
+                    let run = if t == "conversations" || t == "segments" {
+                        "old-2"
+                    } else {
+                        "old-1"
+                    };
+                    format!(
+                        "s3://{}/{}/",
+                        s3.bucket(),
+                        s3.full_key(&format!("{t}/{part}/run={run}"))
+                    )
+                })
+                .await;
+        }
+    }
+    m2
+}
+
+/// The runs a reader sees in `table`'s partition of [`date`], by the content of each file
+/// (old local file names do not carry the run), the foreign file aside.
+async fn runs_read(s: &Arc<dyn ObjectStorage>, vis: &Visibility, table: &str) -> Vec<String> {
+    let d = date();
+    let folder = match vis {
+        Visibility::Catalog { glue, .. } => {
+            let Some(loc) = glue.location(table, d).await.expect("partition") else {
+                return Vec::new();
+            };
+            let root = format!("{}/", s.location(""));
+            loc.strip_prefix(&root).expect("under the root").to_string()
+        }
+        _ => format!("{table}/conversation_date={d}/"),
+    };
+    let mut runs = Vec::new();
+    for m in s.list(&folder).await.expect("list") {
+        if m.key.ends_with(SPARK) {
+            continue;
+        }
+        // Listing readers see the partition's files, not a catalog's run folders below it.
+        if !matches!(vis, Visibility::Catalog { .. }) && m.key[folder.len()..].contains('/') {
+            continue;
+        }
+        let (body, _) = s.get(&m.key).await.expect("get").expect("listed");
+        let body = String::from_utf8_lossy(&body).to_string();
+        runs.push(body.split(':').next().unwrap_or("").to_string());
+    }
+    runs.sort();
+    runs.dedup();
+    runs
+}
+
+async fn upgrade_from_the_old_layout(
+    s: Arc<dyn ObjectStorage>,
+    vis: Visibility,
+    old: OldStore,
+    in_flight: bool,
+) {
+    let ctx = format!("{old:?}, in flight: {in_flight}");
+    let hour = chrono::Duration::hours(1);
+    let part = format!("conversation_date={}", date());
+    let shown = write_old_layout(&s, &vis, old, in_flight).await;
+    let shown = shown.run_id.0.as_str();
+    let store = DayStore::new(s.clone(), vis.clone());
+
+    // An old-release run still alive holds the day; the new run is refused, and its own new
+    // lease is not left behind.
+    if !in_flight {
+        let live = Utc::now() + chrono::Duration::minutes(30);
+        put_json(
+            &s,
+            &format!("_leases/{part}.json"),
+            &old_lease("old-live", live, "elsewhere/7"),
+        )
+        .await;
+        let err = store
+            .acquire_lease(date(), &RunId("run-new".into()), hour)
+            .await
+            .expect_err(&ctx);
+        assert!(matches!(err, StoreError::LeaseHeld { .. }), "{ctx}: {err}");
+        assert!(err.to_string().contains("old-live"), "{ctx}: {err}");
+        put_json(
+            &s,
+            &format!("_leases/{part}.json"),
+            &old_lease("old-live", Utc::now(), "elsewhere/7"),
+        )
+        .await;
+    }
+
+    // Taking the day upgrades it: the old visible run (finished, if it was in flight) is the
+    // one run readers see and the day's manifest.
+    let lease = store
+        .acquire_lease(date(), &RunId("run-new".into()), hour)
+        .await
+        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    store.stall_heartbeats();
+    for t in ["segments", "sessions"] {
+        assert_eq!(
+            runs_read(&s, &vis, t).await,
+            [shown],
+            "{ctx}: {t} before the publish"
+        );
+    }
+    assert_eq!(
+        store
+            .manifest(date())
+            .await
+            .expect("manifest")
+            .map(|m| m.run_id.0)
+            .as_deref(),
+        Some(shown),
+        "{ctx}"
+    );
+
+    // The new run replaces it exactly: one run in each table, a table without new rows
+    // emptied; the foreign file kept; nothing of the old runs or records left (catalog mode
+    // keeps superseded runs for the lifecycle rule).
+    let (mut up, key) = store
+        .create_part(&lease, "segments", 0)
+        .await
+        .expect("part");
+    up.write(Bytes::from_static(b"run-new:segments:0"))
+        .await
+        .expect("write");
+    up.complete().await.expect("complete");
+    let files = vec![ManifestFile {
+        table: "segments".into(),
+        key,
+        rows: 1,
+        bytes: 18,
+        sha256: String::new(),
+    }];
+    store
+        .publish(&lease, &manifest(&lease, files))
+        .await
+        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    store.release_lease(&lease).await.expect("release");
+    assert_eq!(runs_read(&s, &vis, "segments").await, ["run-new"], "{ctx}");
+    assert!(runs_read(&s, &vis, "sessions").await.is_empty(), "{ctx}");
+    let (spark, _) = s
+        .get(&format!("segments/{part}/{SPARK}"))
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("{ctx}: the foreign file survives"));
+    assert_eq!(spark.as_ref(), b"spark");
+    let catalog = matches!(vis, Visibility::Catalog { .. });
+    for m in s.list("").await.expect("list") {
+        let k = &m.key;
+        assert!(
+            !k.starts_with(&format!("_manifests/{part}"))
+                && !k.starts_with(&format!("_staging/{part}"))
+                && !k.starts_with(&format!("_leases/{part}")),
+            "{ctx}: old record left: {k}"
+        );
+        if k.starts_with("_manifests/")
+            || k.starts_with("_leases/")
+            || k.ends_with(SPARK)
+            || (catalog && !k.starts_with("_raw/"))
+        {
+            continue;
+        }
+        let (body, _) = s.get(k).await.expect("get").expect("listed");
+        assert!(
+            !body.starts_with(b"old-"),
+            "{ctx}: an old run's file left: {k}"
+        );
+    }
+    assert!(
+        s.open_uploads("").await.expect("uploads").is_empty(),
+        "{ctx}"
+    );
+}
+
+#[tokio::test]
+async fn memory_upgrade_from_the_old_layout() {
+    for in_flight in [false, true] {
+        upgrade_from_the_old_layout(
+            Arc::new(MemoryStorage::new()),
+            Visibility::SwapFolders,
+            OldStore::Local,
+            in_flight,
+        )
+        .await;
+        upgrade_from_the_old_layout(
+            Arc::new(MemoryStorage::new()),
+            Visibility::CopyParts,
+            OldStore::S3,
+            in_flight,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn local_upgrade_from_the_old_layout() {
+    for in_flight in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = LocalStorage::new(dir.path().join("out")).expect("storage");
+        upgrade_from_the_old_layout(
+            Arc::new(s),
+            Visibility::SwapFolders,
+            OldStore::Local,
+            in_flight,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn s3_upgrade_from_the_old_layout() {
+    let s3 = S3::new().await;
+    for in_flight in [false, true] {
+        let s = S3Storage::new(s3.client.clone(), BUCKET, &format!("upgrade-{in_flight}"));
+        upgrade_from_the_old_layout(Arc::new(s), Visibility::CopyParts, OldStore::S3, in_flight)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn catalog_upgrade_from_the_old_layout() {
+    for in_flight in [false, true] {
+        let b = S3Catalog::new().await;
+        let s = S3Storage::new(b.s3.client.clone(), BUCKET, PREFIX);
+        let glue = Arc::new(GlueCatalog::new(glue_client(&b.s3._moto.url), DATABASE));
+        let vis = Visibility::Catalog {
+            glue,
+            s3: s.clone(),
+        };
+        upgrade_from_the_old_layout(Arc::new(s), vis, OldStore::Catalog, in_flight).await;
+    }
+}

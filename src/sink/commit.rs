@@ -27,6 +27,9 @@
 //!   under a partition is never ours), this run's staging, and the previous run's manifest.
 //! - **Release**: delete-if-match of the lease: never the lease of a run that took over.
 //!
+//! A partition last written by the previous release's layout (before this protocol) is
+//! upgraded when a run first takes it: see [`legacy`].
+//!
 //! A crash at any step leaves the previous content visible (before Commit) or a `Publishing`
 //! lease that the next run rolls forward (after it). The longest a crashed run blocks a
 //! partition is its lease's ttl (the heartbeat stops with the process).
@@ -40,6 +43,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+
+mod legacy;
 
 use super::catalog::GlueCatalog;
 use super::storage::{join, ObjectStorage, PutMode, S3Storage, Version};
@@ -394,11 +399,12 @@ impl CommitStore {
     /// under the lease, so those runs are dead.
     async fn clear_dead_runs(&self, key: &PartitionKey, keep: &[&str]) -> Result<(), StoreError> {
         let mut kept: BTreeSet<String> = keep.iter().map(|r| r.to_string()).collect();
-        kept.extend(
-            self.get_manifest(&key.pointer_key())
-                .await?
-                .map(|m| m.run_id.0),
-        );
+        let pointer = match self.get_manifest(&key.pointer_key()).await? {
+            Some(m) => Some(m),
+            // Never written by this layout: maybe by the previous release's.
+            None => self.upgrade_legacy(key).await?,
+        };
+        kept.extend(pointer.map(|m| m.run_id.0));
         if matches!(self.visibility, Visibility::Catalog { .. }) {
             // Superseded runs stay (queries planned before a switch read them) until the
             // bucket's lifecycle rule expires them: a run that has a manifest was published.
@@ -836,7 +842,12 @@ impl Store for DayStore {
             guard: super::LeaseGuard(Some(held.clone())),
         };
         cs.start_heartbeat(&held, ttl);
-        cs.clear_dead_runs(&key, &[&run.0]).await?;
+        if let Err(e) = cs.clear_dead_runs(&key, &[&run.0]).await {
+            // Not left to block the partition until it lapses (e.g. an old release's run
+            // holds it).
+            let _ = self.release_lease(&lease).await;
+            return Err(e);
+        }
         Ok(lease)
     }
 
