@@ -41,16 +41,23 @@ impl JobRegistry {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn add(&self, id: &str) {
-        self.lock().insert(id.to_string());
+    pub(super) fn add(&self, path: &str) {
+        self.lock().insert(path.to_string());
     }
 
-    fn remove(&self, id: &str) {
-        self.lock().remove(id);
+    fn remove(&self, path: &str) {
+        self.lock().remove(path);
     }
 
     /// Job ids still alive.
     pub fn ids(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+            .collect()
+    }
+
+    fn paths(&self) -> Vec<String> {
         self.lock().iter().cloned().collect()
     }
 }
@@ -59,8 +66,8 @@ impl JobRegistry {
 /// many were deleted.
 pub(super) async fn delete_all(t: &Transport, jobs: &JobRegistry, stats: &RequestStats) -> usize {
     let mut n = 0;
-    for id in jobs.ids() {
-        if delete(t, jobs, &id, stats).await {
+    for path in jobs.paths() {
+        if delete(t, jobs, &path, stats).await {
             n += 1;
         }
     }
@@ -102,11 +109,12 @@ pub(super) fn job_pages(
                     }
                     Err(e) => Err(e)?,
                 };
-                jobs.add(&job_id);
+                let job_path = format!("{PATH_JOBS}/{job_id}");
+                jobs.add(&job_path);
                 stats.job();
-                let polled = poll(&t, &cfg, &job_id, &iv, &stats).await;
+                let polled = poll(&t, &cfg, &job_path, &iv, &stats).await;
                 if polled.is_err() {
-                    delete(&t, &jobs, &job_id, &stats).await;
+                    delete(&t, &jobs, &job_path, &stats).await;
                 }
                 let mut end = match polled? {
                     None => JobEnd::Done,
@@ -137,7 +145,7 @@ pub(super) fn job_pages(
                                 let mut page = match Page::parse(body, origin) {
                                     Ok(p) => p,
                                     Err(e) => {
-                                        delete(&t, &jobs, &job_id, &stats).await;
+                                        delete(&t, &jobs, &job_path, &stats).await;
                                         Err(e)?
                                     }
                                 };
@@ -151,7 +159,7 @@ pub(super) fn job_pages(
                                 }
                                 if let Some(a) = available {
                                     if let Err(e) = keep_started_before(&mut page, a) {
-                                        delete(&t, &jobs, &job_id, &stats).await;
+                                        delete(&t, &jobs, &job_path, &stats).await;
                                         Err(e)?;
                                     }
                                 }
@@ -179,13 +187,13 @@ pub(super) fn job_pages(
                                 break;
                             }
                             Err(e) => {
-                                delete(&t, &jobs, &job_id, &stats).await;
+                                delete(&t, &jobs, &job_path, &stats).await;
                                 Err(e)?;
                             }
                         }
                     }
                 }
-                delete(&t, &jobs, &job_id, &stats).await;
+                delete(&t, &jobs, &job_path, &stats).await;
                 match end {
                     JobEnd::Done => {
                         if let Some(a) = available {
@@ -277,15 +285,17 @@ async fn submit(
     Ok(r.job_id)
 }
 
-/// Waits for the job to finish: `None` when FULFILLED, the state and message otherwise.
-/// A state this build does not know counts as still running, for a bounded number of polls.
-async fn poll(
+/// Waits for the job at `job_path` (conversation or user-details) to finish: `None` when
+/// FULFILLED, the state and message otherwise. A state this build does not know counts as still
+/// running, for a bounded number of polls.
+pub(super) async fn poll(
     t: &Transport,
     cfg: &ClientConfig,
-    job_id: &str,
+    job_path: &str,
     iv: &Interval,
     stats: &RequestStats,
 ) -> Result<Option<(String, Option<String>)>, GenesysError> {
+    let job_id = job_path.rsplit('/').next().unwrap_or(job_path);
     let started = Instant::now();
     let mut delay = cfg.job_poll_initial;
     let mut unknown = 0u32;
@@ -293,7 +303,7 @@ async fn poll(
         tokio::time::sleep(delay).await;
         let req = Request {
             method: Method::GET,
-            path: format!("{PATH_JOBS}/{job_id}"),
+            path: job_path.to_string(),
             query: vec![],
             body: None,
             what: format!("status of job {job_id} ({iv})"),
@@ -338,12 +348,18 @@ async fn poll(
     }
 }
 
-/// Deletes a job we are done with (best effort: it expires anyway). A job the service no
-/// longer knows counts as deleted.
-async fn delete(t: &Transport, jobs: &JobRegistry, job_id: &str, stats: &RequestStats) -> bool {
+/// Deletes the job at `job_path` once done with it (best effort: it expires anyway). A job the
+/// service no longer knows counts as deleted.
+pub(super) async fn delete(
+    t: &Transport,
+    jobs: &JobRegistry,
+    job_path: &str,
+    stats: &RequestStats,
+) -> bool {
+    let job_id = job_path.rsplit('/').next().unwrap_or(job_path);
     let req = Request {
         method: Method::DELETE,
-        path: format!("{PATH_JOBS}/{job_id}"),
+        path: job_path.to_string(),
         query: vec![],
         body: None,
         what: format!("deleting job {job_id}"),
@@ -351,7 +367,7 @@ async fn delete(t: &Transport, jobs: &JobRegistry, job_id: &str, stats: &Request
     };
     match t.send(&req, stats).await {
         Ok(_) | Err(GenesysError::Api { status: 404, .. }) => {
-            jobs.remove(job_id);
+            jobs.remove(job_path);
             true
         }
         Err(e) => {

@@ -16,6 +16,7 @@ mod jobs;
 pub mod model;
 mod query;
 pub mod reference;
+pub mod user_details;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -111,6 +112,10 @@ pub struct ClientConfig {
     /// pageSize of the reference listings (users, queues, …). The maximum is documented for
     /// few of them (`API.md`); a bigger one is silently capped, and paging follows pageCount.
     pub reference_page_size: u32,
+    /// User-details query page size (`API.md`: maximum unverified; 100 in production use).
+    pub user_details_query_page_size: u32,
+    /// User-details job results page size (`API.md`: maximum unverified).
+    pub user_details_job_page_size: u32,
 }
 
 impl ClientConfig {
@@ -134,6 +139,8 @@ impl ClientConfig {
             query_repair_rounds: 8,
             unknown_state_polls: 120,
             reference_page_size: 100,
+            user_details_query_page_size: 100,
+            user_details_job_page_size: 1000,
         }
     }
 }
@@ -150,6 +157,35 @@ pub struct ExtractPlan {
 }
 
 impl ExtractPlan {
+    /// Splits `interval` at the data lake's availability date `avail` (jobs before it, the
+    /// query after; `query` mode: the query only).
+    pub fn split(interval: Interval, mode: Mode, avail: Option<DateTime<Utc>>) -> Self {
+        let mut plan = ExtractPlan {
+            interval,
+            mode,
+            data_availability_date: None,
+            query_part: None,
+            jobs_part: None,
+        };
+        match mode {
+            Mode::Query => plan.query_part = Some(interval),
+            // No mode takes from a job what the lake does not hold yet: `jobs` only prefers them.
+            Mode::Jobs | Mode::Auto => {
+                plan.data_availability_date = avail;
+                match avail {
+                    Some(a) if a >= interval.end => plan.jobs_part = Some(interval),
+                    Some(a) if a > interval.start => {
+                        plan.jobs_part = Interval::new(interval.start, a).ok();
+                        plan.query_part = Interval::new(a, interval.end).ok();
+                    }
+                    // Nothing of the interval is in the lake yet (or the date is unknown).
+                    _ => plan.query_part = Some(interval),
+                }
+            }
+        }
+        plan
+    }
+
     /// The path(s) actually used: `jobs`, `query` or `jobs+query`.
     pub fn paths(&self) -> &'static str {
         match (&self.jobs_part, &self.query_part) {
@@ -180,6 +216,11 @@ impl JobCleanup {
     /// Deletes the jobs left behind (call once the pages stream is dropped); returns how many.
     pub async fn delete_jobs(&self) -> usize {
         jobs::delete_all(&self.transport, &self.jobs, &self.stats).await
+    }
+
+    /// The request counters of the extraction.
+    pub fn stats(&self) -> Arc<RequestStats> {
+        self.stats.clone()
     }
 }
 
@@ -236,31 +277,20 @@ impl GenesysClient {
 
     /// Resolves the mode into the part(s) each path extracts.
     pub async fn plan(&self, interval: Interval, mode: Mode) -> Result<ExtractPlan, GenesysError> {
-        let mut plan = ExtractPlan {
-            interval,
-            mode,
-            data_availability_date: None,
-            query_part: None,
-            jobs_part: None,
+        let avail = match mode {
+            Mode::Query => None,
+            Mode::Jobs | Mode::Auto => self.data_availability().await?,
         };
-        match mode {
-            Mode::Query => plan.query_part = Some(interval),
-            // No mode takes from a job what the lake does not hold yet: `jobs` only prefers them.
-            Mode::Jobs | Mode::Auto => {
-                let avail = self.data_availability().await?;
-                plan.data_availability_date = avail;
-                match avail {
-                    Some(a) if a >= interval.end => plan.jobs_part = Some(interval),
-                    Some(a) if a > interval.start => {
-                        plan.jobs_part = Interval::new(interval.start, a).ok();
-                        plan.query_part = Interval::new(a, interval.end).ok();
-                    }
-                    // Nothing of the interval is in the lake yet (or the date is unknown).
-                    _ => plan.query_part = Some(interval),
-                }
-            }
+        Ok(ExtractPlan::split(interval, mode, avail))
+    }
+
+    /// An empty job registry for an extraction, and how to delete what it leaves behind.
+    pub fn job_cleanup(&self) -> JobCleanup {
+        JobCleanup {
+            transport: self.transport.clone(),
+            stats: Arc::new(RequestStats::default()),
+            jobs: JobRegistry::default(),
         }
-        Ok(plan)
     }
 
     /// Streams the plan's pages: only conversations started in the interval, each once.

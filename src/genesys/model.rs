@@ -18,6 +18,10 @@ pub const PATH_JOBS: &str = "/api/v2/analytics/conversations/details/jobs";
 pub const PATH_JOBS_AVAILABILITY: &str =
     "/api/v2/analytics/conversations/details/jobs/availability";
 pub const PATH_TOKEN: &str = "/oauth/token";
+pub const PATH_USER_DETAILS_QUERY: &str = "/api/v2/analytics/users/details/query";
+pub const PATH_USER_DETAILS_JOBS: &str = "/api/v2/analytics/users/details/jobs";
+pub const PATH_USER_DETAILS_JOBS_AVAILABILITY: &str =
+    "/api/v2/analytics/users/details/jobs/availability";
 
 /// `PagingSpec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

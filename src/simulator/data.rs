@@ -32,6 +32,10 @@ pub struct DataConfig {
     pub odd_records: f64,
     /// Share of conversations starting in the same millisecond as the one before them.
     pub ties: f64,
+    /// Agents who handle the conversations (their user ids are the agent participants' and
+    /// their presence and routing-status history is consistent with them); 0: a fresh random
+    /// user id per agent participant and no user details.
+    pub agents: u32,
 }
 
 /// Text inside every structurally odd record's odd parts, so tests can check that errors,
@@ -58,6 +62,8 @@ impl ConvRef {
 pub struct Dataset {
     cfg: DataConfig,
     days: Mutex<HashMap<NaiveDate, Arc<Vec<ConvRef>>>>,
+    /// Which agent handles which conversation, by the conversations' start day.
+    pub(super) assignments: Mutex<HashMap<NaiveDate, Arc<super::user_details::DayAssign>>>,
 }
 
 /// Conversations can last this long at most (so a query looks this far back for ones still
@@ -80,6 +86,7 @@ impl Dataset {
         Self {
             cfg,
             days: Mutex::new(HashMap::new()),
+            assignments: Mutex::new(HashMap::new()),
         }
     }
 
@@ -191,12 +198,23 @@ impl Dataset {
     /// synchronous query's records don't. A conversation not over at `now` has no end.
     pub fn record(&self, c: &ConvRef, with_attributes: bool, now: DateTime<Utc>) -> String {
         let mut rng = ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, c.date, c.index, 1));
+        let agent_ids = match self.cfg.agents {
+            0 => Vec::new(),
+            _ => self
+                .assignment(c.date)
+                .agents_of(c.index)
+                .iter()
+                .map(|&a| self.agent_id(a))
+                .collect(),
+        };
         let mut g = Gen {
             rng: &mut rng,
             out: String::with_capacity(8192),
             now_ms: now.timestamp_millis(),
             with_attributes,
             unknown_enum: false,
+            agent_ids,
+            agent_spans: Vec::new(),
         };
         let unknown_field = g.rng.random_bool(self.cfg.unknown_field.clamp(0.0, 1.0));
         g.unknown_enum = g.rng.random_bool(self.cfg.unknown_enum.clamp(0.0, 1.0));
@@ -228,11 +246,44 @@ impl Dataset {
             now_ms: now.timestamp_millis(),
             with_attributes,
             unknown_enum: false,
+            agent_ids: Vec::new(),
+            agent_spans: Vec::new(),
         };
         let unknown_field = g.rng.random_bool(self.cfg.unknown_field.clamp(0.0, 1.0));
         g.unknown_enum = g.rng.random_bool(self.cfg.unknown_enum.clamp(0.0, 1.0));
         g.conversation(c, unknown_field);
         make_odd(&g.out).1
+    }
+
+    /// The agent participants' spans (first alert to end of wrap-up) of a conversation, in
+    /// participant order, as if it had ended: what the agent assignment works from. The same
+    /// random stream as [`Dataset::record`], so the spans are the record's.
+    pub(super) fn agent_spans(&self, c: &ConvRef) -> Vec<(i64, i64)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.cfg.seed, c.date, c.index, 1));
+        let mut g = Gen {
+            rng: &mut rng,
+            out: String::with_capacity(8192),
+            now_ms: i64::MAX,
+            with_attributes: false,
+            unknown_enum: false,
+            agent_ids: Vec::new(),
+            agent_spans: Vec::new(),
+        };
+        let unknown_field = g.rng.random_bool(self.cfg.unknown_field.clamp(0.0, 1.0));
+        g.unknown_enum = g.rng.random_bool(self.cfg.unknown_enum.clamp(0.0, 1.0));
+        g.conversation(c, unknown_field);
+        g.agent_spans
+    }
+
+    /// The user id of agent `i` of the pool: user `i` of the organization's users
+    /// ([`super::reference`]; past their count, ids no listing knows).
+    pub fn agent_id(&self, i: u32) -> String {
+        super::reference::user_id(i as usize)
+    }
+
+    /// The agents' user ids, in pool order.
+    pub fn agent_ids(&self) -> Vec<String> {
+        (0..self.cfg.agents).map(|i| self.agent_id(i)).collect()
     }
 
     /// Writes sync-query-shaped pages (`{"conversations":[…],"totalHits":N}`, one a line) of
@@ -441,6 +492,10 @@ struct Gen<'r> {
     now_ms: i64,
     with_attributes: bool,
     unknown_enum: bool,
+    /// User ids of the agent participants, in order (empty: random ones).
+    agent_ids: Vec<String>,
+    /// The agent participants' spans, in order, as generated.
+    agent_spans: Vec<(i64, i64)>,
 }
 
 /// A session's timeline while it is being generated.
@@ -549,6 +604,7 @@ impl Gen<'_> {
             let s = acd_end + slice * i64::from(a);
             let e = if a + 1 == agents { end } else { s + slice };
             let name = self.pick(&NAMES);
+            self.agent_spans.push((s, e));
             sep(list);
             self.participant(
                 list,
@@ -640,9 +696,13 @@ impl Gen<'_> {
                 p.str("participantName", queue.1).str("purpose", "acd");
             }
             _ => {
+                // Drawn either way: the rest of the record stays the same with or without a pool.
+                let drawn = user_for(self.rng.random());
+                let n = self.agent_spans.len().saturating_sub(1);
+                let user = self.agent_ids.get(n).cloned().unwrap_or(drawn);
                 p.str("participantName", name.unwrap_or("Agent"))
                     .str("purpose", "agent")
-                    .str("userId", &user_for(self.rng.random()));
+                    .str("userId", &user);
             }
         }
         if self.with_attributes && purpose == "customer" {
@@ -1002,6 +1062,7 @@ mod tests {
             unknown_enum: 0.0,
             odd_records: 0.0,
             ties: 0.0,
+            agents: 0,
         })
     }
 

@@ -7,6 +7,7 @@ mod data;
 pub mod reference;
 mod reference_routes;
 mod server;
+mod user_details;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use chrono::{Duration, NaiveDate, Utc};
 
 pub use data::{ConvRef, DataConfig, Dataset, ODD_MARKER};
 pub use server::SimStats;
+pub use user_details::{StatusRecord, UserDetailsBehaviour, PRESENCES, ROUTING};
 
 /// Settings of the simulator (also the `simulate` subcommand's flags).
 #[derive(clap::Args, Clone, Debug)]
@@ -25,6 +27,10 @@ pub struct SimConfig {
     /// Conversations per simulated day.
     #[arg(long, default_value_t = 500)]
     pub per_day: u32,
+    /// Agents who handle the conversations, with presence and routing-status history (0: none;
+    /// agent participants then get random user ids).
+    #[arg(long, default_value_t = 20)]
+    pub agents: u32,
     /// Last simulated day (YYYY-MM-DD); default yesterday (UTC).
     #[arg(long)]
     pub end_date: Option<NaiveDate>,
@@ -102,6 +108,8 @@ pub struct SimConfig {
     /// authorization:divisionDeleted:view`): the reference endpoints needing one answer 403.
     #[arg(long, value_delimiter = ',')]
     pub missing_permissions: Vec<String>,
+    #[command(flatten)]
+    pub user_details: UserDetailsBehaviour,
 }
 
 /// Documented habits of the API the extractor must survive (issue 13 §1, §2, §5, §6), each a
@@ -174,6 +182,7 @@ impl SimConfig {
             unknown_enum: self.fault_unknown_enum,
             odd_records: self.fault_odd_records,
             ties: self.extract.ties,
+            agents: self.agents,
         }
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::data::{ConvRef, Dataset};
+use super::user_details::Stored;
 use super::SimConfig;
 use crate::genesys::model::{PATH_DETAILS_QUERY, PATH_JOBS, PATH_JOBS_AVAILABILITY, PATH_TOKEN};
 use crate::interval::{day_start, format_millis, parse_time, Interval};
@@ -55,6 +56,9 @@ struct Job {
     results: Option<Arc<Vec<ConvRef>>>,
     pages_served: u32,
     expired: bool,
+    /// A user-details job (its own endpoints; the conversation ones do not know it).
+    user_details: bool,
+    ud_results: Option<Arc<Vec<Stored>>>,
 }
 
 struct Inner {
@@ -69,6 +73,7 @@ struct Inner {
     fault_rng: ChaCha8Rng,
     stats: SimStats,
     query_cache: HashMap<(i64, i64), Arc<Vec<ConvRef>>>,
+    ud_query_cache: HashMap<(i64, i64), Arc<Vec<Stored>>>,
 }
 
 pub struct State {
@@ -92,6 +97,7 @@ impl State {
                 fault_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xFA17),
                 stats: SimStats::default(),
                 query_cache: HashMap::new(),
+                ud_query_cache: HashMap::new(),
             }),
             cfg,
         }
@@ -131,6 +137,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route(&format!("{PATH_JOBS}/{{id}}/results"), get(job_results))
         .merge(super::reference_routes::routes())
+        .merge(super::user_details::routes())
         .with_state(state)
 }
 
@@ -244,11 +251,29 @@ pub(super) async fn gate(
         return Err(too_many(left));
     }
     window.1 += 1;
-    if state.cfg.extract.fault_missing_permission && !endpoint.starts_with("ref_") {
+    if endpoint.starts_with("ud_")
+        && state
+            .cfg
+            .missing_permissions
+            .iter()
+            .any(|p| p == "analytics:userDetail:view")
+    {
         return Err(error(
             StatusCode::FORBIDDEN,
             "missing.any.permissions",
-            "Unable to perform the requested action. You are missing the following permission(s): [analytics:conversationDetail:view, analytics:agentConversationDetail:view]",
+            "Unable to perform the requested action. You are missing the following permission(s): [analytics:userDetail:view]",
+        ));
+    }
+    if state.cfg.extract.fault_missing_permission && !endpoint.starts_with("ref_") {
+        let needed = if endpoint.starts_with("ud_") {
+            "[analytics:userDetail:view]"
+        } else {
+            "[analytics:conversationDetail:view, analytics:agentConversationDetail:view]"
+        };
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "missing.any.permissions",
+            &format!("Unable to perform the requested action. You are missing the following permission(s): {needed}"),
         ));
     }
     if state.cfg.extract.fault_html_200 > 0.0
@@ -387,7 +412,10 @@ const JOB_FIELDS: &[&str] = &[
 // Handlers answer with a `Response` either way; boxing the error side would buy nothing.
 #[allow(clippy::result_large_err)]
 /// Parses a request body strictly, like the service: unknown fields are refused.
-fn strict_body(body: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, Value>, Response> {
+pub(super) fn strict_body(
+    body: &[u8],
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, Value>, Response> {
     if body.len() > 512_000 {
         return Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -409,7 +437,7 @@ fn strict_body(body: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, 
 }
 
 #[allow(clippy::result_large_err)]
-fn parse_interval(
+pub(super) fn parse_interval_limited(
     map: &serde_json::Map<String, Value>,
     max_days: i64,
 ) -> Result<Interval, Response> {
@@ -425,9 +453,10 @@ fn parse_interval(
     );
     let interval = Interval::new(s, e).map_err(|_| invalid())?;
     if interval.duration() > Duration::days(max_days) {
-        return Err(bad_request(
-            "You must specify a search interval as part of your query that does not exceed 31 days.",
-        ));
+        return Err(bad_request(&format!(
+            "You must specify a search interval as part of your query that does not exceed {} days.",
+            max_days.min(31)
+        )));
     }
     Ok(interval)
 }
@@ -456,7 +485,7 @@ async fn details_query(
         Ok(m) => m,
         Err(r) => return r,
     };
-    let interval = match parse_interval(&map, 31) {
+    let interval = match parse_interval_limited(&map, 31) {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -551,7 +580,7 @@ async fn submit_job(AxState(state): AxState<Shared>, headers: HeaderMap, body: B
         Ok(m) => m,
         Err(r) => return r,
     };
-    let interval = match parse_interval(&map, 366) {
+    let interval = match parse_interval_limited(&map, 366) {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -559,46 +588,12 @@ async fn submit_job(AxState(state): AxState<Shared>, headers: HeaderMap, body: B
         .get("startOfDayIntervalMatching")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let ready = StdDuration::from_millis(state.cfg.job_ready_after_ms);
-    let now = Instant::now();
-    #[allow(clippy::result_large_err)]
-    let created = (|| {
-        let mut g = state.lock();
-        let running = g
-            .jobs
-            .values()
-            .filter(|j| !j.expired && now.duration_since(j.submitted) < ready)
-            .count();
-        if running >= state.cfg.max_concurrent_jobs {
-            g.stats.http_429 += 1;
-            return Err(too_many(2));
-        }
-        g.jobs_created += 1;
-        g.stats.jobs_submitted += 1;
-        let seq = g.jobs_created;
-        let failed = g.jobs_created <= state.cfg.fault_job_failed;
-        let id = uuid::Uuid::new_v4().to_string();
-        g.jobs.insert(
-            id.clone(),
-            Job {
-                interval,
-                start_of_day,
-                submitted: now,
-                submitted_at: Utc::now(),
-                availability: state
-                    .cfg
-                    .extract
-                    .job_page_availability_date
-                    .unwrap_or_else(|| state.availability()),
-                failed,
-                results: None,
-                pages_served: 0,
-                expired: false,
-            },
-        );
-        Ok((id, seq))
-    })();
-    let (id, seq) = match created {
+    let availability = state
+        .cfg
+        .extract
+        .job_page_availability_date
+        .unwrap_or_else(|| state.availability());
+    let (id, seq) = match create_job(&state, interval, start_of_day, false, availability) {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -606,6 +601,60 @@ async fn submit_job(AxState(state): AxState<Shared>, headers: HeaderMap, body: B
         tokio::time::sleep(StdDuration::from_millis(state.cfg.extract.slow_submit_ms)).await;
     }
     json_response(StatusCode::ACCEPTED, json!({"jobId": id}).to_string())
+}
+
+/// Creates a job (conversations or user details) within the concurrent-job limit; the first
+/// `fault_job_failed` jobs of either kind end FAILED. Returns its id and sequence number.
+#[allow(clippy::result_large_err)]
+pub(super) fn create_job(
+    state: &State,
+    interval: Interval,
+    start_of_day: bool,
+    user_details: bool,
+    availability: DateTime<Utc>,
+) -> Result<(String, u32), Response> {
+    let ready = StdDuration::from_millis(state.cfg.job_ready_after_ms);
+    let now = Instant::now();
+    let mut g = state.lock();
+    let running = g
+        .jobs
+        .values()
+        .filter(|j| !j.expired && now.duration_since(j.submitted) < ready)
+        .count();
+    if running >= state.cfg.max_concurrent_jobs {
+        g.stats.http_429 += 1;
+        return Err(too_many(2));
+    }
+    g.jobs_created += 1;
+    g.stats.jobs_submitted += 1;
+    let seq = g.jobs_created;
+    let failed = g.jobs_created <= state.cfg.fault_job_failed;
+    let id = uuid::Uuid::new_v4().to_string();
+    g.jobs.insert(
+        id.clone(),
+        Job {
+            interval,
+            start_of_day,
+            submitted: now,
+            submitted_at: Utc::now(),
+            availability,
+            failed,
+            results: None,
+            pages_served: 0,
+            expired: false,
+            user_details,
+            ud_results: None,
+        },
+    );
+    Ok((id, seq))
+}
+
+fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not.found",
+        "The requested operation failed with status 404",
+    )
 }
 
 fn job_state<'a>(cfg: &'a SimConfig, j: &Job) -> &'a str {
@@ -632,16 +681,23 @@ async fn job_status(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = gate(&state, &headers, "jobs_status").await {
+    job_status_of(&state, &headers, &id, false, "jobs_status").await
+}
+
+/// A job's status, on the endpoints of its kind.
+pub(super) async fn job_status_of(
+    state: &State,
+    headers: &HeaderMap,
+    id: &str,
+    user_details: bool,
+    endpoint: &str,
+) -> Response {
+    if let Err(r) = gate(state, headers, endpoint).await {
         return r;
     }
     let g = state.lock();
-    let Some(j) = g.jobs.get(&id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not.found",
-            "The requested operation failed with status 404",
-        );
+    let Some(j) = g.jobs.get(id).filter(|j| j.user_details == user_details) else {
+        return not_found();
     };
     let st = job_state(&state.cfg, j);
     let ready = j.submitted_at + Duration::milliseconds(state.cfg.job_ready_after_ms as i64);
@@ -693,12 +749,8 @@ async fn job_results(
         let mut guard = state.lock();
         let g = &mut *guard;
         let cfg = &state.cfg;
-        let Some(j) = g.jobs.get_mut(&id) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not.found",
-                "The requested operation failed with status 404",
-            );
+        let Some(j) = g.jobs.get_mut(&id).filter(|j| !j.user_details) else {
+            return not_found();
         };
         match job_state(cfg, j) {
             "FULFILLED" => {}
@@ -775,19 +827,122 @@ async fn delete_job(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = gate(&state, &headers, "jobs_delete").await {
+    delete_job_of(&state, &headers, &id, false, "jobs_delete").await
+}
+
+/// Deletes a job, on the endpoints of its kind.
+pub(super) async fn delete_job_of(
+    state: &State,
+    headers: &HeaderMap,
+    id: &str,
+    user_details: bool,
+    endpoint: &str,
+) -> Response {
+    if let Err(r) = gate(state, headers, endpoint).await {
         return r;
     }
     let mut g = state.lock();
-    if g.jobs.remove(&id).is_none() {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not.found",
-            "The requested operation failed with status 404",
-        );
+    if g.jobs
+        .get(id)
+        .is_none_or(|j| j.user_details != user_details)
+    {
+        return not_found();
     }
+    g.jobs.remove(id);
     g.stats.jobs_deleted += 1;
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The user-details query's result set for an interval (computed once, then cached, as the
+/// conversation query's).
+pub(super) fn ud_query_listing(
+    state: &State,
+    interval: &Interval,
+    compute: impl FnOnce(&Interval) -> Vec<Stored>,
+) -> Arc<Vec<Stored>> {
+    let key = (
+        interval.start.timestamp_millis(),
+        interval.end.timestamp_millis(),
+    );
+    if let Some(a) = state.lock().ud_query_cache.get(&key).cloned() {
+        return a;
+    }
+    let v = Arc::new(compute(interval));
+    let mut g = state.lock();
+    if g.ud_query_cache.len() > 32 {
+        g.ud_query_cache.clear();
+    }
+    g.ud_query_cache.insert(key, v.clone());
+    v
+}
+
+/// A fulfilled user-details job's result set (computed at the first results request from the
+/// lake as of its availability date) and that date; the job faults (failed, expired, invalid
+/// cursor) as for conversation jobs.
+#[allow(clippy::result_large_err)]
+pub(super) fn ud_job_results(
+    state: &State,
+    id: &str,
+    has_cursor: bool,
+    compute: impl FnOnce(&Interval, DateTime<Utc>) -> Vec<Stored>,
+) -> Result<(Arc<Vec<Stored>>, DateTime<Utc>), Response> {
+    let mut guard = state.lock();
+    let g = &mut *guard;
+    let cfg = &state.cfg;
+    let Some(j) = g.jobs.get_mut(id).filter(|j| j.user_details) else {
+        return Err(not_found());
+    };
+    match job_state(cfg, j) {
+        "FULFILLED" => {}
+        "EXPIRED" => {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "not.found",
+                "The job results have expired",
+            ))
+        }
+        other => {
+            return Err(bad_request(&format!(
+                "The job is not fulfilled (state {other})"
+            )));
+        }
+    }
+    if let Some(n) = cfg.extract.fault_invalid_cursor {
+        if !g.cursor_refused && j.pages_served >= n && has_cursor {
+            g.cursor_refused = true;
+            g.stats.invalid_cursors += 1;
+            return Err(bad_request(
+                "Invalid cursor: the cursor is invalid or has expired",
+            ));
+        }
+    }
+    if let Some(n) = cfg.fault_expire_cursor {
+        if !g.cursor_expired && j.pages_served >= n {
+            g.cursor_expired = true;
+            j.expired = true;
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "not.found",
+                "The job results have expired",
+            ));
+        }
+    }
+    j.pages_served += 1;
+    // The lake holds what was known at its availability date (the job's interval past it is
+    // partial, with no flag).
+    let lake = j.availability.min(j.submitted_at);
+    let availability = j.availability;
+    if let Some(r) = j.ud_results.clone() {
+        return Ok((r, availability));
+    }
+    let interval = j.interval;
+    drop(guard);
+    // Computed without the lock: other requests go on meanwhile.
+    let r = Arc::new(compute(&interval, lake));
+    if let Some(j) = state.lock().jobs.get_mut(id) {
+        j.ud_results.get_or_insert_with(|| r.clone());
+    }
+    Ok((r, availability))
 }
 
 async fn availability(AxState(state): AxState<Shared>, headers: HeaderMap) -> Response {
