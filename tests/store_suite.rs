@@ -2510,3 +2510,353 @@ async fn catalog_upgrade_from_the_old_layout() {
         upgrade_from_the_old_layout(Arc::new(s), vis, OldStore::Catalog, in_flight).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Glue failures while a committed run is registered (catalog mode): a call throttled after the
+// SDK's retries, or a table gone (deleted after the run checked it, as a redeploy might), at
+// each registration step. The day is never stuck: a run of another day rolls the registration
+// forward to completion (once the table is back), and at every moment no table points at a
+// folder that was swept.
+
+use aws_sdk_glue::config::interceptors::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+};
+use aws_sdk_glue::config::{ConfigBag, Intercept, RuntimeComponents};
+
+/// Fails the n-th registration call (UpdatePartition or CreatePartition) a client makes once
+/// armed, with a `ThrottlingException` (as Glue answers, status 400). The request reaches moto
+/// for a database that does not exist, so it has no effect.
+#[derive(Debug, Default)]
+struct GlueThrottle(std::sync::Mutex<ThrottleState>);
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    fail_at: Option<usize>,
+    seen: usize,
+    fired: usize,
+    now: bool,
+}
+
+impl GlueThrottle {
+    fn arm(&self, at: usize) {
+        *self.0.lock().expect("lock") = ThrottleState {
+            fail_at: Some(at),
+            ..Default::default()
+        };
+    }
+
+    fn fired(&self) -> usize {
+        self.0.lock().expect("lock").fired
+    }
+}
+
+#[derive(Debug, Clone)]
+struct GlueThrottleHook(Arc<GlueThrottle>);
+
+impl Intercept for GlueThrottleHook {
+    fn name(&self) -> &'static str {
+        "glue-throttle"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_glue::error::BoxError> {
+        let target = ctx
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("")
+            .to_string();
+        let mut st = self.0 .0.lock().expect("lock");
+        st.now = false;
+        if target.ends_with(".UpdatePartition") || target.ends_with(".CreatePartition") {
+            st.seen += 1;
+            if st.fail_at == Some(st.seen) {
+                st.now = true;
+                st.fired += 1;
+                let body = ctx.request().body().bytes().unwrap_or_default();
+                let body = String::from_utf8_lossy(body).replace(
+                    &format!("\"DatabaseName\":\"{DATABASE}\""),
+                    "\"DatabaseName\":\"xx\"",
+                );
+                *ctx.request_mut().body_mut() = body.into();
+            }
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_glue::error::BoxError> {
+        if self.0 .0.lock().expect("lock").now {
+            let r = ctx.response_mut();
+            *r.status_mut() = 400u16.try_into()?;
+            r.headers_mut().remove("x-amzn-errortype");
+            r.headers_mut().remove("content-length");
+            *r.body_mut() = r#"{"__type":"ThrottlingException","message":"Rate exceeded."}"#.into();
+        }
+        Ok(())
+    }
+}
+
+/// Creates one output table as the template does (`create_glue_tables` does them all).
+async fn create_glue_table(glue: &aws_sdk_glue::Client, name: &str) {
+    use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
+    let sd = StorageDescriptor::builder()
+        .location(format!("s3://{BUCKET}/{PREFIX}/{name}/"))
+        .columns(
+            Column::builder()
+                .name("conversation_id")
+                .r#type("string")
+                .build()
+                .expect("col"),
+        )
+        .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
+        .build();
+    glue.create_table()
+        .database_name(DATABASE)
+        .table_input(
+            TableInput::builder()
+                .name(name)
+                .storage_descriptor(sd)
+                .partition_keys(
+                    Column::builder()
+                        .name("conversation_date")
+                        .r#type("string")
+                        .build()
+                        .expect("col"),
+                )
+                .build()
+                .expect("table"),
+        )
+        .send()
+        .await
+        .expect("create table");
+}
+
+/// What Athena reads of `day`: the run each table's partition points at (`None`: no
+/// partition). Every file that run's manifest lists for the table is there: no table points at
+/// a swept folder.
+async fn athena_view(
+    s: &Arc<dyn ObjectStorage>,
+    glue: &GlueCatalog,
+    day: NaiveDate,
+    ctx: &str,
+) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for t in genesys_parquet::tables::schema::Table::all() {
+        let Some(loc) = glue.location(t.name(), day).await.expect("partition") else {
+            out.push(None);
+            continue;
+        };
+        let run = loc
+            .trim_end_matches('/')
+            .rsplit_once("/run=")
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_else(|| panic!("{ctx}: {loc} is not a run folder"));
+        let key = format!("_manifests/conversations/conversation_date={day}/run={run}.json");
+        let (body, _) = s.get(&key).await.expect("get").unwrap_or_else(|| {
+            panic!(
+                "{ctx}: {} points at run {run}, which has no manifest",
+                t.name()
+            )
+        });
+        let m: Manifest = serde_json::from_slice(&body).expect("manifest");
+        for f in m.files.iter().filter(|f| f.table == t.name()) {
+            assert!(
+                s.head(&f.key).await.expect("head").is_some(),
+                "{ctx}: {} points at run {run}, whose {} was swept",
+                t.name(),
+                f.key
+            );
+        }
+        out.push(Some(run));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_glue_failures_leave_no_day_stuck() {
+    let b = S3Catalog::new().await;
+    let url = b.s3._moto.url.clone();
+    let admin = glue_client(&url);
+    let plain = Arc::new(GlueCatalog::new(glue_client(&url), DATABASE));
+    let throttle = Arc::new(GlueThrottle::default());
+    let throttled = aws_sdk_glue::Client::from_conf(
+        glue_client(&url)
+            .config()
+            .to_builder()
+            // The SDK retries a throttled call; this one is what is left after the retries.
+            .retry_config(aws_sdk_glue::config::retry::RetryConfig::disabled())
+            .interceptor(GlueThrottleHook(throttle.clone()))
+            .build(),
+    );
+    let tables: Vec<&str> = genesys_parquet::tables::schema::Table::all()
+        .iter()
+        .map(|t| t.name())
+        .collect();
+    let n = tables.len();
+    let hour = chrono::Duration::hours(1);
+    let base: NaiveDate = "2026-01-01".parse().expect("date");
+    let run = |s: &S3Storage, glue: &Arc<GlueCatalog>| {
+        let vis = Visibility::Catalog {
+            glue: glue.clone(),
+            s3: s.clone(),
+        };
+        DayStore::new(Arc::new(s.clone()), vis)
+    };
+    for (case, missing) in (0..2 * n).map(|i| (i, i >= n)) {
+        let step = case % n; // the registration call (the table) that fails
+        let day = base + chrono::Duration::days(case as i64);
+        let other = base + chrono::Duration::days(100 + case as i64);
+        let s3 = S3Storage::new(b.s3.client.clone(), BUCKET, &format!("glue-{case}"));
+        let s: Arc<dyn ObjectStorage> = Arc::new(s3.clone());
+        let what = if missing {
+            "table missing"
+        } else {
+            "throttled"
+        };
+        let ctx = format!(
+            "{what} at registration step {} ({})",
+            step + 1,
+            tables[step]
+        );
+
+        one_run(&run(&s3, &plain), day, "run-1", hour, false)
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: run 1: {e}"));
+        assert!(athena_view(&s, &plain, day, &ctx)
+            .await
+            .iter()
+            .all(|r| r.as_deref() == Some("run-1")));
+
+        // Run 2 commits, then a registration call fails; it discards and releases as
+        // DayWriter does.
+        let err = if missing {
+            let store = run(
+                &s3,
+                &Arc::new(GlueCatalog::new(glue_client(&url), DATABASE)),
+            );
+            let lease = store
+                .acquire_lease(day, &RunId("run-2".into()), hour)
+                .await
+                .expect("lease");
+            store.stall_heartbeats();
+            let mut files = Vec::new();
+            for t in CRASH_TABLES {
+                let (mut up, key) = store.create_part(&lease, t, 0).await.expect("part");
+                up.write(Bytes::from(format!("run-2:{t}:0")))
+                    .await
+                    .expect("write");
+                up.complete().await.expect("complete");
+                files.push(ManifestFile {
+                    table: t.to_string(),
+                    key,
+                    rows: 1,
+                    bytes: 1,
+                    sha256: String::new(),
+                });
+            }
+            admin
+                .delete_table()
+                .database_name(DATABASE)
+                .name(tables[step])
+                .send()
+                .await
+                .expect("delete table");
+            let err = store
+                .publish(&lease, &manifest(&lease, files))
+                .await
+                .expect_err(&ctx);
+            store.discard(&lease).await.expect("discard");
+            store.release_lease(&lease).await.expect("release");
+            err
+        } else {
+            throttle.arm(step + 1);
+            let store = run(
+                &s3,
+                &Arc::new(GlueCatalog::new(throttled.clone(), DATABASE)),
+            );
+            let err = one_run(&store, day, "run-2", hour, false)
+                .await
+                .expect_err(&ctx);
+            assert_eq!(throttle.fired(), 1, "{ctx}");
+            err
+        };
+        let msg = err.to_string();
+        assert!(
+            matches!(err, StoreError::Catalog { .. }) && msg.contains(tables[step]),
+            "{ctx}: {msg}"
+        );
+        assert_eq!(err.is_transient(), !missing, "{ctx}: {msg}");
+        // Tables before the failing one switched, the rest did not; none is at a swept folder.
+        let view = athena_view(&s, &plain, day, &ctx).await;
+        for (i, r) in view.iter().enumerate() {
+            let want = match i.cmp(&step) {
+                std::cmp::Ordering::Less => Some("run-2"),
+                std::cmp::Ordering::Equal if missing => None,
+                _ => Some("run-1"),
+            };
+            assert_eq!(r.as_deref(), want, "{ctx}: {}", tables[i]);
+        }
+
+        if missing {
+            // While the table is missing, a run stops before writing anything, naming it.
+            let err = one_run(&run(&s3, &plain), other, "run-x", hour, false)
+                .await
+                .expect_err(&ctx);
+            assert!(err.to_string().contains(tables[step]), "{ctx}: {err}");
+            assert_eq!(athena_view(&s, &plain, day, &ctx).await, view, "{ctx}");
+            // Deployed again.
+            create_glue_table(&admin, tables[step]).await;
+        }
+        // A run of another day (a new process) finishes the registration.
+        one_run(
+            &run(
+                &s3,
+                &Arc::new(GlueCatalog::new(glue_client(&url), DATABASE)),
+            ),
+            other,
+            "run-x",
+            hour,
+            false,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{ctx}: another day's run: {e}"));
+        let view = athena_view(&s, &plain, day, &ctx).await;
+        assert!(
+            view.iter().all(|r| r.as_deref() == Some("run-2")),
+            "{ctx}: {view:?}"
+        );
+        assert_eq!(
+            runs_visible(
+                &s,
+                &Visibility::Catalog {
+                    glue: plain.clone(),
+                    s3: s3.clone()
+                },
+                "segments",
+                day
+            )
+            .await,
+            ["run-2"],
+            "{ctx}"
+        );
+        // The next run of the day publishes as usual.
+        one_run(&run(&s3, &plain), day, "run-3", hour, false)
+            .await
+            .unwrap_or_else(|e| panic!("{ctx}: run 3: {e}"));
+        let view = athena_view(&s, &plain, day, &ctx).await;
+        assert!(
+            view.iter().all(|r| r.as_deref() == Some("run-3")),
+            "{ctx}: {view:?}"
+        );
+        assert!(s.list("_leases/").await.expect("list").is_empty(), "{ctx}");
+    }
+}

@@ -293,13 +293,27 @@ impl CommitStore {
                 Err(StoreError::Precondition { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            self.roll_forward(&mine).await?;
+            if let Err(e) = self.roll_forward(&mine).await {
+                self.expire_now(&mine, v).await;
+                return Err(e);
+            }
             match self.storage.delete(&rec.key.lease_key(), Some(&v)).await {
                 Ok(()) | Err(StoreError::Precondition { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// A roll-forward that failed (Glue throttled, a table gone) leaves its publish to the
+    /// next run at once rather than when the lease taken to finish it lapses (best effort: the
+    /// lease lapses anyway).
+    async fn expire_now(&self, rec: &LeaseRecord, v: Version) {
+        let mut back = rec.clone();
+        back.expires = Utc::now();
+        if let Err(e) = self.write_lease(&back, PutMode::Update(v)).await {
+            tracing::warn!(partition = %rec.key.id(), error = %e, "could not hand an interrupted publish back");
+        }
     }
 
     /// **TakeLease** for `key`; see the module docs.
@@ -372,7 +386,10 @@ impl CommitStore {
                     Err(StoreError::Precondition { .. }) => continue,
                     Err(e) => return Err(e),
                 };
-                self.roll_forward(&taking).await?;
+                if let Err(e) = self.roll_forward(&taking).await {
+                    self.expire_now(&taking, v).await;
+                    return Err(e);
+                }
                 rec.since = Utc::now();
                 rec.expires = rec.since + ttl;
                 match self.write_lease(&rec, PutMode::Update(v)).await {
