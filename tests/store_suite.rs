@@ -1949,8 +1949,9 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> (Arc<dyn ObjectStorage>, Vi
                 s.get(&spark).await.expect("get").is_some(),
                 "{ctx}: spark file"
             );
-            // In catalog mode a published run stays (tagged) for queries planned before.
-            let kept = matches!(vis, Visibility::Catalog { .. });
+            // In catalog mode a published run stays (tagged) for queries planned before; one
+            // that never reached its commit point goes, folders and manifest.
+            let kept = matches!(vis, Visibility::Catalog { .. }) && shown == "run-2";
             let left: Vec<String> = s
                 .list("")
                 .await

@@ -111,6 +111,9 @@ const LEASES: &str = "_leases";
 const MANIFESTS: &str = "_manifests";
 const STAGING: &str = "_staging";
 const RAW: &str = super::RAW_TABLE;
+/// Catalog mode: `_manifests/{dataset}/{col}={v}/run=R.superseded` marks a run that was
+/// visible and was replaced (its folders stay for the lifecycle rule).
+const SUPERSEDED: &str = ".superseded";
 
 /// Every top-level folder the protocol may write or delete under: the schema's tables and our
 /// own. Nothing else under the root is touched.
@@ -422,32 +425,23 @@ impl CommitStore {
             None => self.upgrade_legacy(key).await?,
         };
         kept.extend(pointer.map(|m| m.run_id.0));
-        if matches!(self.visibility, Visibility::Catalog { .. }) {
-            // Superseded runs stay (queries planned before a switch read them) until the
-            // bucket's lifecycle rule expires them: a run that has a manifest was published.
-            let prefix = format!("{MANIFESTS}/{}/", key.id());
-            for m in self.storage.list(&prefix).await? {
-                let name = &m.key[prefix.len()..];
-                if let Some(r) = name
-                    .strip_prefix("run=")
-                    .and_then(|r| r.strip_suffix(".json"))
-                {
-                    kept.insert(r.to_string());
-                }
-            }
-        }
+        let prefix = format!("{MANIFESTS}/{}/", key.id());
+        let records = self.storage.list(&prefix).await?;
+        let run_of = |k: &str, suffix: &str| -> Option<String> {
+            k[prefix.len()..]
+                .strip_prefix("run=")
+                .and_then(|r| r.strip_suffix(suffix))
+                .map(str::to_string)
+        };
+        // Superseded runs stay (queries planned before a switch read them) until the bucket's
+        // lifecycle rule expires them; MakeVisible marks each one it supersedes. A run with a
+        // manifest but no mark, neither visible nor ours, died between writing its manifest
+        // and its commit: its folders and manifest go.
+        kept.extend(records.iter().filter_map(|m| run_of(&m.key, SUPERSEDED)));
         let keep_run = |r: &str| kept.contains(r);
-        if !matches!(self.visibility, Visibility::Catalog { .. }) {
-            // The manifest of a run that died between writing it and its commit.
-            let prefix = format!("{MANIFESTS}/{}/", key.id());
-            for m in self.storage.list(&prefix).await? {
-                let name = &m.key[prefix.len()..];
-                let run = name
-                    .strip_prefix("run=")
-                    .and_then(|r| r.strip_suffix(".json"));
-                if run.is_some_and(|r| !keep_run(r)) {
-                    self.storage.delete(&m.key, None).await?;
-                }
+        for m in &records {
+            if run_of(&m.key, ".json").is_some_and(|r| !keep_run(&r)) {
+                self.storage.delete(&m.key, None).await?;
             }
         }
         let mut prefixes = vec![key.staging(), format!("{RAW}/{}/", key.folder())];
@@ -553,8 +547,16 @@ impl CommitStore {
                 })
                 .await?;
                 // Queries planned before the switch may still read the previous run: it is
-                // tagged for the bucket's lifecycle rule rather than deleted.
+                // marked superseded (kept by later runs' sweeps) and its files tagged for the
+                // bucket's lifecycle rule rather than deleted.
                 if let Some(p) = &prev {
+                    self.storage
+                        .put(
+                            &format!("{MANIFESTS}/{}/run={}{SUPERSEDED}", key.id(), p.run_id.0),
+                            Bytes::new(),
+                            PutMode::Overwrite,
+                        )
+                        .await?;
                     for f in p
                         .files
                         .iter()
