@@ -64,16 +64,24 @@ def logical_id(prefix: str, name: str) -> str:
     return prefix + "".join(part.capitalize() for part in name.split("_") if part)
 
 
+def partition_keys(schema: dict, table: dict) -> list[dict]:
+    """A table's partition keys: its dataset's (per table), else the schema-wide ones."""
+    keys = table.get("partition_keys", schema.get("partition_keys"))
+    if not keys:
+        raise SchemaError(f"table {table.get('name', '')!r} has no partition keys")
+    return keys
+
+
 def validate(schema: dict) -> None:
-    for key in ("schema_version", "partition_keys", "tables"):
+    for key in ("schema_version", "tables"):
         if key not in schema:
             raise SchemaError(f"schema JSON has no '{key}'")
     if not schema["tables"]:
         raise SchemaError("schema JSON lists no tables")
-    partition_names = {p["name"] for p in schema["partition_keys"]}
     seen_tables = set()
     for table in schema["tables"]:
         tname = table.get("name", "")
+        partition_names = {p["name"] for p in partition_keys(schema, table)}
         if not NAME.match(tname):
             raise SchemaError(f"table name {tname!r} is not lower_snake_case")
         if tname in seen_tables:
@@ -121,22 +129,26 @@ def glue_tables(schema: dict) -> list[str]:
             f"          genesys_parquet.schema_version: {q(version)}",
             '          projection.enabled: !If [UsePartitionProjection, "true", "false"]',
         ]
-        for key in schema["partition_keys"]:
-            # Only the date key is known to the projection; others would need their own rules.
-            if key["name"] == "conversation_date":
+        keys = partition_keys(schema, table)
+        for key in keys:
+            # Date keys (`<x>_date`, yyyy-MM-dd) are known to the projection; others would need
+            # their own rules.
+            k = key["name"]
+            if k.endswith("_date"):
                 out += [
-                    "          projection.conversation_date.type: date",
-                    "          projection.conversation_date.range: 2015-01-01,NOW",
-                    "          projection.conversation_date.format: yyyy-MM-dd",
-                    '          projection.conversation_date.interval: "1"',
-                    "          projection.conversation_date.interval.unit: DAYS",
+                    f"          projection.{k}.type: date",
+                    f"          projection.{k}.range: 2015-01-01,NOW",
+                    f"          projection.{k}.format: yyyy-MM-dd",
+                    f'          projection.{k}.interval: "1"',
+                    f"          projection.{k}.interval.unit: DAYS",
                 ]
+        folders = "/".join(f"{k['name']}=${{!{k['name']}}}" for k in keys)
         out += [
             "          storage.location.template: !Sub "
-            + q(f"s3://${{DataBucket}}/${{DataPrefix}}/{name}/conversation_date=${{!conversation_date}}/"),
+            + q(f"s3://${{DataBucket}}/${{DataPrefix}}/{name}/{folders}/"),
             "        PartitionKeys:",
         ]
-        for key in schema["partition_keys"]:
+        for key in keys:
             out += [f"          - Name: {key['name']}", f"            Type: {key['type']}"]
         out += [
             "        StorageDescriptor:",

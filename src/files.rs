@@ -28,6 +28,8 @@ pub enum FileError {
 pub struct PageReader {
     path: PathBuf,
     name: String,
+    /// The key of the record list in a page object ([`crate::datasets::Dataset::envelope`]).
+    envelope: &'static str,
     kind: Kind,
 }
 
@@ -40,7 +42,8 @@ enum Kind {
 }
 
 impl PageReader {
-    pub fn open(path: &Path) -> Result<Self, FileError> {
+    /// Opens `path`, whose pages hold their records under `envelope`.
+    pub fn open(path: &Path, envelope: &'static str) -> Result<Self, FileError> {
         let io = |source| FileError::Io {
             path: path.to_path_buf(),
             source,
@@ -69,6 +72,7 @@ impl PageReader {
         Ok(Self {
             path: path.to_path_buf(),
             name,
+            envelope,
             kind,
         })
     }
@@ -82,7 +86,10 @@ impl Iterator for PageReader {
             Kind::Whole(buf) => {
                 let body = buf.take()?;
                 let origin = PageOrigin::new(format!("file {}", self.name));
-                Some(Page::parse_page_or_list(Bytes::from(body), origin).map_err(Into::into))
+                Some(
+                    Page::parse_page_or_list(Bytes::from(body), origin, self.envelope)
+                        .map_err(Into::into),
+                )
             }
             Kind::Lines { reader, line } => loop {
                 let mut buf = Vec::new();
@@ -94,7 +101,10 @@ impl Iterator for PageReader {
                             continue;
                         }
                         let origin = PageOrigin::new(format!("file {} line {line}", self.name));
-                        return Some(Page::parse(Bytes::from(buf), origin).map_err(Into::into));
+                        return Some(
+                            Page::parse(Bytes::from(buf), origin, self.envelope)
+                                .map_err(Into::into),
+                        );
                     }
                     Err(source) => {
                         return Some(Err(FileError::Io {
@@ -111,21 +121,22 @@ impl Iterator for PageReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::conversations::DATASET as CONVERSATIONS;
     use std::io::Write;
 
     const P1: &str = r#"{"conversations":[{"conversationId":"a","conversationStart":"2026-11-20T00:00:00.000Z"}],"totalHits":2}"#;
     const P2: &str = r#"{"conversations":[{"conversationId":"b","conversationStart":"2026-11-20T00:00:01.000Z"}]}"#;
 
     fn ids(path: &Path) -> Vec<String> {
-        PageReader::open(path)
+        PageReader::open(path, CONVERSATIONS.envelope)
             .expect("open")
             .flat_map(|p| {
                 let p = p.expect("page");
                 p.records()
                     .map(|r| {
-                        crate::page::record_key(r)
+                        crate::page::record_key(r, &CONVERSATIONS.record)
                             .expect("key")
-                            .conversation_id
+                            .id
                             .to_string()
                     })
                     .collect::<Vec<_>>()
@@ -160,11 +171,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let nd = dir.path().join("pages.ndjson");
         std::fs::write(&nd, format!("{P1}\n{{\"conversations\":[{{\"conv\n")).expect("write");
-        let results: Vec<_> = PageReader::open(&nd).expect("open").collect();
+        let results: Vec<_> = PageReader::open(&nd, CONVERSATIONS.envelope)
+            .expect("open")
+            .collect();
         assert!(results[0].is_ok());
         let err = results[1].as_ref().expect_err("broken line").to_string();
         assert!(err.contains("pages.ndjson line 2"), "{err}");
-        let missing = PageReader::open(&dir.path().join("nope.ndjson"))
+        let missing = PageReader::open(&dir.path().join("nope.ndjson"), CONVERSATIONS.envelope)
             .err()
             .expect("missing file")
             .to_string();

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod datasets;
 pub mod error_class;
 pub mod files;
 pub mod genesys;

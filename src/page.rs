@@ -1,8 +1,9 @@
-//! One page of conversation records, as it travels from a source (the Genesys API or saved
+//! One page of a dataset's records, as it travels from a source (the Genesys API or saved
 //! files) to the converter.
 //!
 //! A [`Page`] keeps the response body byte for byte (so it can be archived and converted again
-//! later) plus the byte ranges of the conversation records that survived filtering. Nothing here
+//! later) plus the byte ranges of the records that survived filtering. The records are the
+//! list under the dataset's envelope key ([`crate::datasets::Dataset::envelope`]). Nothing here
 //! builds a `serde_json::Value` tree: the envelope is split with borrowed [`RawValue`]s.
 
 use std::borrow::Cow;
@@ -14,6 +15,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::datasets::RecordSpec;
 
 /// Where a page came from, for error messages and logs ("job 4f2… page 7", "file x.ndjson line 3").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +61,7 @@ pub enum PageError {
 pub struct PageMeta {
     /// Async job results: the cursor of the next page; absent on the last page.
     pub cursor: Option<String>,
-    /// Synchronous query: the total number of matching conversations.
+    /// Synchronous query: the total number of matching records.
     pub total_hits: Option<i64>,
     /// Async job results: the data lake's availability date.
     pub data_availability_date: Option<DateTime<Utc>>,
@@ -105,7 +108,7 @@ impl RawStamp<'_> {
     }
 }
 
-/// One page of conversation records.
+/// One page of records.
 #[derive(Clone)]
 pub struct Page {
     body: Bytes,
@@ -127,34 +130,73 @@ impl fmt::Debug for Page {
     }
 }
 
-#[derive(Deserialize)]
+/// The page object: the records under the envelope key (absent on an empty sync page), the
+/// paging keys, and our archive stamp; other keys are ignored.
+#[derive(Default)]
 struct Envelope<'a> {
-    // `default`: an empty sync page has no `conversations` key at all.
-    #[serde(borrow, default)]
-    conversations: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
+    records: Option<Vec<&'a RawValue>>,
     cursor: Option<String>,
-    #[serde(default, rename = "totalHits")]
     total_hits: Option<i64>,
-    #[serde(default, rename = "dataAvailabilityDate")]
     data_availability_date: Option<&'a str>,
-    #[serde(borrow, default, rename = "_archive")]
     archive: Option<RawStamp<'a>>,
 }
 
+/// Reads an [`Envelope`] whose record list is under the key `.0`.
+struct EnvelopeSeed<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for EnvelopeSeed<'_> {
+    type Value = Envelope<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeSeed<'_> {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a page object with a `{}` list", self.0)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut env = Envelope::default();
+        while let Some(key) = map.next_key_seed(StrSeed)? {
+            match key.as_ref() {
+                k if k == self.0 => env.records = map.next_value()?,
+                "cursor" => env.cursor = map.next_value()?,
+                "totalHits" => env.total_hits = map.next_value()?,
+                "dataAvailabilityDate" => env.data_availability_date = map.next_value()?,
+                ArchiveStamp::KEY => env.archive = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(env)
+    }
+}
+
 impl Page {
-    /// Splits an API response body (`{"conversations": [...], ...}`) into records.
-    pub fn parse(body: Bytes, origin: PageOrigin) -> Result<Page, PageError> {
-        Self::parse_inner(body, origin, false)
+    /// Splits an API response body (`{"<envelope>": [...], ...}`, e.g. `{"conversations":
+    /// [...]}`) into records.
+    pub fn parse(body: Bytes, origin: PageOrigin, envelope: &str) -> Result<Page, PageError> {
+        Self::parse_inner(body, origin, envelope, false)
     }
 
-    /// Like [`Page::parse`], but also accepts a bare JSON array of conversation records
-    /// (how users save records by hand).
-    pub fn parse_page_or_list(body: Bytes, origin: PageOrigin) -> Result<Page, PageError> {
-        Self::parse_inner(body, origin, true)
+    /// Like [`Page::parse`], but also accepts a bare JSON array of records (how users save
+    /// records by hand).
+    pub fn parse_page_or_list(
+        body: Bytes,
+        origin: PageOrigin,
+        envelope: &str,
+    ) -> Result<Page, PageError> {
+        Self::parse_inner(body, origin, envelope, true)
     }
 
-    fn parse_inner(body: Bytes, origin: PageOrigin, allow_list: bool) -> Result<Page, PageError> {
+    fn parse_inner(
+        body: Bytes,
+        origin: PageOrigin,
+        envelope: &str,
+        allow_list: bool,
+    ) -> Result<Page, PageError> {
         let text = std::str::from_utf8(&body).map_err(|e| PageError::NotUtf8 {
             origin: origin.clone(),
             valid_up_to: e.valid_up_to(),
@@ -169,7 +211,10 @@ impl Page {
                 PageMeta::default(),
             )
         } else {
-            let env = serde_json::from_str::<Envelope>(text).map_err(malformed)?;
+            let mut de = serde_json::Deserializer::from_str(text);
+            let env = serde::de::DeserializeSeed::deserialize(EnvelopeSeed(envelope), &mut de)
+                .and_then(|env| de.end().map(|()| env))
+                .map_err(malformed)?;
             let data_availability_date = match env.data_availability_date {
                 None => None,
                 Some(s) => Some(
@@ -194,7 +239,7 @@ impl Page {
                 })?),
             };
             (
-                env.conversations.unwrap_or_default(),
+                env.records.unwrap_or_default(),
                 PageMeta {
                     cursor: env.cursor,
                     total_hits: env.total_hits,
@@ -267,18 +312,29 @@ impl Page {
 /// The two fields every consumer of a record needs before anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordKey<'a> {
-    pub conversation_id: Cow<'a, str>,
-    pub conversation_start: DateTime<Utc>,
+    /// Its id ([`RecordSpec::id`]: `conversationId`).
+    pub id: Cow<'a, str>,
+    /// Its time ([`RecordSpec::time`]: `conversationStart`), when the dataset has one.
+    pub time: Option<DateTime<Utc>>,
 }
 
-/// Reads `conversationId` and `conversationStart` from one record's JSON text.
+impl RecordKey<'_> {
+    /// The record's time. Always set for a dataset whose records have one ([`record_key`]
+    /// refuses a record without it); the earliest time otherwise.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.time.unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+}
+
+/// Reads a record's id and time (`conversationId` and `conversationStart`) from its JSON text.
 ///
 /// Stops reading once both are seen (the API sends them first): the record is parsed in full,
 /// and checked, by the converter. Errors only when the record is unreadable before both keys.
-pub fn record_key(text: &str) -> Result<RecordKey<'_>, String> {
+pub fn record_key<'t>(text: &'t str, spec: &RecordSpec) -> Result<RecordKey<'t>, String> {
     use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
     struct Keys<'a, 'de> {
+        spec: &'a RecordSpec,
         id: &'a mut Option<Cow<'de, str>>,
         start: &'a mut Option<Cow<'de, str>>,
     }
@@ -291,18 +347,21 @@ pub fn record_key(text: &str) -> Result<RecordKey<'_>, String> {
     impl<'de> Visitor<'de> for Keys<'_, 'de> {
         type Value = ();
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a conversation object")
+            write!(f, "a {} object", self.spec.name)
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let timed = self.spec.time.is_some();
             while let Some(key) = map.next_key_seed(StrSeed)? {
                 match key.as_ref() {
-                    "conversationId" => *self.id = map.next_value_seed(StrSeed).map(Some)?,
-                    "conversationStart" => *self.start = map.next_value_seed(StrSeed).map(Some)?,
+                    k if k == self.spec.id => *self.id = map.next_value_seed(StrSeed).map(Some)?,
+                    k if Some(k) == self.spec.time => {
+                        *self.start = map.next_value_seed(StrSeed).map(Some)?
+                    }
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                if self.id.is_some() && self.start.is_some() {
+                if self.id.is_some() && (self.start.is_some() || !timed) {
                     break;
                 }
             }
@@ -313,32 +372,33 @@ pub fn record_key(text: &str) -> Result<RecordKey<'_>, String> {
     let (mut id, mut start) = (None, None);
     let mut de = serde_json::Deserializer::from_str(text);
     let read = Keys {
+        spec,
         id: &mut id,
         start: &mut start,
     }
     .deserialize(&mut de);
-    let (id, start) = match (id, start, read) {
+    let kind = spec.name;
+    let (id, start) = match (id, start, read, spec.time) {
         // Stopping early leaves the rest unread, which serde_json reports: not an error here.
-        (Some(id), Some(start), _) => (id, start),
-        (id, _, Err(e)) => {
-            let at = id
-                .map(|i| format!("conversation {i}: "))
-                .unwrap_or_default();
+        (Some(id), Some(start), _, Some(_)) => (id, Some(start)),
+        (Some(id), _, _, None) => (id, None),
+        (id, _, Err(e), _) => {
+            let at = id.map(|i| format!("{kind} {i}: ")).unwrap_or_default();
             return Err(format!("{at}malformed record: {}", describe_json_error(&e)));
         }
-        (None, _, Ok(())) => return Err("record has no $.conversationId".into()),
-        (Some(id), None, Ok(())) => {
-            return Err(format!("conversation {id} has no $.conversationStart"))
-        }
+        (None, _, Ok(()), _) => return Err(format!("record has no $.{}", spec.id)),
+        (Some(id), None, Ok(()), Some(time)) => return Err(format!("{kind} {id} has no $.{time}")),
     };
-    // The converter's parser: a record the converter accepts is never refused here.
-    let start = parse_time_ms(&start)
-        .and_then(DateTime::from_timestamp_millis)
-        .ok_or_else(|| format!("conversation {id}: $.conversationStart is not an ISO-8601 time"))?;
-    Ok(RecordKey {
-        conversation_id: id,
-        conversation_start: start,
-    })
+    let time = match (start, spec.time) {
+        // The converter's parser: a record the converter accepts is never refused here.
+        (Some(start), Some(field)) => Some(
+            parse_time_ms(&start)
+                .and_then(DateTime::from_timestamp_millis)
+                .ok_or_else(|| format!("{kind} {id}: $.{field} is not an ISO-8601 time"))?,
+        ),
+        _ => None,
+    };
+    Ok(RecordKey { id, time })
 }
 
 /// A serde_json error for messages and logs: where it happened, never the value (records hold
@@ -440,6 +500,19 @@ impl<'de> serde::de::Visitor<'de> for StrSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::conversations::{DATASET, RECORD};
+
+    fn record_key(text: &str) -> Result<RecordKey<'_>, String> {
+        super::record_key(text, &RECORD)
+    }
+
+    fn parse(body: Bytes, origin: PageOrigin) -> Result<Page, PageError> {
+        Page::parse(body, origin, DATASET.envelope)
+    }
+
+    fn parse_list(body: Bytes, origin: PageOrigin) -> Result<Page, PageError> {
+        Page::parse_page_or_list(body, origin, DATASET.envelope)
+    }
 
     fn origin() -> PageOrigin {
         PageOrigin::new("test page 1")
@@ -450,7 +523,7 @@ mod tests {
         let body = br#"{"conversations":[{"conversationId":"a","conversationStart":"2026-11-21T00:00:01.000Z"},
             {"conversationId":"b","x":[1,{"y":"]"}],"conversationStart":"2026-11-21T00:00:02.000Z"}],
             "cursor":"c1","dataAvailabilityDate":"2026-11-21T10:00:00.000Z"}"#;
-        let page = Page::parse(Bytes::from_static(body), origin()).unwrap();
+        let page = parse(Bytes::from_static(body), origin()).unwrap();
         assert_eq!(page.len(), 2);
         assert_eq!(
             page.record(0),
@@ -458,16 +531,16 @@ mod tests {
         );
         assert_eq!(page.meta.cursor.as_deref(), Some("c1"));
         let k = record_key(page.record(1)).unwrap();
-        assert_eq!(k.conversation_id, "b");
+        assert_eq!(k.id, "b");
         assert_eq!(
-            crate::interval::format_millis(k.conversation_start),
+            crate::interval::format_millis(k.time.unwrap()),
             "2026-11-21T00:00:02.000Z"
         );
     }
 
     #[test]
     fn empty_sync_page_has_no_conversations_key() {
-        let page = Page::parse(Bytes::from_static(br#"{"totalHits":114}"#), origin()).unwrap();
+        let page = parse(Bytes::from_static(br#"{"totalHits":114}"#), origin()).unwrap();
         assert!(page.is_empty());
         assert_eq!(page.meta.total_hits, Some(114));
     }
@@ -475,13 +548,13 @@ mod tests {
     #[test]
     fn bare_lists_only_where_allowed() {
         let body = Bytes::from_static(br#"[{"conversationId":"a"}]"#);
-        assert!(Page::parse(body.clone(), origin()).is_err());
-        assert_eq!(Page::parse_page_or_list(body, origin()).unwrap().len(), 1);
+        assert!(parse(body.clone(), origin()).is_err());
+        assert_eq!(parse_list(body, origin()).unwrap().len(), 1);
     }
 
     #[test]
     fn truncated_page_names_origin() {
-        let err = Page::parse(
+        let err = parse(
             Bytes::from_static(br#"{"conversations":[{"conversationId":"a""#),
             origin(),
         )
@@ -493,7 +566,7 @@ mod tests {
     #[test]
     fn retain_filters() {
         let body = br#"{"conversations":[{"conversationId":"a"},{"conversationId":"b"}]}"#;
-        let mut page = Page::parse(Bytes::from_static(body), origin()).unwrap();
+        let mut page = parse(Bytes::from_static(body), origin()).unwrap();
         page.try_retain::<()>(|i, _| Ok(i == 1)).unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page.received, 2);
@@ -506,13 +579,13 @@ mod tests {
             r#"{"participants":[{"x":"}"}],"conversationStart":"2026-11-21T00:00:01.500Z","conversationId":"a\u0062"}"#,
         )
         .unwrap();
-        assert_eq!(k.conversation_id, "ab");
-        assert_eq!(k.conversation_start.timestamp_millis(), 1_795_219_201_500);
+        assert_eq!(k.id, "ab");
+        assert_eq!(k.time.unwrap().timestamp_millis(), 1_795_219_201_500);
         // Once both keys are read the rest is the converter's business (it names the record).
         let k =
             record_key(r#"{"conversationId":"a","conversationStart":"2026-11-21T00:00:00Z", oops"#)
                 .unwrap();
-        assert_eq!(k.conversation_id, "a");
+        assert_eq!(k.id, "a");
         // Broken before both keys: an error.
         assert!(record_key(r#"{"conversationId":"a", oops"#)
             .unwrap_err()
@@ -531,16 +604,13 @@ mod tests {
             record_key(r#"{"conversationId":"a","conversationStart":"2021-04-2T15:30:51.418Z"}"#)
                 .unwrap();
         assert_eq!(
-            crate::interval::format_millis(k.conversation_start),
+            crate::interval::format_millis(k.time.unwrap()),
             "2021-04-02T15:30:51.418Z"
         );
         let k =
             record_key(r#"{"conversationId":"a","conversationStart":"2021-04-02T17:30:51+02:00"}"#)
                 .unwrap();
-        assert_eq!(
-            k.conversation_start.timestamp_millis() % 86_400_000,
-            55_851_000
-        );
+        assert_eq!(k.time.unwrap().timestamp_millis() % 86_400_000, 55_851_000);
     }
 
     #[test]
@@ -556,7 +626,7 @@ mod tests {
         ];
         for rec in &cases {
             match record_key(rec) {
-                Ok(k) => assert_eq!(k.conversation_id, MARK, "{rec}"),
+                Ok(k) => assert_eq!(k.id, MARK, "{rec}"),
                 Err(e) => assert!(!e.contains(MARK) && !e.contains("555"), "{e}"),
             }
         }
@@ -565,7 +635,7 @@ mod tests {
             format!(r#"{{"conversations":[],"totalHits":"{MARK}"}}"#),
             format!(r#"{{"conversations":[],"cursor":["{MARK}"]}}"#),
         ] {
-            let err = Page::parse(Bytes::from(body), origin()).unwrap_err();
+            let err = parse(Bytes::from(body), origin()).unwrap_err();
             let msg = format!("{err} {err:?}");
             let shown = err.to_string();
             assert!(shown.contains("test page 1"), "{shown}");
@@ -611,13 +681,13 @@ mod tests {
             ArchiveStamp::KEY,
             stamp.to_json()
         );
-        let page = Page::parse(Bytes::from(body), origin()).unwrap();
+        let page = parse(Bytes::from(body), origin()).unwrap();
         assert_eq!(page.meta.archive, Some(stamp));
         let bad = format!(
             r#"{{"conversations":[],"{}":{{"interval":"x","extractedAt":"y"}}}}"#,
             ArchiveStamp::KEY
         );
-        assert!(Page::parse(Bytes::from(bad), origin()).is_err());
+        assert!(parse(Bytes::from(bad), origin()).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::datasets::conversations::DATASET as CONVERSATIONS;
 use crate::error_class::ErrorClass;
 use crate::genesys::{ExtractPlan, GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
 use crate::interval::Interval;
@@ -461,7 +462,7 @@ async fn extract_day(
     summary.mode = Some(plan.paths().to_string());
     summary.data_availability_date = plan.data_availability_date;
     let lease = store
-        .acquire_lease(date, &run, cfg.lease_ttl)
+        .acquire_lease(&CONVERSATIONS, date, &run, cfg.lease_ttl)
         .await
         .map_err(|e| PipelineError::from((date, e)))?;
     let meta = ParquetMeta {
@@ -666,7 +667,7 @@ fn convert_loop(
     archive: Option<ArchiveStamp>,
     date: NaiveDate,
 ) -> Result<(u64, u64), PipelineError> {
-    let mut conv = Converter::new(opts);
+    let mut conv = Converter::new(&CONVERSATIONS, opts);
     let mut raw = archive.map(RawArchive::new);
     let mut pending = PendingProgress::default();
     let err = |source| PipelineError::Convert { date, source };
@@ -812,7 +813,9 @@ fn plan_convert(
     let (mut seq, mut duplicates) = (0u64, 0u64);
     for path in paths {
         let mut stamped = true;
-        for page in crate::files::PageReader::open(path).map_err(input_error)? {
+        for page in
+            crate::files::PageReader::open(path, CONVERSATIONS.envelope).map_err(input_error)?
+        {
             let page = page.map_err(input_error)?;
             let stamp = page.meta.archive;
             match stamp {
@@ -822,12 +825,12 @@ fn plan_convert(
             }
             let at = stamp.map(|s| s.extracted_at);
             for (i, text) in page.records().enumerate() {
-                let key = record_key(text).map_err(|reason| {
+                let key = record_key(text, &CONVERSATIONS.record).map_err(|reason| {
                     input_error(format!("{}: record {i}: {reason}", page.origin))
                 })?;
-                let copy = (at, seq, key.conversation_start.date_naive());
+                let copy = (at, seq, key.start().date_naive());
                 seq += 1;
-                match best.entry(crate::genesys::id_key(&key.conversation_id)) {
+                match best.entry(crate::genesys::id_key(&key.id)) {
                     Entry::Vacant(v) => {
                         v.insert(copy);
                     }
@@ -942,7 +945,7 @@ pub async fn convert_files(
     let waited = converter_waited.clone();
     let mut writer_idle = std::time::Duration::ZERO;
     let reader = tokio::task::spawn_blocking(move || {
-        let mut conv = Converter::new(opts);
+        let mut conv = Converter::new(&CONVERSATIONS, opts);
         // Per day: (pages, conversations) not handed over yet.
         let mut pending: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
         let (mut seq, mut kept) = (0u64, 0usize);
@@ -952,23 +955,24 @@ pub async fn convert_files(
                 if path.ends_with("converter-panics.ndjson") {
                     panic!("injected converter panic");
                 }
-                let pages = crate::files::PageReader::open(&path).map_err(input_error)?;
+                let pages = crate::files::PageReader::open(&path, CONVERSATIONS.envelope)
+                    .map_err(input_error)?;
                 for page in pages {
                     let mut page = page.map_err(input_error)?;
                     let origin = page.origin.clone();
                     let mut first_date = None;
                     page.try_retain(|i, text| {
-                        let key = record_key(text).map_err(|reason| {
+                        let key = record_key(text, &CONVERSATIONS.record).map_err(|reason| {
                             PipelineError::Input(format!("{origin}: record {i}: {reason}"))
                         })?;
                         let this = seq;
                         seq += 1;
-                        let id = crate::genesys::id_key(&key.conversation_id);
+                        let id = crate::genesys::id_key(&key.id);
                         if winners.get(&id) != Some(&this) {
                             return Ok(false);
                         }
                         kept += 1;
-                        let date = key.conversation_start.date_naive();
+                        let date = key.start().date_naive();
                         first_date.get_or_insert(date);
                         pending.entry(date).or_default().1 += 1;
                         Ok::<bool, PipelineError>(true)
@@ -1146,7 +1150,7 @@ async fn open_day_writer(
     started: DateTime<Utc>,
 ) -> Result<DayWriter, PipelineError> {
     let lease = store
-        .acquire_lease(date, run, cfg.lease_ttl)
+        .acquire_lease(&CONVERSATIONS, date, run, cfg.lease_ttl)
         .await
         .map_err(|e| PipelineError::from((date, e)))?;
     let meta = ParquetMeta {
@@ -1247,7 +1251,10 @@ mod tests {
         assert_eq!(err.error_type(), "Internal", "{err}");
         assert!(err.to_string().contains("panicked"), "{err}");
         assert_eq!(
-            store.manifest(day("2026-11-20")).await.expect("manifest"),
+            store
+                .manifest(&CONVERSATIONS, day("2026-11-20"))
+                .await
+                .expect("manifest"),
             None
         );
     }
@@ -1275,10 +1282,16 @@ mod tests {
         let totals = s.convert.expect("totals");
         assert_eq!(totals.outside_coverage, 1);
         assert_eq!(
-            store.manifest(day("2026-11-19")).await.expect("manifest"),
+            store
+                .manifest(&CONVERSATIONS, day("2026-11-19"))
+                .await
+                .expect("manifest"),
             None
         );
-        let m = store.manifest(day("2026-11-21")).await.expect("manifest");
+        let m = store
+            .manifest(&CONVERSATIONS, day("2026-11-21"))
+            .await
+            .expect("manifest");
         assert_eq!(m.map(|m| m.conversations), Some(0));
 
         // Without coverage: refused, nothing written.
@@ -1287,7 +1300,10 @@ mod tests {
         let err = r.expect_err("no coverage").to_string();
         assert!(err.contains("p.ndjson") && err.contains("--start"), "{err}");
         assert_eq!(
-            store.manifest(day("2026-11-20")).await.expect("manifest"),
+            store
+                .manifest(&CONVERSATIONS, day("2026-11-20"))
+                .await
+                .expect("manifest"),
             None
         );
 
@@ -1301,7 +1317,10 @@ mod tests {
         let err = r.expect_err("partial coverage").to_string();
         assert!(err.contains("no whole UTC day"), "{err}");
         assert_eq!(
-            store2.manifest(day("2026-11-20")).await.expect("manifest"),
+            store2
+                .manifest(&CONVERSATIONS, day("2026-11-20"))
+                .await
+                .expect("manifest"),
             None
         );
     }
@@ -1335,7 +1354,10 @@ mod tests {
         assert_eq!(err.error_type(), "Input.Invalid", "{err}");
         assert!(err.to_string().contains("2 records, then 0"), "{err}");
         assert_eq!(
-            store.manifest(day("2026-11-20")).await.expect("manifest"),
+            store
+                .manifest(&CONVERSATIONS, day("2026-11-20"))
+                .await
+                .expect("manifest"),
             None
         );
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
+use genesys_parquet::datasets::conversations::DATASET as CONVERSATIONS;
 use genesys_parquet::genesys::{
     ClientConfig, Credentials, GenesysClient, GenesysError, Hosts, Mode, RequestStatsSnapshot,
 };
@@ -79,14 +80,10 @@ async fn extract(
     let mut seen = HashSet::new();
     for page in &pages {
         for rec in page.records() {
-            let key = record_key(rec).expect("record key");
-            assert!(interval.contains(key.conversation_start));
-            assert!(
-                seen.insert(key.conversation_id.to_string()),
-                "{} twice",
-                key.conversation_id
-            );
-            ids.push(key.conversation_id.to_string());
+            let key = record_key(rec, &CONVERSATIONS.record).expect("record key");
+            assert!(interval.contains(key.start()));
+            assert!(seen.insert(key.id.to_string()), "{} twice", key.id);
+            ids.push(key.id.to_string());
         }
     }
     ids.sort();

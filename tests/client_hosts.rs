@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use futures::TryStreamExt;
+use genesys_parquet::datasets::conversations::DATASET as CONVERSATIONS;
 use genesys_parquet::genesys::{ClientConfig, Credentials, GenesysClient, Hosts, Mode};
 use genesys_parquet::interval::Interval;
 use genesys_parquet::page::record_key;
@@ -104,7 +105,12 @@ async fn an_api_url_with_a_path_keeps_its_path() {
         let got: BTreeSet<String> = pages
             .iter()
             .flat_map(|p| p.records())
-            .map(|r| record_key(r).expect("key").conversation_id.to_string())
+            .map(|r| {
+                record_key(r, &CONVERSATIONS.record)
+                    .expect("key")
+                    .id
+                    .to_string()
+            })
             .collect();
         let want: BTreeSet<String> = sim
             .dataset()

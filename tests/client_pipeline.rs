@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::NaiveDate;
+use genesys_parquet::datasets::conversations::DATASET as CONVERSATIONS;
 use genesys_parquet::genesys::{ClientConfig, Credentials, GenesysClient, Hosts, Mode};
 use genesys_parquet::interval::Interval;
 use genesys_parquet::pipeline::{self, NoProgress, PipelineConfig, RunSummary};
@@ -240,6 +241,7 @@ async fn a_job_queued_past_the_deadline_stops_before_it_with_nothing_changed() {
     let store = DayStore::local(out.path()).expect("store");
     store
         .acquire_lease(
+            &CONVERSATIONS,
             date("2026-10-19"),
             &RunId::new(chrono::Utc::now()),
             chrono::Duration::minutes(5),

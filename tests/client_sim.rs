@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
+use genesys_parquet::datasets::conversations::DATASET as CONVERSATIONS;
 use genesys_parquet::genesys::{
     ClientConfig, Credentials, ExtractPlan, GenesysClient, Hosts, Mode,
 };
@@ -56,19 +57,15 @@ async fn extract_ids(client: &GenesysClient, interval: Interval, mode: Mode) -> 
     let mut seen = HashSet::new();
     for page in &pages {
         for rec in page.records() {
-            let key = record_key(rec).expect("record key");
+            let key = record_key(rec, &CONVERSATIONS.record).expect("record key");
             assert!(
-                interval.contains(key.conversation_start),
+                interval.contains(key.start()),
                 "{} started at {} outside {interval}",
-                key.conversation_id,
-                key.conversation_start
+                key.id,
+                key.start()
             );
-            assert!(
-                seen.insert(key.conversation_id.to_string()),
-                "{} emitted twice",
-                key.conversation_id
-            );
-            ids.push(key.conversation_id.to_string());
+            assert!(seen.insert(key.id.to_string()), "{} emitted twice", key.id);
+            ids.push(key.id.to_string());
         }
     }
     ids.sort();
@@ -144,7 +141,12 @@ async fn auto_mode_splits_at_the_availability_date() {
             let mut ids = HashSet::new();
             for pg in &pages {
                 for r in pg.records() {
-                    ids.insert(record_key(r).expect("key").conversation_id.to_string());
+                    ids.insert(
+                        record_key(r, &CONVERSATIONS.record)
+                            .expect("key")
+                            .id
+                            .to_string(),
+                    );
                 }
             }
             ids

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
 use common::fault_proxy::{Fault, FaultProxy, Rule, Times};
+use genesys_parquet::datasets::conversations::DATASET as CONVERSATIONS;
 use genesys_parquet::interval::Interval;
 use genesys_parquet::simulator::{self, SimConfig, SimHandle};
 use genesys_parquet::sink::catalog::GlueCatalog;
@@ -392,7 +393,7 @@ async fn write_run(
     ttl: chrono::Duration,
 ) -> (Lease, Vec<ManifestFile>) {
     let lease = store
-        .acquire_lease(date(), &RunId(run.to_string()), ttl)
+        .acquire_lease(&CONVERSATIONS, date(), &RunId(run.to_string()), ttl)
         .await
         .expect("lease");
     let files = write_parts(store, &lease, tables, parts).await;
@@ -480,7 +481,7 @@ async fn publish_replaces_the_day(b: &dyn Backend) {
     assert_eq!(b.visible("sessions").await.len(), 2);
     assert_eq!(
         store
-            .manifest(date())
+            .manifest(&CONVERSATIONS, date())
             .await
             .expect("manifest")
             .map(|m| m.run_id.0),
@@ -516,11 +517,11 @@ async fn a_crashed_run_leaves_the_day_intact_and_is_swept(b: &dyn Backend) {
     // seconds to write the parts below.)
     let ttl = chrono::Duration::seconds(5);
     let l2 = store
-        .acquire_lease(date(), &RunId("run-2".into()), ttl)
+        .acquire_lease(&CONVERSATIONS, date(), &RunId("run-2".into()), ttl)
         .await
         .expect("lease");
     let err = store
-        .acquire_lease(date(), &RunId("run-3".into()), hour)
+        .acquire_lease(&CONVERSATIONS, date(), &RunId("run-3".into()), hour)
         .await
         .expect_err("day is leased");
     assert!(matches!(err, StoreError::LeaseHeld { .. }), "{err}");
@@ -585,7 +586,7 @@ async fn concurrent_runs_on_one_day(b: &dyn Backend) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .acquire_lease(date(), &RunId(format!("run-{i}")), hour)
+                    .acquire_lease(&CONVERSATIONS, date(), &RunId(format!("run-{i}")), hour)
                     .await
             })
         })
@@ -828,7 +829,12 @@ async fn catalog_errors_name_the_table() {
     );
     // Checked when the run takes the day, before it writes anything.
     let err = store
-        .acquire_lease(date(), &RunId("run-1".into()), chrono::Duration::hours(1))
+        .acquire_lease(
+            &CONVERSATIONS,
+            date(),
+            &RunId("run-1".into()),
+            chrono::Duration::hours(1),
+        )
         .await
         .expect_err("no Glue database");
     let msg = err.to_string();
@@ -842,7 +848,12 @@ async fn s3_errors_name_bucket_key_and_cause() {
     let s3 = S3::new().await;
     let store = DayStore::s3(s3.client.clone(), "no-such-bucket", "p");
     let err = store
-        .acquire_lease(date(), &RunId("r".into()), chrono::Duration::hours(1))
+        .acquire_lease(
+            &CONVERSATIONS,
+            date(),
+            &RunId("r".into()),
+            chrono::Duration::hours(1),
+        )
         .await
         .expect_err("bucket missing");
     let msg = err.to_string();
@@ -1824,7 +1835,9 @@ async fn one_run(
     ttl: chrono::Duration,
     abort: bool,
 ) -> Result<(), StoreError> {
-    let lease = store.acquire_lease(day, &RunId(run.into()), ttl).await?;
+    let lease = store
+        .acquire_lease(&CONVERSATIONS, day, &RunId(run.into()), ttl)
+        .await?;
     // The heartbeat would interleave calls at random points: this run goes without one.
     store.stall_heartbeats();
     let r = async {
@@ -1910,7 +1923,7 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> (Arc<dyn ObjectStorage>, Vi
                 .await
                 .unwrap_or_else(|e| panic!("{ctx}: another day's run: {e}"));
             let pointer = other
-                .manifest(day)
+                .manifest(&CONVERSATIONS, day)
                 .await
                 .expect("manifest")
                 .expect("pointer");
@@ -2030,6 +2043,7 @@ async fn a_run_waits_for_a_held_lease_when_asked() {
     let first = DayStore::new(s.clone(), Visibility::SwapFolders);
     first
         .acquire_lease(
+            &CONVERSATIONS,
             date(),
             &RunId("first".into()),
             chrono::Duration::milliseconds(800),
@@ -2040,6 +2054,7 @@ async fn a_run_waits_for_a_held_lease_when_asked() {
     let impatient = DayStore::new(s.clone(), Visibility::SwapFolders);
     let err = impatient
         .acquire_lease(
+            &CONVERSATIONS,
             date(),
             &RunId("impatient".into()),
             chrono::Duration::minutes(2),
@@ -2052,6 +2067,7 @@ async fn a_run_waits_for_a_held_lease_when_asked() {
     let t0 = Instant::now();
     let lease = patient
         .acquire_lease(
+            &CONVERSATIONS,
             date(),
             &RunId("patient".into()),
             chrono::Duration::minutes(2),
@@ -2064,7 +2080,12 @@ async fn a_run_waits_for_a_held_lease_when_asked() {
     let late = DayStore::new(s.clone(), Visibility::SwapFolders)
         .with_lease_wait(Duration::from_millis(1500));
     let err = late
-        .acquire_lease(date(), &RunId("late".into()), chrono::Duration::minutes(2))
+        .acquire_lease(
+            &CONVERSATIONS,
+            date(),
+            &RunId("late".into()),
+            chrono::Duration::minutes(2),
+        )
         .await
         .expect_err("still held");
     assert!(err.to_string().contains("patient"), "{err}");

@@ -11,6 +11,7 @@ use std::process::Command;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMillisecondType};
 use bytes::Bytes;
+use genesys_parquet::datasets::conversations as conv;
 use genesys_parquet::interval::format_millis;
 use genesys_parquet::page::{Page, PageOrigin};
 use genesys_parquet::sink::parquet::{ParquetMeta, ParquetSettings, TableFileWriter};
@@ -34,7 +35,7 @@ type Rows = BTreeMap<Table, Vec<(Map<String, Value>, Map<String, Value>)>>;
 
 fn expect_rows(conv: &Value) -> Rows {
     let mut rows = Rows::new();
-    walk(Table::Conversations, conv, &mut rows);
+    walk(conv::CONVERSATIONS, conv, &mut rows);
     rows
 }
 
@@ -119,12 +120,19 @@ fn cell(a: &ArrayRef, i: usize) -> Value {
 }
 
 async fn write_tables(out: &Path, records: &str, raw: bool) -> BTreeMap<Table, usize> {
-    let page = Page::parse_page_or_list(Bytes::from(records.to_string()), PageOrigin::new("t"))
-        .expect("page");
-    let mut conv = Converter::new(ConvertOptions {
-        raw,
-        ..ConvertOptions::default()
-    });
+    let page = Page::parse_page_or_list(
+        Bytes::from(records.to_string()),
+        PageOrigin::new("t"),
+        conv::DATASET.envelope,
+    )
+    .expect("page");
+    let mut conv = Converter::new(
+        &conv::DATASET,
+        ConvertOptions {
+            raw,
+            ..ConvertOptions::default()
+        },
+    );
     let mut batches = conv.push_page(&page).expect("convert");
     batches.extend(conv.finish().expect("finish"));
     let settings = ParquetSettings::default();
@@ -218,7 +226,7 @@ async fn every_value_of_the_fixture_survives_parquet() {
     }
 
     // The deliberate oddities, spelled out.
-    let conv_rows = &read_table(dir.path(), Table::Conversations)[0];
+    let conv_rows = &read_table(dir.path(), conv::CONVERSATIONS)[0];
     let extra = cell(conv_rows.column_by_name("extra").expect("extra"), 0);
     let extra: Value = serde_json::from_str(extra.as_str().expect("extra")).expect("json");
     assert_eq!(
@@ -236,16 +244,16 @@ async fn every_value_of_the_fixture_survives_parquet() {
     );
     let with_raw = tempfile::tempdir().expect("tempdir");
     write_tables(with_raw.path(), &format!("[{conv}]"), true).await;
-    let raw_rows = &read_table(with_raw.path(), Table::Conversations)[0];
+    let raw_rows = &read_table(with_raw.path(), conv::CONVERSATIONS)[0];
     let raw = cell(raw_rows.column_by_name("raw").expect("raw"), 0);
     let raw: Value = serde_json::from_str(raw.as_str().expect("raw")).expect("json");
     assert_eq!(raw, conv, "--raw keeps the record");
-    let sessions = &read_table(dir.path(), Table::Sessions)[0];
+    let sessions = &read_table(dir.path(), conv::SESSIONS)[0];
     let media: Vec<Value> = (0..sessions.num_rows())
         .map(|i| cell(sessions.column_by_name("media_type").expect("c"), i))
         .collect();
     assert!(media.contains(&json!("hologram")), "{media:?}");
-    let parts = &read_table(dir.path(), Table::Participants)[0];
+    let parts = &read_table(dir.path(), conv::PARTICIPANTS)[0];
     let names: Vec<Value> = (0..parts.num_rows())
         .map(|i| cell(parts.column_by_name("participant_name").expect("c"), i))
         .collect();
@@ -393,12 +401,21 @@ async fn the_real_examples_convert() {
         let page = if text.trim_start().starts_with("{\"conversations\"")
             || text.contains("\"totalHits\"")
         {
-            Page::parse(Bytes::from(text), PageOrigin::new(name)).expect(name)
+            Page::parse(
+                Bytes::from(text),
+                PageOrigin::new(name),
+                conv::DATASET.envelope,
+            )
+            .expect(name)
         } else {
-            Page::parse_page_or_list(Bytes::from(format!("[{text}]")), PageOrigin::new(name))
-                .expect(name)
+            Page::parse_page_or_list(
+                Bytes::from(format!("[{text}]")),
+                PageOrigin::new(name),
+                conv::DATASET.envelope,
+            )
+            .expect(name)
         };
-        let mut c = Converter::new(ConvertOptions::default());
+        let mut c = Converter::new(&conv::DATASET, ConvertOptions::default());
         let mut batches = c.push_page(&page).expect(name);
         batches.extend(c.finish().expect(name));
         conversations += c.stats().conversations;

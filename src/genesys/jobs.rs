@@ -29,6 +29,7 @@ use super::model::{
     AsyncConversationQuery, AsyncQueryResponse, AsyncQueryStatus, JobState, PATH_JOBS,
 };
 use super::{query, ClientConfig, GenesysError};
+use crate::datasets::conversations::DATASET as CONVERSATIONS;
 use crate::interval::Interval;
 use crate::page::{record_key, Page, PageError, PageOrigin};
 
@@ -142,7 +143,7 @@ pub(super) fn job_pages(
                         match t.send(&req, &stats).await {
                             Ok(body) => {
                                 let origin = PageOrigin::new(format!("job {job_id} page {n} ({iv})"));
-                                let mut page = match Page::parse(body, origin) {
+                                let mut page = match Page::parse(body, origin, CONVERSATIONS.envelope) {
                                     Ok(p) => p,
                                     Err(e) => {
                                         delete(&t, &jobs, &job_path, &stats).await;
@@ -245,12 +246,13 @@ pub(super) fn job_pages(
 fn keep_started_before(page: &mut Page, available: DateTime<Utc>) -> Result<(), GenesysError> {
     let origin = page.origin.clone();
     page.try_retain(|i, text| {
-        let key = record_key(text).map_err(|reason| PageError::BadRecord {
-            origin: origin.clone(),
-            index: i,
-            reason,
-        })?;
-        Ok::<bool, GenesysError>(key.conversation_start < available)
+        let key =
+            record_key(text, &CONVERSATIONS.record).map_err(|reason| PageError::BadRecord {
+                origin: origin.clone(),
+                index: i,
+                reason,
+            })?;
+        Ok::<bool, GenesysError>(key.start() < available)
     })
 }
 

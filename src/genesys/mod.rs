@@ -35,6 +35,7 @@ pub use hosts::{regions, Hosts};
 pub use http::{RequestStats, RequestStatsSnapshot, RetryPolicy};
 pub use jobs::JobRegistry;
 
+use crate::datasets::conversations::DATASET as CONVERSATIONS;
 use crate::interval::Interval;
 use crate::page::{record_key, Page};
 use http::{Request, Transport};
@@ -322,7 +323,7 @@ impl GenesysClient {
             .try_filter_map(move |mut page| {
                 let origin = page.origin.clone();
                 let kept = page.try_retain(|i, text| {
-                    let key = record_key(text).map_err(|reason| {
+                    let key = record_key(text, &CONVERSATIONS.record).map_err(|reason| {
                         GenesysError::Page(crate::page::PageError::BadRecord {
                             origin: origin.clone(),
                             index: i,
@@ -330,8 +331,7 @@ impl GenesysClient {
                         })
                     })?;
                     Ok::<bool, GenesysError>(
-                        interval.contains(key.conversation_start)
-                            && seen.insert(id_key(&key.conversation_id)),
+                        interval.contains(key.start()) && seen.insert(id_key(&key.id)),
                     )
                 });
                 futures::future::ready(kept.map(|()| (!page.is_empty()).then_some(page)))

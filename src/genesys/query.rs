@@ -20,6 +20,7 @@ use reqwest::Method;
 use super::http::{Request, RequestStats, Transport};
 use super::model::{ConversationQuery, PagingSpec, PATH_DETAILS_QUERY};
 use super::{id_key, ClientConfig, GenesysError};
+use crate::datasets::conversations::DATASET as CONVERSATIONS;
 use crate::interval::Interval;
 use crate::page::{record_key, Page, PageError, PageOrigin};
 
@@ -81,7 +82,11 @@ async fn fetch(
         Err(e) => Err(e),
         Ok(resp) => {
             let origin = PageOrigin::new(format!("query {iv} page {n}"));
-            Ok(Fetched::Page(Page::parse(resp, origin)?))
+            Ok(Fetched::Page(Page::parse(
+                resp,
+                origin,
+                CONVERSATIONS.envelope,
+            )?))
         }
     }
 }
@@ -108,15 +113,16 @@ impl Tally {
         let mut new = 0;
         let (mut first, mut last) = (None, None);
         for (i, rec) in page.records().enumerate() {
-            let key = record_key(rec).map_err(|reason| PageError::BadRecord {
-                origin: page.origin.clone(),
-                index: i,
-                reason,
-            })?;
-            let ms = key.conversation_start.timestamp_millis();
+            let key =
+                record_key(rec, &CONVERSATIONS.record).map_err(|reason| PageError::BadRecord {
+                    origin: page.origin.clone(),
+                    index: i,
+                    reason,
+                })?;
+            let ms = key.start().timestamp_millis();
             first.get_or_insert(ms);
             last = Some(ms);
-            if self.ids.insert(id_key(&key.conversation_id)) {
+            if self.ids.insert(id_key(&key.id)) {
                 new += 1;
             }
         }

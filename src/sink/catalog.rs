@@ -1,8 +1,9 @@
 //! The Glue Data Catalog as the switch of a day's visible run (`catalog` mode).
 //!
 //! With partitions registered in Glue (and partition projection off), Athena reads exactly the
-//! S3 location registered for `conversation_date=D`. Publishing a run then points each table's
-//! partition at the run's own folder, `{table}/conversation_date=D/run=R/`, with one
+//! S3 location registered for a partition (`<column>=D`, the dataset's partition column).
+//! Publishing a run then points each table's partition at the run's own folder,
+//! `{table}/<column>=D/run=R/`, with one
 //! `UpdatePartition` (or `CreatePartition` the first time) per table: a query sees the old run or
 //! the new one, whole, never both. The switch is atomic per table, not across tables: a query
 //! joining two tables in the few hundred milliseconds of a publish may see each at a different
@@ -17,6 +18,7 @@ use chrono::NaiveDate;
 use tokio::sync::Mutex;
 
 use super::StoreError;
+use crate::datasets::Dataset;
 use crate::tables::schema::Table;
 
 /// Registers day partitions of the output tables in one Glue database.
@@ -33,7 +35,7 @@ fn glue_error<E>(
     op: &'static str,
     database: &str,
     table: &str,
-    date: Option<NaiveDate>,
+    partition: Option<String>,
     e: SdkError<E, aws_sdk_glue::config::http::HttpResponse>,
 ) -> StoreError
 where
@@ -61,7 +63,7 @@ where
     StoreError::Catalog {
         op,
         table: format!("{database}.{table}"),
-        partition: date.map(|d| format!("conversation_date={d}")),
+        partition,
         message,
         transient,
     }
@@ -125,23 +127,25 @@ impl GlueCatalog {
         Ok(sd)
     }
 
-    /// Fails (not retried) unless every output table exists: checked before a run writes
-    /// anything, so a table not deployed yet cannot leave a publish half registered.
-    pub async fn check_tables(&self) -> Result<(), StoreError> {
-        for table in Table::all() {
+    /// Fails (not retried) unless every table of `dataset` exists: checked before a run
+    /// writes anything, so a table not deployed yet cannot leave a publish half registered.
+    pub async fn check_tables(&self, dataset: &Dataset) -> Result<(), StoreError> {
+        for table in dataset.tables {
             self.template(table.name()).await?;
         }
         Ok(())
     }
 
-    /// Points partition `conversation_date=date` of every output table at `location(table)`.
+    /// Points partition `date` (`<column>=2026-11-20`) of every table of
+    /// `dataset` at `location(table)`.
     pub async fn register(
         &self,
+        dataset: &Dataset,
         date: NaiveDate,
         location: impl Fn(&str) -> String,
     ) -> Result<(), StoreError> {
-        for table in Table::all() {
-            self.register_one(table.name(), date, &location(table.name()))
+        for table in dataset.tables {
+            self.register_one(*table, date, &location(table.name()))
                 .await?;
         }
         Ok(())
@@ -149,10 +153,12 @@ impl GlueCatalog {
 
     async fn register_one(
         &self,
-        table: &str,
+        table: Table,
         date: NaiveDate,
         location: &str,
     ) -> Result<(), StoreError> {
+        let partition = || Some(table.dataset().partition_folder(date));
+        let table = table.name();
         let mut sd = self.template(table).await?;
         sd.location = Some(location.to_string());
         let input = PartitionInput::builder()
@@ -173,7 +179,7 @@ impl GlueCatalog {
         match update(input.clone()).await {
             Ok(_) => return Ok(()),
             Err(e) if is_code(&e, "EntityNotFoundException") => {}
-            Err(e) => return Err(glue_error("update partition", db, table, Some(date), e)),
+            Err(e) => return Err(glue_error("update partition", db, table, partition(), e)),
         }
         let created = self
             .client
@@ -189,12 +195,12 @@ impl GlueCatalog {
             Err(e) if is_code(&e, "AlreadyExistsException") => update(input)
                 .await
                 .map(|_| ())
-                .map_err(|e| glue_error("update partition", db, table, Some(date), e)),
-            Err(e) => Err(glue_error("create partition", db, table, Some(date), e)),
+                .map_err(|e| glue_error("update partition", db, table, partition(), e)),
+            Err(e) => Err(glue_error("create partition", db, table, partition(), e)),
         }
     }
 
-    /// Where partition `conversation_date=date` of `table` points, if it is registered.
+    /// Where partition `date` of `table` points, if it is registered.
     pub async fn location(
         &self,
         table: &str,
@@ -219,7 +225,7 @@ impl GlueCatalog {
                 "read partition",
                 &self.database,
                 table,
-                Some(date),
+                Table::from_name(table).map(|t| t.dataset().partition_folder(date)),
                 e,
             )),
         }

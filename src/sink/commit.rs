@@ -1,8 +1,9 @@
 //! The partition-commit protocol, written once over [`ObjectStorage`].
 //!
-//! A partition (a dataset's table-day: dataset `conversations`, column `conversation_date`,
-//! value `2026-11-20`) is written by one run at a time and becomes visible whole. A publish is a
-//! small state machine whose steps are named and idempotent:
+//! A partition (a dataset's table-day: the dataset's name, its partition column and a date,
+//! e.g. `conversations`, `conversation_date`, `2026-11-20`, all from its
+//! [`Dataset`] descriptor) is written by one run at a time and becomes visible whole. A
+//! publish is a small state machine whose steps are named and idempotent:
 //!
 //! ```text
 //! TakeLease → Stage → WriteManifest → Commit → MakeVisible → Sweep → Release
@@ -49,11 +50,8 @@ mod legacy;
 use super::catalog::GlueCatalog;
 use super::storage::{join, ObjectStorage, PutMode, S3Storage, Version};
 use super::{Lease, Manifest, RunId, Store, StoreError, Upload};
+use crate::datasets::Dataset;
 use crate::tables::schema::Table;
-
-/// The only dataset today; a later `Dataset` descriptor supplies these.
-pub const CONVERSATIONS: &str = "conversations";
-pub const CONVERSATION_DATE: &str = "conversation_date";
 
 /// What a lease, a manifest and a commit are keyed by: one partition of one dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,13 +62,23 @@ pub struct PartitionKey {
 }
 
 impl PartitionKey {
-    /// The conversations dataset's partition of `date`.
-    pub fn conversation_day(date: NaiveDate) -> Self {
+    /// `dataset`'s partition of `date`.
+    pub fn new(dataset: &Dataset, date: NaiveDate) -> Self {
         Self {
-            dataset: CONVERSATIONS.into(),
-            column: CONVERSATION_DATE.into(),
+            dataset: dataset.name.into(),
+            column: dataset.partitioning.column().into(),
             value: date.to_string(),
         }
+    }
+
+    /// The dataset whose partition this is, if it is registered.
+    fn dataset(&self) -> Result<&'static Dataset, StoreError> {
+        Dataset::by_name(&self.dataset).ok_or_else(|| {
+            corrupt(
+                self.id(),
+                format!("no dataset {} in this version", self.dataset),
+            )
+        })
     }
 
     /// `conversation_date=2026-11-20`: the Hive folder of the partition in every table.
@@ -229,7 +237,7 @@ impl CommitStore {
 
     fn held(&self, lease: &Lease) -> Option<Arc<Held>> {
         let k = (
-            PartitionKey::conversation_day(lease.date).id(),
+            PartitionKey::new(lease.dataset, lease.date).id(),
             lease.run.0.clone(),
         );
         self.held
@@ -447,7 +455,8 @@ impl CommitStore {
         let mut prefixes = vec![key.staging(), format!("{RAW}/{}/", key.folder())];
         if matches!(self.visibility, Visibility::Catalog { .. }) {
             prefixes.extend(
-                Table::all()
+                key.dataset()?
+                    .tables
                     .iter()
                     .map(|t| format!("{}/{}/", t.name(), key.folder())),
             );
@@ -538,7 +547,7 @@ impl CommitStore {
                 let date = key
                     .date()
                     .ok_or_else(|| corrupt(key.id(), "catalog mode needs a date partition"))?;
-                glue.register(date, |table| {
+                glue.register(key.dataset()?, date, |table| {
                     format!(
                         "s3://{}/{}/",
                         s3.bucket(),
@@ -830,6 +839,7 @@ impl Store for DayStore {
 
     async fn acquire_lease(
         &self,
+        dataset: &'static Dataset,
         date: NaiveDate,
         run: &RunId,
         ttl: chrono::Duration,
@@ -837,10 +847,10 @@ impl Store for DayStore {
         let cs = &self.0;
         if let Visibility::Catalog { glue, .. } = &cs.visibility {
             // A missing table is a deploy problem: fail before anything is written.
-            glue.check_tables().await?;
+            glue.check_tables(dataset).await?;
         }
         cs.repaired.get_or_try_init(|| cs.repair()).await?;
-        let key = PartitionKey::conversation_day(date);
+        let key = PartitionKey::new(dataset, date);
         let (rec, version) = cs.take_lease(&key, run, ttl).await?;
         let (since, expires, holder) = (rec.since, rec.expires, rec.holder.clone());
         let held = Arc::new(Held {
@@ -853,6 +863,7 @@ impl Store for DayStore {
             .unwrap_or_else(|p| p.into_inner())
             .insert((key.id(), run.0.clone()), Arc::downgrade(&held));
         let lease = Lease {
+            dataset,
             date,
             run: run.clone(),
             since,
@@ -875,7 +886,7 @@ impl Store for DayStore {
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
-        let key = PartitionKey::conversation_day(lease.date);
+        let key = PartitionKey::new(lease.dataset, lease.date);
         let held = self
             .0
             .held
@@ -919,14 +930,14 @@ impl Store for DayStore {
         table: &str,
         part: u32,
     ) -> Result<(Box<dyn Upload>, String), StoreError> {
-        let key = PartitionKey::conversation_day(lease.date);
+        let key = PartitionKey::new(lease.dataset, lease.date);
         let (write, visible) = self.0.part_keys(&key, &lease.run.0, table, part);
         Ok((self.0.storage.upload(&write).await?, visible))
     }
 
     async fn publish(&self, lease: &Lease, manifest: &Manifest) -> Result<(), StoreError> {
         let cs = &self.0;
-        let key = PartitionKey::conversation_day(lease.date);
+        let key = PartitionKey::new(lease.dataset, lease.date);
         let held = match cs.check_held(lease) {
             Ok(h) => h,
             Err(e) => return Err(cs.name_taker(&key, lease, e).await),
@@ -1004,7 +1015,7 @@ impl Store for DayStore {
 
     async fn discard(&self, lease: &Lease) -> Result<(), StoreError> {
         let cs = &self.0;
-        let key = PartitionKey::conversation_day(lease.date);
+        let key = PartitionKey::new(lease.dataset, lease.date);
         if let Some(held) = cs.held(lease) {
             let state = held
                 .record
@@ -1023,7 +1034,7 @@ impl Store for DayStore {
         cs.delete_prefix(&format!("{RAW}/{}/run={}/", key.folder(), lease.run.0))
             .await?;
         if matches!(cs.visibility, Visibility::Catalog { .. }) {
-            for t in Table::all() {
+            for t in lease.dataset.tables {
                 cs.delete_prefix(&format!(
                     "{}/{}/run={}/",
                     t.name(),
@@ -1038,14 +1049,18 @@ impl Store for DayStore {
             .await
     }
 
-    async fn manifest(&self, date: NaiveDate) -> Result<Option<Manifest>, StoreError> {
+    async fn manifest(
+        &self,
+        dataset: &'static Dataset,
+        date: NaiveDate,
+    ) -> Result<Option<Manifest>, StoreError> {
         self.0
-            .get_manifest(&PartitionKey::conversation_day(date).pointer_key())
+            .get_manifest(&PartitionKey::new(dataset, date).pointer_key())
             .await
     }
 
     async fn put_raw(&self, lease: &Lease, name: &str, data: Bytes) -> Result<(), StoreError> {
-        let key = PartitionKey::conversation_day(lease.date);
+        let key = PartitionKey::new(lease.dataset, lease.date);
         let k = format!("{RAW}/{}/run={}/{name}", key.folder(), lease.run.0);
         self.0
             .storage
@@ -1056,8 +1071,9 @@ impl Store for DayStore {
 
     fn raw_key(&self, lease: &Lease, name: &str) -> String {
         format!(
-            "{RAW}/conversation_date={}/run={}/{name}",
-            lease.date, lease.run.0
+            "{RAW}/{}/run={}/{name}",
+            lease.dataset.partition_folder(lease.date),
+            lease.run.0
         )
     }
 }

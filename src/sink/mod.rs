@@ -15,6 +15,7 @@ pub mod storage;
 
 use std::fmt;
 
+use crate::datasets::Dataset;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -118,19 +119,18 @@ impl StoreError {
     }
 }
 
-/// The exclusive right to write one day, until `expires`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The exclusive right to write one partition (a dataset's day), until `expires`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    pub dataset: &'static Dataset,
     pub date: NaiveDate,
     pub run: RunId,
     pub since: DateTime<Utc>,
     pub expires: DateTime<Utc>,
     /// `host/pid` of the holder, so a local store can take over at once from a dead process.
-    #[serde(default)]
     pub holder: Option<String>,
     /// Keeps the lease's heartbeat going while any copy of the lease lives: a run whose
     /// future is dropped (cancelled, timed out) stops renewing, and its lease lapses.
-    #[serde(skip)]
     pub guard: LeaseGuard,
 }
 
@@ -213,10 +213,11 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Where this store writes, for messages (`/data/out`, `s3://bucket/prefix`).
     fn location(&self) -> String;
 
-    /// Takes the lease on `date` for `run`, sweeping what dead runs left; fails with
-    /// [`StoreError::LeaseHeld`] while another live run holds it.
+    /// Takes the lease on `dataset`'s partition `date` for `run`, sweeping what dead runs
+    /// left; fails with [`StoreError::LeaseHeld`] while another live run holds it.
     async fn acquire_lease(
         &self,
+        dataset: &'static Dataset,
         date: NaiveDate,
         run: &RunId,
         ttl: chrono::Duration,
@@ -248,14 +249,21 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     async fn discard(&self, lease: &Lease) -> Result<(), StoreError>;
 
     /// The manifest of the day's visible run, if any.
-    async fn manifest(&self, date: NaiveDate) -> Result<Option<Manifest>, StoreError>;
+    async fn manifest(
+        &self,
+        dataset: &'static Dataset,
+        date: NaiveDate,
+    ) -> Result<Option<Manifest>, StoreError>;
 
     /// Stores one raw API page (gzipped NDJSON) of the run in the raw archive.
     async fn put_raw(&self, lease: &Lease, name: &str, data: Bytes) -> Result<(), StoreError>;
 
     /// The key (relative to the root) [`Store::put_raw`] writes `name` under, for the manifest.
     fn raw_key(&self, lease: &Lease, name: &str) -> String {
-        format!("{RAW_TABLE}/conversation_date={}/{name}", lease.date)
+        format!(
+            "{RAW_TABLE}/{}/{name}",
+            lease.dataset.partition_folder(lease.date)
+        )
     }
 }
 

@@ -158,12 +158,7 @@ pub fn writer_properties(
                 }
             }
         }
-        let free_text = matches!(c.role, Role::Extra | Role::Raw)
-            || matches!(
-                c.name.as_str(),
-                "wrap_up_note" | "subject" | "participant_name" | "value"
-            );
-        if free_text && c.ty == Ty::Str {
+        if c.free_text && c.ty == Ty::Str {
             b = b
                 .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false)
                 .set_column_statistics_enabled(

@@ -32,7 +32,7 @@ pub enum SinkError {
         date: NaiveDate,
         other: String,
     },
-    #[error("table {table}: batch has no conversation_date column")]
+    #[error("table {table}: batch has no partition column")]
     NoDateColumn { table: &'static str },
 }
 
@@ -99,6 +99,7 @@ impl DayWriter {
         meta: ParquetMeta,
         max_file_bytes: u64,
     ) -> Self {
+        let dataset = lease.dataset;
         Self {
             store,
             lease,
@@ -108,7 +109,7 @@ impl DayWriter {
             open: HashMap::new(),
             next_part: HashMap::new(),
             files: Vec::new(),
-            rows: Table::all().iter().map(|t| (t.name(), 0)).collect(),
+            rows: dataset.tables.iter().map(|t| (t.name(), 0)).collect(),
             type_mismatches: 0,
         }
     }
@@ -130,7 +131,8 @@ impl DayWriter {
         &self.rows
     }
 
-    /// Appends a converter batch (its last column is `conversation_date`, all equal to the day).
+    /// Appends a converter batch (its last column is the partition column, all equal to the
+    /// day).
     pub async fn write(&mut self, tb: TableBatch) -> Result<(), SinkError> {
         let date = self.lease.date;
         let batch = strip_date(&tb, date)?;
@@ -349,7 +351,7 @@ impl DayWriter {
     }
 }
 
-/// Checks the batch's trailing `conversation_date` column is all `date` and drops it.
+/// Checks the batch's trailing partition column is all `date` and drops it.
 fn strip_date(tb: &TableBatch, date: NaiveDate) -> Result<RecordBatch, SinkError> {
     let table = tb.table.name();
     let dates = date_column(tb)?;
@@ -367,18 +369,19 @@ fn strip_date(tb: &TableBatch, date: NaiveDate) -> Result<RecordBatch, SinkError
     Ok(b)
 }
 
-/// The trailing `conversation_date` column of a converter batch.
+/// The trailing partition column of a converter batch (its dataset's).
 fn date_column(tb: &TableBatch) -> Result<&arrow::array::StringArray, SinkError> {
     let batch = &tb.batch;
     let n = batch.num_columns();
-    (n > 0 && batch.schema().field(n - 1).name() == "conversation_date")
+    let column = tb.table.dataset().partitioning.column();
+    (n > 0 && batch.schema().field(n - 1).name() == column)
         .then(|| batch.column(n - 1).as_string::<i32>())
         .ok_or(SinkError::NoDateColumn {
             table: tb.table.name(),
         })
 }
 
-/// Splits a converter batch by its trailing `conversation_date` column (for `convert`, whose
+/// Splits a converter batch by its trailing partition column (for `convert`, whose
 /// input may span many days). Rows with a null date are a converter bug and are refused.
 pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, SinkError> {
     let batch = &tb.batch;
@@ -430,6 +433,7 @@ pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, Si
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::conversations::DATASET as CONVERSATIONS;
     use crate::interval::Interval;
     use crate::page::{Page, PageOrigin};
     use crate::simulator::{Dataset, SimConfig};
@@ -454,7 +458,12 @@ mod tests {
             .expect("pages");
         let store: Arc<dyn Store> = Arc::new(DayStore::local(root).expect("store"));
         let lease = store
-            .acquire_lease(date, &RunId::new(Utc::now()), chrono::Duration::minutes(5))
+            .acquire_lease(
+                &CONVERSATIONS,
+                date,
+                &RunId::new(Utc::now()),
+                chrono::Duration::minutes(5),
+            )
             .await
             .expect("lease");
         let settings = ParquetSettings {
@@ -467,10 +476,13 @@ mod tests {
         };
         let mut w = DayWriter::new(store.clone(), lease.clone(), settings, meta, 256 << 20);
         // Small batches, so that the budget is crossed many times.
-        let mut conv = Converter::new(ConvertOptions {
-            batch_bytes: 64 << 10,
-            ..ConvertOptions::default()
-        });
+        let mut conv = Converter::new(
+            &CONVERSATIONS,
+            ConvertOptions {
+                batch_bytes: 64 << 10,
+                ..ConvertOptions::default()
+            },
+        );
         for (i, line) in ndjson.split(|b| *b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
@@ -478,6 +490,7 @@ mod tests {
             let page = Page::parse(
                 Bytes::copy_from_slice(line),
                 PageOrigin::new(format!("{i}")),
+                CONVERSATIONS.envelope,
             )
             .expect("page");
             for tb in conv.push_page(&page).expect("convert") {

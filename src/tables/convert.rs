@@ -5,13 +5,17 @@
 //! tree) straight to the column builders; at the end of the object, columns it did not set get
 //! a null. Lists of objects recurse into their child tables. JSON key order is
 //! not guaranteed (a child list may come before its parent's id), so a child row records its
-//! parent's *row number*, and key columns (`conversation_id`, `participant_id`, …) are copied
-//! from the parent's columns with `take` when the batches are built. That is why every table is
-//! flushed at the same conversation boundary.
+//! parent's *row number*, and key columns (the schema's [`Key`]s: `conversation_id`,
+//! `participant_id`, …) are copied from the parent's columns with `take` when the batches are
+//! built. That is why every table is flushed at the same record boundary.
 //!
+//! A converter works on one dataset, from its root table: each record is a row of the root.
 //! Unknown fields, and values whose type is not the schema's, go verbatim into the object's
-//! `extra` JSON column and are counted; a record without `conversationId` or a readable
-//! `conversationStart`, or JSON that is not a conversation at all, is a [`ConvertError`].
+//! `extra` JSON column and are counted; a record without one of its root's required fields
+//! (`conversationId`, a readable `conversationStart`), or JSON that is not an object at all, is
+//! a [`ConvertError`].
+//!
+//! [`Key`]: super::schema::Key
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +34,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::schema::{Entry, Role, Table, Ty};
+use crate::datasets::{Dataset, Partitioning};
 use crate::page::{describe_json_error, parse_time_ms, Page, PageOrigin, StrSeed};
 
 /// Conversion settings.
@@ -41,6 +46,9 @@ pub struct ConvertOptions {
     pub batch_rows: usize,
     /// …or this many bytes of input JSON have been converted since the last batches.
     pub batch_bytes: usize,
+    /// The partition of a dataset partitioned by run date ([`Partitioning::RunDate`]); today
+    /// (UTC) when not set.
+    pub run_date: Option<chrono::NaiveDate>,
 }
 
 impl Default for ConvertOptions {
@@ -49,11 +57,12 @@ impl Default for ConvertOptions {
             raw: false,
             batch_rows: 64 * 1024,
             batch_bytes: 4 << 20,
+            run_date: None,
         }
     }
 }
 
-/// One batch of one table; its last column is `conversation_date` (the partition).
+/// One batch of one table; its last column is its dataset's partition column.
 #[derive(Debug, Clone)]
 pub struct TableBatch {
     pub table: Table,
@@ -70,7 +79,7 @@ pub struct ConvertStats {
     /// `table.field` → values of an unexpected type or shape (kept in `extra`); `field[]`
     /// counts list elements that are not objects.
     pub type_mismatches: BTreeMap<String, u64>,
-    /// The same values by the `conversation_date` of their record.
+    /// The same values by the partition (UTC date) of their record.
     pub type_mismatches_by_date: BTreeMap<chrono::NaiveDate, u64>,
 }
 
@@ -88,10 +97,12 @@ impl ConvertStats {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConvertError {
-    #[error("{origin}: record {index}{}: {reason}", id.as_ref().map(|i| format!(" (conversation {i})")).unwrap_or_default())]
+    #[error("{origin}: record {index}{}: {reason}", id.as_ref().map(|i| format!(" ({kind} {i})")).unwrap_or_default())]
     Record {
         origin: PageOrigin,
         index: usize,
+        /// What a record is (`conversation`).
+        kind: &'static str,
         id: Option<String>,
         reason: String,
     },
@@ -108,18 +119,38 @@ pub enum ConvertError {
 /// After an error the converter holds part of the failed record: drop it.
 pub struct Converter {
     opts: ConvertOptions,
+    dataset: &'static Dataset,
+    /// The table a record is a row of.
+    root: Table,
+    /// The partition of every row, for a dataset partitioned by run date.
+    run_date: String,
     bufs: Vec<TableBuf>,
     stats: ConvertStats,
     pending_bytes: usize,
 }
 
 impl Converter {
-    pub fn new(opts: ConvertOptions) -> Self {
+    /// A converter of `dataset`'s records (rows of its root table).
+    pub fn new(dataset: &'static Dataset, opts: ConvertOptions) -> Self {
+        Self::for_root(dataset.root(), opts)
+    }
+
+    /// A converter of records that are rows of `root` (a dataset with several root tables
+    /// converts each kind of record with its own).
+    pub fn for_root(root: Table, opts: ConvertOptions) -> Self {
+        let dataset = root.dataset();
+        let run_date = opts
+            .run_date
+            .unwrap_or_else(|| chrono::Utc::now().date_naive())
+            .to_string();
         Self {
             opts,
-            bufs: Table::all().iter().map(|t| TableBuf::new(*t)).collect(),
+            dataset,
+            root,
+            run_date,
+            bufs: dataset.tables.iter().map(|t| TableBuf::new(*t)).collect(),
             stats: ConvertStats {
-                rows: Table::all().iter().map(|t| (t.name(), 0)).collect(),
+                rows: dataset.tables.iter().map(|t| (t.name(), 0)).collect(),
                 ..ConvertStats::default()
             },
             pending_bytes: 0,
@@ -135,7 +166,7 @@ impl Converter {
         let mut out = Vec::new();
         for (index, rec) in page.records().enumerate() {
             self.push_record(rec)
-                .map_err(|reason| record_error(&page.origin, index, rec, reason))?;
+                .map_err(|reason| record_error(self.dataset, &page.origin, index, rec, reason))?;
             if self.full() {
                 out.extend(self.flush()?);
             }
@@ -163,7 +194,7 @@ impl Converter {
         };
         let read = ObjectSeed {
             ctx: &mut ctx,
-            table: Table::Conversations,
+            table: self.root,
             parent_row: 0,
             index: 0,
         }
@@ -172,7 +203,7 @@ impl Converter {
         match read {
             Ok(None) => {
                 let n = ctx.mismatches;
-                if let Some(date) = self.last_conversation_date().filter(|_| n > 0) {
+                if let Some(date) = self.last_record_date().filter(|_| n > 0) {
                     *self.stats.type_mismatches_by_date.entry(date).or_default() += n;
                 }
             }
@@ -184,38 +215,46 @@ impl Converter {
                     .unwrap_or_else(|| describe_json_error(&e)))
             }
         }
-        let conv = &mut self.bufs[Table::Conversations.idx()];
+        let root = &mut self.bufs[self.root.idx()];
         if self.opts.raw {
-            conv.raw.append_value(rec);
+            root.raw.append_value(rec);
         } else {
-            conv.raw.append_null();
+            root.raw.append_null();
         }
         self.stats.conversations += 1;
         self.pending_bytes += rec.len();
         Ok(())
     }
 
-    /// The UTC date of the conversation row just ended.
-    fn last_conversation_date(&self) -> Option<chrono::NaiveDate> {
-        let conv = &self.bufs[Table::Conversations.idx()];
-        // Slot 1 is conversationStart, set (checked) in every ended row.
-        let Col::Time(b) = &conv.cols[1] else {
+    /// The partition (UTC date) of the record just ended: its time's date (a required
+    /// field of the root, set in every ended row), or the run date.
+    fn last_record_date(&self) -> Option<chrono::NaiveDate> {
+        let Partitioning::RecordDay { .. } = self.dataset.partitioning else {
+            return self.run_date.parse().ok();
+        };
+        let root = &self.bufs[self.root.idx()];
+        let layout = self.root.layout();
+        let Role::Field { slot } = layout.columns[layout.partition_time?].role else {
             return None;
         };
-        let ms = *b.values_slice().get(conv.len.checked_sub(1)?)?;
+        let Col::Time(b) = &root.cols[slot] else {
+            return None;
+        };
+        let ms = *b.values_slice().get(root.len.checked_sub(1)?)?;
         DateTime::from_timestamp_millis(ms).map(|t| t.date_naive())
     }
 
     fn flush(&mut self) -> Result<Vec<TableBatch>, ConvertError> {
         self.pending_bytes = 0;
-        if self.bufs[Table::Conversations.idx()].len == 0 {
+        if self.bufs[self.root.idx()].len == 0 {
             return Ok(Vec::new());
         }
         // Key columns of each table, for its children.
         let mut keys: Vec<HashMap<&'static str, ArrayRef>> = vec![HashMap::new(); self.bufs.len()];
         let mut out = Vec::new();
-        for t in Table::all() {
+        for t in self.dataset.tables {
             let spec = t.spec();
+            let layout = t.layout();
             let buf = &mut self.bufs[t.idx()];
             let n = buf.len;
             *self.stats.rows.entry(t.name()).or_default() += n as u64;
@@ -250,28 +289,33 @@ impl Converter {
                     Role::Extra => extra.clone(),
                     Role::Raw => raw.clone(),
                 };
-                if matches!(
-                    col.name.as_str(),
-                    "conversation_id"
-                        | "conversation_start"
-                        | "participant_id"
-                        | "session_id"
-                        | "segment_index"
-                ) {
-                    keys[t.idx()].insert(key_name(&col.name), array.clone());
+                if let Some(k) = layout.child_keys.iter().find(|k| **k == col.name) {
+                    keys[t.idx()].insert(k, array.clone());
                 }
                 columns.push(array);
             }
             if n == 0 {
                 continue;
             }
-            let start = keys[t.idx()]
-                .get("conversation_start")
-                .and_then(|a| a.as_any().downcast_ref::<TimestampMillisecondArray>())
-                .ok_or_else(|| {
-                    arrow_err(ArrowError::SchemaError("no conversation_start".into()))
-                })?;
-            columns.push(Arc::new(dates(start)));
+            let partition: ArrayRef = match layout.partition_time {
+                Some(i) => {
+                    let time = columns[i]
+                        .as_any()
+                        .downcast_ref::<TimestampMillisecondArray>()
+                        .ok_or_else(|| {
+                            arrow_err(ArrowError::SchemaError(format!(
+                                "{} is not a time",
+                                t.columns()[i].name
+                            )))
+                        })?;
+                    Arc::new(dates(time))
+                }
+                None => Arc::new(arrow::array::StringArray::from(vec![
+                    self.run_date.as_str();
+                    n
+                ])),
+            };
+            columns.push(partition);
             let batch = RecordBatch::try_new(t.layout().batch_schema.clone(), columns)
                 .map_err(arrow_err)?;
             out.push(TableBatch { table: *t, batch });
@@ -280,17 +324,7 @@ impl Converter {
     }
 }
 
-fn key_name(name: &str) -> &'static str {
-    match name {
-        "conversation_id" => "conversation_id",
-        "conversation_start" => "conversation_start",
-        "participant_id" => "participant_id",
-        "session_id" => "session_id",
-        _ => "segment_index",
-    }
-}
-
-/// `conversation_date` from `conversation_start` (UTC date, `YYYY-MM-DD`).
+/// The partition (UTC date, `YYYY-MM-DD`) of each row's time.
 fn dates(start: &TimestampMillisecondArray) -> arrow::array::StringArray {
     let mut b = StringBuilder::with_capacity(start.len(), start.len() * 10);
     let mut last: Option<(i64, String)> = None;
@@ -311,23 +345,26 @@ fn dates(start: &TimestampMillisecondArray) -> arrow::array::StringArray {
     b.finish()
 }
 
-fn record_error(origin: &PageOrigin, index: usize, rec: &str, reason: String) -> ConvertError {
+fn record_error(
+    dataset: &Dataset,
+    origin: &PageOrigin,
+    index: usize,
+    rec: &str,
+    reason: String,
+) -> ConvertError {
     ConvertError::Record {
         origin: origin.clone(),
         index,
-        id: conversation_id(rec),
+        kind: dataset.record.name,
+        id: record_id(dataset, rec),
         reason,
     }
 }
 
-/// The record's conversation id, if it has a readable one (for error messages).
-fn conversation_id(rec: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        #[serde(rename = "conversationId")]
-        id: Option<String>,
-    }
-    serde_json::from_str::<Id>(rec).ok()?.id
+/// The record's id, if it has a readable one (for error messages).
+fn record_id(dataset: &Dataset, rec: &str) -> Option<String> {
+    let v: HashMap<&str, &RawValue> = serde_json::from_str(rec).ok()?;
+    serde_json::from_str(v.get(dataset.record.id)?.get()).ok()
 }
 
 /// Column builders of one table, plus the parent row and position of each row.
@@ -713,13 +750,19 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
             }
         }
         let buf = &mut ctx.bufs[t.idx()];
-        if t == Table::Conversations {
-            // Slots 0 and 1 are conversationId and conversationStart (the table's lead).
-            if !buf.is_set(0) {
-                return Err(ctx.refuse("$.conversationId is missing or not a string"));
-            }
-            if !buf.is_set(1) {
-                return Err(ctx.refuse("$.conversationStart is missing or not an ISO-8601 time"));
+        for json in t.spec().required {
+            if let Some(Entry::Slot(slot, ty)) = layout.lookup.get(json) {
+                if !buf.is_set(*slot) {
+                    let what = match ty {
+                        Ty::Time => "an ISO-8601 time",
+                        Ty::Str => "a string",
+                        Ty::Int => "an integer",
+                        Ty::Float => "a number",
+                        Ty::Bool => "a boolean",
+                        Ty::StrList | Ty::IntList => "a list",
+                    };
+                    return Err(ctx.refuse(format!("$.{json} is missing or not {what}")));
+                }
             }
         }
         buf.end_row(extra, self.parent_row, self.index);
@@ -935,16 +978,22 @@ impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::conversations as conv;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::TimestampMillisecondType;
     use bytes::Bytes;
 
     fn page(json: &str) -> Page {
-        Page::parse(Bytes::from(json.to_string()), PageOrigin::new("test page")).expect("page")
+        Page::parse(
+            Bytes::from(json.to_string()),
+            PageOrigin::new("test page"),
+            conv::DATASET.envelope,
+        )
+        .expect("page")
     }
 
     fn convert(json: &str) -> (HashMap<Table, RecordBatch>, ConvertStats) {
-        let mut c = Converter::new(ConvertOptions::default());
+        let mut c = Converter::new(&conv::DATASET, ConvertOptions::default());
         let mut batches = c.push_page(&page(json)).expect("push");
         batches.extend(c.finish().expect("finish"));
         let map = batches.into_iter().map(|b| (b.table, b.batch)).collect();
@@ -974,7 +1023,7 @@ mod tests {
     #[test]
     fn converts_nested_records_with_keys_unknown_fields_and_mismatches() {
         let (b, stats) = convert(REC);
-        let conv = &b[&Table::Conversations];
+        let conv = &b[&conv::CONVERSATIONS];
         assert_eq!(conv.num_rows(), 2);
         assert_eq!(
             strs(conv, "conversation_id"),
@@ -1003,7 +1052,7 @@ mod tests {
         assert_eq!(stats.unknown_fields(), 2); // sentimentScore2027 + flow.futureFlowField
 
         // Segments came before sessionId in the JSON; keys are still right.
-        let seg = &b[&Table::Segments];
+        let seg = &b[&conv::SEGMENTS];
         assert_eq!(seg.num_rows(), 2);
         assert_eq!(
             strs(seg, "session_id"),
@@ -1029,33 +1078,33 @@ mod tests {
             parse_time_ms("2026-11-20T23:59:00.000Z").expect("t")
         );
 
-        let props = &b[&Table::SegmentProperties];
+        let props = &b[&conv::SEGMENT_PROPERTIES];
         assert_eq!(
             col(props, "segment_index")
                 .as_primitive::<arrow::datatypes::Int64Type>()
                 .value(0),
             1
         );
-        let sess = &b[&Table::Sessions];
+        let sess = &b[&conv::SESSIONS];
         assert_eq!(strs(sess, "flow_id"), [Some("f1".into())]);
         let e: serde_json::Value =
             serde_json::from_str(strs(sess, "extra")[0].as_deref().expect("extra")).expect("json");
         assert_eq!(e, serde_json::json!({"flow.futureFlowField": 1}));
         assert_eq!(
-            strs(&b[&Table::FlowOutcomes], "session_id"),
+            strs(&b[&conv::FLOW_OUTCOMES], "session_id"),
             [Some("s1".into())]
         );
-        let attrs = &b[&Table::ParticipantAttributes];
+        let attrs = &b[&conv::PARTICIPANT_ATTRIBUTES];
         assert_eq!(strs(attrs, "name"), [Some("a".into()), Some("b".into())]);
         assert_eq!(
             strs(attrs, "value"),
             [Some("1".into()), Some("x\"y".into())]
         );
         assert_eq!(
-            strs(&b[&Table::Participants], "participant_name"),
+            strs(&b[&conv::PARTICIPANTS], "participant_name"),
             [Some("José Müller".into())]
         );
-        let m = &b[&Table::SessionMetrics];
+        let m = &b[&conv::SESSION_METRICS];
         assert_eq!(
             col(m, "value")
                 .as_primitive::<arrow::datatypes::Int64Type>()
@@ -1063,7 +1112,7 @@ mod tests {
             1234
         );
         // Tables the records don't fill produce no batch.
-        assert!(!b.contains_key(&Table::Surveys));
+        assert!(!b.contains_key(&conv::SURVEYS));
     }
 
     #[test]
@@ -1090,7 +1139,7 @@ mod tests {
                 "record 0: $.conversationId is missing or not a string",
             ),
         ] {
-            let mut c = Converter::new(ConvertOptions::default());
+            let mut c = Converter::new(&conv::DATASET, ConvertOptions::default());
             let err = c.push_page(&page(json)).expect_err(json).to_string();
             assert!(err.starts_with("test page: "), "{err}");
             assert!(err.contains(needle), "{err}");
@@ -1123,48 +1172,48 @@ mod tests {
         };
         // The rest of each record landed.
         assert_eq!(
-            strs(&b[&Table::Conversations], "conversation_id"),
+            strs(&b[&conv::CONVERSATIONS], "conversation_id"),
             [Some("c1".into()), Some("c2".into())]
         );
         assert_eq!(
-            strs(&b[&Table::Participants], "participant_id"),
+            strs(&b[&conv::PARTICIPANTS], "participant_id"),
             [Some("p1".into()), Some("p4".into()), Some("p5".into())]
         );
         // Elements keep their positions: p4 is participant 3.
-        let idx = col(&b[&Table::Participants], "participant_index")
+        let idx = col(&b[&conv::PARTICIPANTS], "participant_index")
             .as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(idx.values().to_vec(), vec![0, 3, 4]);
         assert_eq!(
-            strs(&b[&Table::Sessions], "session_id"),
+            strs(&b[&conv::SESSIONS], "session_id"),
             [Some("s4".into()), Some("s5".into())]
         );
         assert_eq!(
-            strs(&b[&Table::Segments], "segment_type"),
+            strs(&b[&conv::SEGMENTS], "segment_type"),
             [Some("interact".into()), Some("wrapup".into())]
         );
         // Each odd part is in the extra of the row holding it, as JSON.
         assert_eq!(
-            extra(Table::Conversations, 0),
+            extra(conv::CONVERSATIONS, 0),
             serde_json::json!({"participants[1]": null, "participants[2]": MARK})
         );
         assert_eq!(
-            extra(Table::Conversations, 1),
+            extra(conv::CONVERSATIONS, 1),
             serde_json::json!({"participants": 7})
         );
         assert_eq!(
-            extra(Table::Participants, 0),
+            extra(conv::PARTICIPANTS, 0),
             serde_json::json!({"sessions": {"sessionId": "s1", "mediaType": "voice"}})
         );
         assert_eq!(
-            extra(Table::Participants, 1),
+            extra(conv::PARTICIPANTS, 1),
             serde_json::json!({"attributes": [MARK]})
         );
         assert_eq!(
-            extra(Table::Sessions, 0),
+            extra(conv::SESSIONS, 0),
             serde_json::json!({"flow": [{"flowId": "f1"}], "metrics": MARK, "segments[1]": null})
         );
         assert_eq!(
-            extra(Table::Sessions, 1),
+            extra(conv::SESSIONS, 1),
             serde_json::json!({"flow.outcomes": {"flowOutcome": "o"}})
         );
         // Counted, by field and by day.
@@ -1189,10 +1238,13 @@ mod tests {
             recs.push(format!(r#"{{"conversationId":"c{i}","conversationStart":"2026-11-20T00:00:00.000Z","participants":[{{"participantId":"p{i}"}},{{"participantId":"q{i}"}}]}}"#));
         }
         let json = format!(r#"{{"conversations":[{}]}}"#, recs.join(","));
-        let mut c = Converter::new(ConvertOptions {
-            batch_rows: 100,
-            ..ConvertOptions::default()
-        });
+        let mut c = Converter::new(
+            &conv::DATASET,
+            ConvertOptions {
+                batch_rows: 100,
+                ..ConvertOptions::default()
+            },
+        );
         let mut batches = c.push_page(&page(&json)).expect("push");
         assert!(batches.len() >= 4, "{}", batches.len());
         batches.extend(c.finish().expect("finish"));
@@ -1203,10 +1255,10 @@ mod tests {
                 .map(|b| b.batch.num_rows())
                 .sum::<usize>()
         };
-        assert_eq!(rows(Table::Conversations), 250);
-        assert_eq!(rows(Table::Participants), 500);
+        assert_eq!(rows(conv::CONVERSATIONS), 250);
+        assert_eq!(rows(conv::PARTICIPANTS), 500);
         // Keys stay aligned across flushes.
-        for b in batches.iter().filter(|b| b.table == Table::Participants) {
+        for b in batches.iter().filter(|b| b.table == conv::PARTICIPANTS) {
             let conv = strs(&b.batch, "conversation_id");
             let part = strs(&b.batch, "participant_id");
             for (c, p) in conv.iter().zip(&part) {

@@ -1,8 +1,9 @@
 //! Athena / Glue DDL generated from the schema, so the tables and the files cannot disagree.
 
-use super::schema::{Table, PARTITION_COLUMN, SCHEMA_VERSION};
+use super::schema::{Table, SCHEMA_VERSION};
 
-/// `CREATE EXTERNAL TABLE` statements for every table, under `location` (`s3://bucket/prefix`).
+/// `CREATE EXTERNAL TABLE` statements for every table of every dataset, under `location`
+/// (`s3://bucket/prefix`), each partitioned by its dataset's partition column.
 pub fn athena(database: &str, location: &str) -> String {
     let location = location.trim_end_matches('/');
     let mut out = format!(
@@ -12,6 +13,7 @@ pub fn athena(database: &str, location: &str) -> String {
     );
     for t in Table::all() {
         let spec = t.spec();
+        let partition = t.dataset().partitioning.column();
         out.push_str(&format!(
             "CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{}` (\n",
             spec.name
@@ -30,7 +32,7 @@ pub fn athena(database: &str, location: &str) -> String {
             .collect();
         out.push_str(&cols.join(",\n"));
         out.push_str(&format!(
-            "\n)\nCOMMENT '{}'\nPARTITIONED BY (`{PARTITION_COLUMN}` string)\nSTORED AS PARQUET\n\
+            "\n)\nCOMMENT '{}'\nPARTITIONED BY (`{partition}` string)\nSTORED AS PARQUET\n\
              LOCATION '{location}/{}/'\nTBLPROPERTIES ('parquet.compression'='ZSTD', \
              'genesys_parquet.schema_version'='{SCHEMA_VERSION}');\n\n",
             sql_string(spec.description),

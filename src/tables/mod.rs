@@ -5,7 +5,7 @@
 pub mod convert;
 pub mod ddl;
 pub mod docs;
-mod fields;
+pub(crate) mod fields;
 pub mod schema;
 
 pub use convert::{ConvertError, ConvertOptions, ConvertStats, Converter, TableBatch};

@@ -2,11 +2,11 @@
 //! (`schema --format athena`), the JSON the Glue tables in `template.yaml` are generated from, and
 //! the README's table list all read it; nothing else describes a column.
 //!
-//! Shape: one table per nested list of objects in a conversation record, each row keyed by
-//! `conversation_id` (+ `participant_id`, `session_id`, `segment_index` where they apply) and a
-//! 0-based position among its siblings, so joins and ordering are unambiguous. Every table has
-//! `conversation_start`; `conversation_date` (UTC date of `conversation_start`) is the Hive
-//! partition, so it is in the path, not in the files.
+//! A dataset module ([`crate::datasets`]) declares its tables as [`TableSpec`]s: one table per
+//! nested list of objects in a record, each row keyed by its parents' ids and a 0-based
+//! position among its siblings, so joins and ordering are unambiguous. The dataset's partition
+//! column is in the path, not in the files. This module turns a spec into columns, Arrow
+//! schemas and the converter's lookup tables ([`Layout`]).
 
 use std::collections::HashMap;
 
@@ -16,14 +16,9 @@ use std::sync::{Arc, OnceLock};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
 use serde_json::{json, Value};
 
-use super::fields;
-
 /// Bumped whenever a column is added, removed, renamed or retyped. Stored in every file's
 /// key-value metadata (`genesys_parquet.schema_version`).
 pub const SCHEMA_VERSION: &str = "1";
-
-/// The partition column (in paths, never in files).
-pub const PARTITION_COLUMN: &str = "conversation_date";
 
 /// A column's value type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,73 +74,112 @@ impl Field {
     }
 }
 
-/// The output tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Table {
-    Conversations,
-    Participants,
-    ParticipantAttributes,
-    Sessions,
-    FlowOutcomes,
-    Segments,
-    SegmentProperties,
-    ScoredAgents,
-    SessionMetrics,
-    MediaEndpointStats,
-    ProposedAgents,
-    AgentGroups,
-    Evaluations,
-    Surveys,
-    Resolutions,
+/// A handle on one output table (cheap to copy): its [`TableSpec`] and, built once, its
+/// [`Layout`]. Tables are defined by their dataset's module (e.g.
+/// [`crate::datasets::conversations::SEGMENTS`]) and registered with it
+/// ([`crate::datasets::ALL`]); nothing outside `tables/` and that module names one.
+#[derive(Clone, Copy)]
+pub struct Table(&'static TableDef);
+
+/// A table's definition as a dataset module declares it (`static X: TableDef =
+/// TableDef::new(TableSpec { … })`), plus its layout, built on first use.
+pub struct TableDef {
+    spec: TableSpec,
+    layout: OnceLock<Layout>,
 }
 
-/// Parents come before their children (the converter materializes keys in this order).
-const ALL: [Table; 15] = [
-    Table::Conversations,
-    Table::Participants,
-    Table::ParticipantAttributes,
-    Table::Sessions,
-    Table::FlowOutcomes,
-    Table::Segments,
-    Table::SegmentProperties,
-    Table::ScoredAgents,
-    Table::SessionMetrics,
-    Table::MediaEndpointStats,
-    Table::ProposedAgents,
-    Table::AgentGroups,
-    Table::Evaluations,
-    Table::Surveys,
-    Table::Resolutions,
-];
+impl TableDef {
+    pub const fn new(spec: TableSpec) -> Self {
+        Self {
+            spec,
+            layout: OnceLock::new(),
+        }
+    }
+}
 
 impl Table {
-    pub fn all() -> &'static [Table] {
-        &ALL
+    pub const fn of(def: &'static TableDef) -> Table {
+        Table(def)
     }
 
+    /// Every table of every registered dataset, dataset by dataset, parents before children.
+    pub fn all() -> &'static [Table] {
+        static ALL: OnceLock<Vec<Table>> = OnceLock::new();
+        ALL.get_or_init(|| {
+            crate::datasets::ALL
+                .iter()
+                .flat_map(|d| d.tables.iter().copied())
+                .collect()
+        })
+    }
+
+    /// Position among its dataset's tables (the converter's buffer index).
     pub fn idx(self) -> usize {
-        self as usize
+        self.0.spec.pos
     }
 
     pub fn name(self) -> &'static str {
-        self.spec().name
+        self.0.spec.name
     }
 
     pub fn from_name(name: &str) -> Option<Table> {
-        ALL.iter().copied().find(|t| t.name() == name)
+        Table::all().iter().copied().find(|t| t.name() == name)
     }
 
     pub fn spec(self) -> &'static TableSpec {
-        &specs()[self.idx()]
+        &self.0.spec
+    }
+
+    /// The dataset the table belongs to.
+    pub fn dataset(self) -> &'static crate::datasets::Dataset {
+        crate::datasets::Dataset::by_name(self.0.spec.dataset)
+            .unwrap_or(&crate::datasets::conversations::DATASET)
     }
 
     /// The columns, in file order (without the partition column).
     pub fn columns(self) -> &'static [Column] {
-        &layouts()[self.idx()].columns
+        &self.layout().columns
     }
 
     pub fn layout(self) -> &'static Layout {
-        &layouts()[self.idx()]
+        self.0.layout.get_or_init(|| build_layout(self))
+    }
+
+    fn key(self) -> (&'static str, usize) {
+        (self.0.spec.dataset, self.0.spec.pos)
+    }
+}
+
+impl PartialEq for Table {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Table {}
+
+impl std::hash::Hash for Table {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self.0, state)
+    }
+}
+
+impl PartialOrd for Table {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Dataset name, then position: (dataset, position) is unique (checked by the registry's test).
+impl Ord for Table {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Table({})", self.name())
     }
 }
 
@@ -158,12 +192,15 @@ impl std::fmt::Display for Table {
 /// How a table's rows are found in a record.
 #[derive(Debug)]
 pub struct TableSpec {
-    pub table: Table,
+    /// The dataset's name ([`crate::datasets::Dataset::name`]).
+    pub dataset: &'static str,
+    /// Position among the dataset's tables; parents come before their children.
+    pub pos: usize,
     pub name: &'static str,
     pub description: &'static str,
     /// The API model one row comes from.
     pub model: &'static str,
-    /// Where the objects sit, as a path from the conversation record.
+    /// Where the objects sit, as a path from the record (empty for a root table).
     pub source: &'static str,
     pub parent: Option<Table>,
     /// Columns copied from the parent row (the parent has a column of the same name).
@@ -173,14 +210,66 @@ pub struct TableSpec {
     pub fields: &'static [Field],
     /// Fields put first among the table's own fields (its id), for readability.
     pub lead: &'static [&'static str],
+    /// Fields a record cannot do without (root tables): one missing, or of another type,
+    /// refuses the record.
+    pub required: &'static [&'static str],
+    /// Fields holding free text (names, notes, values): never dictionary-encoded.
+    pub free_text: &'static [&'static str],
     /// Lists of objects under this object, each its own table.
     pub children: &'static [(&'static str, Table)],
     /// A nested object flattened into this table's columns, its fields prefixed.
     pub flatten: Option<Flatten>,
     /// A string map under this object, one row per entry in a child table.
     pub map: Option<(&'static str, Table)>,
-    /// The whole record as JSON (conversations only; `ConvertOptions::raw`).
+    /// Has an `extra` column (fields the schema does not know).
+    pub extra: bool,
+    /// The whole record as JSON (root tables; `ConvertOptions::raw`).
     pub raw: bool,
+}
+
+impl TableSpec {
+    /// A child table with the common defaults (`extra`, nothing nested); override the rest
+    /// with `TableSpec { lead: …, ..TableSpec::child(…) }`.
+    #[allow(clippy::too_many_arguments)]
+    pub const fn child(
+        dataset: &'static str,
+        pos: usize,
+        name: &'static str,
+        description: &'static str,
+        model: &'static str,
+        source: &'static str,
+        parent: Table,
+        keys: &'static [Key],
+        index: &'static str,
+        fields: &'static [Field],
+    ) -> TableSpec {
+        TableSpec {
+            dataset,
+            pos,
+            name,
+            description,
+            model,
+            source,
+            parent: Some(parent),
+            keys,
+            index: Some(index),
+            fields,
+            lead: &[],
+            required: &[],
+            free_text: &[],
+            children: &[],
+            flatten: None,
+            map: None,
+            extra: true,
+            raw: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for TableDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TableDef({})", self.spec.name)
+    }
 }
 
 #[derive(Debug)]
@@ -197,273 +286,6 @@ pub struct Key {
     pub name: &'static str,
     pub ty: Ty,
     pub doc: &'static str,
-}
-
-const K_CONV: Key = Key {
-    name: "conversation_id",
-    ty: Ty::Str,
-    doc: "The conversation this row belongs to (conversations.conversation_id)",
-};
-const K_START: Key = Key {
-    name: "conversation_start",
-    ty: Ty::Time,
-    doc: "Start of the conversation (conversations.conversation_start); its UTC date is the partition",
-};
-const K_PART: Key = Key {
-    name: "participant_id",
-    ty: Ty::Str,
-    doc: "The participant this row belongs to (participants.participant_id)",
-};
-const K_SESS: Key = Key {
-    name: "session_id",
-    ty: Ty::Str,
-    doc: "The session this row belongs to (sessions.session_id)",
-};
-const K_SEG: Key = Key {
-    name: "segment_index",
-    ty: Ty::Int,
-    doc: "The segment this row belongs to (segments.segment_index within the session)",
-};
-
-const CONV_KEYS: &[Key] = &[K_CONV, K_START];
-const PART_KEYS: &[Key] = &[K_CONV, K_START, K_PART];
-const SESS_KEYS: &[Key] = &[K_CONV, K_START, K_PART, K_SESS];
-const SEG_KEYS: &[Key] = &[K_CONV, K_START, K_PART, K_SESS, K_SEG];
-
-const ATTRIBUTE: &[Field] = &[
-    Field::new("name", Ty::Str, "Attribute name"),
-    Field::new("value", Ty::Str, "Attribute value"),
-];
-
-fn specs() -> &'static [TableSpec; 15] {
-    static SPECS: OnceLock<[TableSpec; 15]> = OnceLock::new();
-    SPECS.get_or_init(|| {
-        let child =
-            |table, name, description, model, source, parent, keys, index, fields| TableSpec {
-                table,
-                name,
-                description,
-                model,
-                source,
-                parent: Some(parent),
-                keys,
-                index: Some(index),
-                fields,
-                lead: &[],
-                children: &[],
-                flatten: None,
-                map: None,
-                raw: false,
-            };
-        [
-            TableSpec {
-                table: Table::Conversations,
-                name: "conversations",
-                description: "One row per conversation (AnalyticsConversation).",
-                model: "AnalyticsConversation",
-                source: "",
-                parent: None,
-                keys: &[],
-                index: None,
-                fields: fields::CONVERSATION,
-                lead: &["conversationId", "conversationStart", "conversationEnd"],
-                children: &[
-                    ("participants", Table::Participants),
-                    ("evaluations", Table::Evaluations),
-                    ("surveys", Table::Surveys),
-                    ("resolutions", Table::Resolutions),
-                ],
-                flatten: None,
-                map: None,
-                raw: true,
-            },
-            TableSpec {
-                lead: &["participantId"],
-                children: &[("sessions", Table::Sessions)],
-                map: Some(("attributes", Table::ParticipantAttributes)),
-                ..child(
-                    Table::Participants,
-                    "participants",
-                    "One row per participant of a conversation (AnalyticsParticipant).",
-                    "AnalyticsParticipant",
-                    "participants[]",
-                    Table::Conversations,
-                    CONV_KEYS,
-                    "participant_index",
-                    fields::PARTICIPANT,
-                )
-            },
-            child(
-                Table::ParticipantAttributes,
-                "participant_attributes",
-                "Participant attributes (custom data set by flows and scripts), one row per \
-                 entry; only async job results carry them.",
-                "AnalyticsParticipant.attributes",
-                "participants[].attributes{}",
-                Table::Participants,
-                PART_KEYS,
-                "attribute_index",
-                ATTRIBUTE,
-            ),
-            TableSpec {
-                lead: &["sessionId", "mediaType"],
-                children: &[
-                    ("segments", Table::Segments),
-                    ("metrics", Table::SessionMetrics),
-                    ("mediaEndpointStats", Table::MediaEndpointStats),
-                    ("proposedAgents", Table::ProposedAgents),
-                    ("agentGroups", Table::AgentGroups),
-                ],
-                flatten: Some(Flatten {
-                    json: "flow",
-                    prefix: "flow_",
-                    fields: fields::FLOW,
-                    children: &[("outcomes", Table::FlowOutcomes)],
-                }),
-                ..child(
-                    Table::Sessions,
-                    "sessions",
-                    "One row per session of a participant (AnalyticsSession), with the IVR \
-                     flow (AnalyticsFlow) flattened into flow_* columns.",
-                    "AnalyticsSession",
-                    "participants[].sessions[]",
-                    Table::Participants,
-                    PART_KEYS,
-                    "session_index",
-                    fields::SESSION,
-                )
-            },
-            child(
-                Table::FlowOutcomes,
-                "flow_outcomes",
-                "Outcomes of a session's IVR flow (AnalyticsFlowOutcome).",
-                "AnalyticsFlowOutcome",
-                "participants[].sessions[].flow.outcomes[]",
-                Table::Sessions,
-                SESS_KEYS,
-                "outcome_index",
-                fields::FLOW_OUTCOME,
-            ),
-            TableSpec {
-                lead: &["segmentStart", "segmentEnd", "segmentType"],
-                children: &[
-                    ("properties", Table::SegmentProperties),
-                    ("scoredAgents", Table::ScoredAgents),
-                ],
-                ..child(
-                    Table::Segments,
-                    "segments",
-                    "One row per segment of a session (AnalyticsConversationSegment).",
-                    "AnalyticsConversationSegment",
-                    "participants[].sessions[].segments[]",
-                    Table::Sessions,
-                    SESS_KEYS,
-                    "segment_index",
-                    fields::CONVERSATION_SEGMENT,
-                )
-            },
-            child(
-                Table::SegmentProperties,
-                "segment_properties",
-                "Properties of a segment (AnalyticsProperty).",
-                "AnalyticsProperty",
-                "participants[].sessions[].segments[].properties[]",
-                Table::Segments,
-                SEG_KEYS,
-                "property_index",
-                fields::PROPERTY,
-            ),
-            child(
-                Table::ScoredAgents,
-                "scored_agents",
-                "Agents scored by predictive routing for a segment (AnalyticsScoredAgent).",
-                "AnalyticsScoredAgent",
-                "participants[].sessions[].segments[].scoredAgents[]",
-                Table::Segments,
-                SEG_KEYS,
-                "scored_agent_index",
-                fields::SCORED_AGENT,
-            ),
-            child(
-                Table::SessionMetrics,
-                "session_metrics",
-                "Metrics of a session (AnalyticsSessionMetric): tAlert, tAnswered, tTalk, \
-                 tHeld, tAcw, tHandle, nConnected, …; value in milliseconds or a count.",
-                "AnalyticsSessionMetric",
-                "participants[].sessions[].metrics[]",
-                Table::Sessions,
-                SESS_KEYS,
-                "metric_index",
-                fields::SESSION_METRIC,
-            ),
-            child(
-                Table::MediaEndpointStats,
-                "media_endpoint_stats",
-                "Media quality statistics of a session's endpoint (AnalyticsMediaEndpointStat).",
-                "AnalyticsMediaEndpointStat",
-                "participants[].sessions[].mediaEndpointStats[]",
-                Table::Sessions,
-                SESS_KEYS,
-                "stat_index",
-                fields::MEDIA_ENDPOINT_STAT,
-            ),
-            child(
-                Table::ProposedAgents,
-                "proposed_agents",
-                "Agents proposed by routing for a session (AnalyticsProposedAgent).",
-                "AnalyticsProposedAgent",
-                "participants[].sessions[].proposedAgents[]",
-                Table::Sessions,
-                SESS_KEYS,
-                "proposed_agent_index",
-                fields::PROPOSED_AGENT,
-            ),
-            child(
-                Table::AgentGroups,
-                "agent_groups",
-                "Agent groups of a session (AnalyticsAgentGroup).",
-                "AnalyticsAgentGroup",
-                "participants[].sessions[].agentGroups[]",
-                Table::Sessions,
-                SESS_KEYS,
-                "agent_group_index",
-                fields::AGENT_GROUP,
-            ),
-            child(
-                Table::Evaluations,
-                "evaluations",
-                "Quality evaluations of a conversation (AnalyticsEvaluation).",
-                "AnalyticsEvaluation",
-                "evaluations[]",
-                Table::Conversations,
-                CONV_KEYS,
-                "evaluation_index",
-                fields::EVALUATION,
-            ),
-            child(
-                Table::Surveys,
-                "surveys",
-                "Surveys of a conversation (AnalyticsSurvey).",
-                "AnalyticsSurvey",
-                "surveys[]",
-                Table::Conversations,
-                CONV_KEYS,
-                "survey_index",
-                fields::SURVEY,
-            ),
-            child(
-                Table::Resolutions,
-                "resolutions",
-                "Resolutions of a conversation (AnalyticsResolution).",
-                "AnalyticsResolution",
-                "resolutions[]",
-                Table::Conversations,
-                CONV_KEYS,
-                "resolution_index",
-                fields::RESOLUTION,
-            ),
-        ]
-    })
 }
 
 /// What a column holds.
@@ -487,9 +309,11 @@ pub struct Column {
     pub name: String,
     pub ty: Ty,
     pub role: Role,
-    /// JSON path of the value in a conversation record.
+    /// JSON path of the value in a record.
     pub source: String,
     pub doc: String,
+    /// Free text (or JSON): never dictionary-encoded.
+    pub free_text: bool,
 }
 
 /// How the converter fills a table: columns plus the JSON name → slot lookup.
@@ -505,6 +329,10 @@ pub struct Layout {
     pub lookup: FxHashMap<&'static str, Entry>,
     /// JSON key inside the flattened object → what it is.
     pub flat_lookup: FxHashMap<&'static str, Entry>,
+    /// Key columns this table's children copy from it (their [`TableSpec::keys`]).
+    pub child_keys: Vec<&'static str>,
+    /// The column whose UTC date is the row's partition (none for a run-date partition).
+    pub partition_time: Option<usize>,
     pub file_schema: SchemaRef,
     pub batch_schema: SchemaRef,
 }
@@ -552,12 +380,9 @@ fn ordered<'a>(fields: &'a [Field], lead: &[&str]) -> Vec<&'a Field> {
     v
 }
 
-fn layouts() -> &'static [Layout] {
-    static LAYOUTS: OnceLock<Vec<Layout>> = OnceLock::new();
-    LAYOUTS.get_or_init(|| ALL.iter().map(|t| build_layout(t.spec())).collect())
-}
-
-fn build_layout(spec: &TableSpec) -> Layout {
+fn build_layout(table: Table) -> Layout {
+    let spec = table.spec();
+    let partitioning = &table.dataset().partitioning;
     let mut columns = Vec::new();
     let mut slots = Vec::new();
     let mut slot_json = Vec::new();
@@ -577,6 +402,7 @@ fn build_layout(spec: &TableSpec) -> Layout {
             role: Role::Key,
             source: String::new(),
             doc: k.doc.into(),
+            free_text: false,
         });
     }
     if let Some(index) = spec.index {
@@ -586,6 +412,7 @@ fn build_layout(spec: &TableSpec) -> Layout {
             role: Role::Index,
             source: String::new(),
             doc: format!("0-based position in {}", spec.source),
+            free_text: false,
         });
     }
     for f in ordered(spec.fields, spec.lead) {
@@ -599,6 +426,7 @@ fn build_layout(spec: &TableSpec) -> Layout {
             role: Role::Field { slot },
             source: src(f.json),
             doc: f.doc.into(),
+            free_text: spec.free_text.contains(&f.json),
         });
     }
     if let Some(flat) = &spec.flatten {
@@ -614,6 +442,7 @@ fn build_layout(spec: &TableSpec) -> Layout {
                 role: Role::Field { slot },
                 source: src(&format!("{}.{}", flat.json, f.json)),
                 doc: f.doc.into(),
+                free_text: false,
             });
         }
         for (json, t) in flat.children {
@@ -626,7 +455,7 @@ fn build_layout(spec: &TableSpec) -> Layout {
     if let Some((json, t)) = spec.map {
         lookup.insert(json, Entry::Map(t));
     }
-    if spec.table != Table::ParticipantAttributes {
+    if spec.extra {
         columns.push(Column {
             name: "extra".into(),
             ty: Ty::Str,
@@ -635,6 +464,7 @@ fn build_layout(spec: &TableSpec) -> Layout {
             doc: "Fields this schema version does not know, or whose value had an unexpected \
                   type, as a JSON object (null when none)"
                 .into(),
+            free_text: true,
         });
     }
     if spec.raw {
@@ -643,11 +473,31 @@ fn build_layout(spec: &TableSpec) -> Layout {
             ty: Ty::Str,
             role: Role::Raw,
             source: String::new(),
-            doc: "The whole conversation record as received, JSON (null unless written with \
-                  --raw)"
-                .into(),
+            doc: format!(
+                "The whole {} record as received, JSON (null unless written with --raw)",
+                table.dataset().record.name
+            ),
+            free_text: true,
         });
     }
+    let mut child_keys: Vec<&'static str> = Vec::new();
+    let flat_children = spec.flatten.as_ref().map(|f| f.children).unwrap_or(&[]);
+    let kids = spec
+        .children
+        .iter()
+        .chain(flat_children)
+        .map(|(_, t)| *t)
+        .chain(spec.map.map(|(_, t)| t));
+    for child in kids {
+        for k in child.spec().keys {
+            if !child_keys.contains(&k.name) {
+                child_keys.push(k.name);
+            }
+        }
+    }
+    let partition_time = partitioning
+        .time_column()
+        .and_then(|name| columns.iter().position(|c| c.name == name));
     let file_fields: Vec<ArrowField> = columns
         .iter()
         .map(|c| {
@@ -666,7 +516,11 @@ fn build_layout(spec: &TableSpec) -> Layout {
         metadata.clone(),
     ));
     let mut batch_fields = file_fields;
-    batch_fields.push(ArrowField::new(PARTITION_COLUMN, DataType::Utf8, false));
+    batch_fields.push(ArrowField::new(
+        partitioning.column(),
+        DataType::Utf8,
+        false,
+    ));
     let batch_schema = Arc::new(Schema::new_with_metadata(batch_fields, metadata));
     Layout {
         columns,
@@ -674,6 +528,8 @@ fn build_layout(spec: &TableSpec) -> Layout {
         slot_json,
         lookup,
         flat_lookup,
+        child_keys,
+        partition_time,
         file_schema,
         batch_schema,
     }
@@ -684,7 +540,8 @@ pub fn file_schema(table: Table) -> SchemaRef {
     table.layout().file_schema.clone()
 }
 
-/// The schema of the converter's batches: the file schema plus `conversation_date` last.
+/// The schema of the converter's batches: the file schema plus the dataset's partition
+/// column last.
 pub fn batch_schema(table: Table) -> SchemaRef {
     table.layout().batch_schema.clone()
 }
@@ -692,10 +549,11 @@ pub fn batch_schema(table: Table) -> SchemaRef {
 /// The whole schema as JSON (what `schema --format json` prints and infra/ generates Glue
 /// tables from).
 pub fn to_json() -> Value {
-    let tables: Vec<Value> = ALL
+    let tables: Vec<Value> = Table::all()
         .iter()
         .map(|t| {
             let spec = t.spec();
+            let partition = t.dataset().partitioning.column();
             let columns: Vec<Value> = t
                 .columns()
                 .iter()
@@ -712,16 +570,17 @@ pub fn to_json() -> Value {
                 .collect();
             json!({
                 "name": spec.name,
+                "dataset": spec.dataset,
                 "description": spec.description,
                 "model": spec.model,
                 "parent": spec.parent.map(|p| p.name()),
+                "partition_keys": [{"name": partition, "type": "string"}],
                 "columns": columns,
             })
         })
         .collect();
     json!({
         "schema_version": SCHEMA_VERSION,
-        "partition_keys": [{"name": PARTITION_COLUMN, "type": "string"}],
         "tables": tables,
     })
 }
@@ -729,6 +588,9 @@ pub fn to_json() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::conversations::{
+        self as conv, PARTICIPANT_ATTRIBUTES, SEGMENTS, SESSIONS,
+    };
     use std::collections::BTreeSet;
 
     #[test]
@@ -760,11 +622,14 @@ mod tests {
             let names: Vec<&str> = t.columns().iter().map(|c| c.name.as_str()).collect();
             let set: BTreeSet<&str> = names.iter().copied().collect();
             assert_eq!(set.len(), names.len(), "{t}: duplicate column");
+            assert!(!names.contains(&t.dataset().partitioning.column()), "{t}");
+        }
+        for t in conv::DATASET.tables {
+            let names: Vec<&str> = t.columns().iter().map(|c| c.name.as_str()).collect();
             assert_eq!(names[0], "conversation_id", "{t}");
             assert!(names.contains(&"conversation_start"), "{t}");
-            assert!(!names.contains(&PARTITION_COLUMN), "{t}");
         }
-        let seg: Vec<&str> = Table::Segments
+        let seg: Vec<&str> = SEGMENTS
             .columns()
             .iter()
             .take(5)
@@ -791,11 +656,11 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(path).expect("sdk-models.json"))
                 .expect("json");
         let mut checked = 0;
-        for t in Table::all() {
+        for t in conv::DATASET.tables {
             let spec = t.spec();
             let model = spec.model;
             let Some(fields) = models.get(model).and_then(Value::as_object) else {
-                assert_eq!(*t, Table::ParticipantAttributes);
+                assert_eq!(*t, PARTICIPANT_ATTRIBUTES);
                 continue;
             };
             let layout = t.layout();
@@ -824,10 +689,7 @@ mod tests {
         let flow = models["AnalyticsFlow"].as_object().expect("flow");
         for name in flow.keys() {
             assert!(
-                Table::Sessions
-                    .layout()
-                    .flat_lookup
-                    .contains_key(name.as_str()),
+                SESSIONS.layout().flat_lookup.contains_key(name.as_str()),
                 "AnalyticsFlow.{name}"
             );
             checked += 1;
@@ -840,11 +702,12 @@ mod tests {
     fn json_schema_shape() {
         let v = to_json();
         assert_eq!(v["schema_version"], SCHEMA_VERSION);
-        assert_eq!(v["partition_keys"][0]["name"], "conversation_date");
         let tables = v["tables"].as_array().expect("tables");
-        assert_eq!(tables.len(), 15);
+        assert_eq!(tables.len(), Table::all().len());
         let conv = &tables[0];
         assert_eq!(conv["name"], "conversations");
+        assert_eq!(conv["dataset"], "conversations");
+        assert_eq!(conv["partition_keys"][0]["name"], "conversation_date");
         assert_eq!(conv["columns"][1]["name"], "conversation_start");
         assert_eq!(conv["columns"][1]["type"], "timestamp");
     }
