@@ -1,14 +1,16 @@
-//! The main job: for each UTC day of a range, lease → pull pages → convert → write → publish,
-//! with a summary per day.
+//! The main job: for each dataset and each of its partitions (a UTC day), lease → pull pages →
+//! convert → write → publish, with a summary per partition.
 //!
-//! Within a day the stages run concurrently over bounded channels, so the next page is being
-//! fetched while the last one converts, and memory stays bounded however big the day is:
+//! `extract` (pages from the API, one run per dataset-day) and `convert` (pages from saved
+//! files, one run over the days they cover) share one orchestration, [`PartitionRun`]; only the
+//! page feed differs. The stages run concurrently over bounded channels, so the next page is
+//! being read while the last one converts, and memory stays bounded however big the day is:
 //!
 //! ```text
-//!  fetch task ──pages (bounded)──▶ converter thread ──batches (bounded)──▶ writer (this task)
+//!  feed (API task │ file thread) ──pages──▶ converter thread ──batches──▶ writers (this task)
 //! ```
-//! A day becomes visible only when all of it is written ([`crate::sink::Store::publish`]); a
-//! failure or a deadline leaves the day's previous data as it was.
+//! A partition becomes visible only when all of it is written ([`crate::sink::Store::publish`]);
+//! a failure or a deadline leaves its previous data as it was.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -21,9 +23,9 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::datasets::conversations::DATASET as CONVERSATIONS;
+use crate::datasets::{Dataset, Partitioning};
 use crate::error_class::ErrorClass;
-use crate::genesys::{ExtractPlan, GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
+use crate::genesys::{GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
 use crate::interval::Interval;
 use crate::page::{record_key, ArchiveStamp, Page};
 use crate::sink::parquet::{ParquetMeta, ParquetSettings};
@@ -33,6 +35,9 @@ use crate::tables::{ConvertError, ConvertOptions, Converter, TableBatch};
 /// Settings of the pipeline (the client and the store have their own).
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
+    /// What `extract` writes (every registered dataset by default); `convert` reads pages of
+    /// the first.
+    pub datasets: Vec<&'static Dataset>,
     pub mode: Mode,
     /// Days extracted at once.
     pub day_concurrency: usize,
@@ -55,6 +60,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
+            datasets: Dataset::all().to_vec(),
             mode: Mode::Auto,
             day_concurrency: 1,
             parquet: ParquetSettings::default(),
@@ -116,12 +122,11 @@ impl PipelineError {
 impl PipelineError {
     /// Why every other day of the run would fail the same way, if so (login refused, host
     /// unreachable, a permission missing, the store refusing access): the run stops at once
-    /// with this message, naming the cause and what to change.
+    /// with this message (prefixed with the dataset by the run), naming the cause and what to
+    /// change.
     pub fn run_fatal(&self) -> Option<String> {
         match self {
-            PipelineError::Genesys { source, .. } => source
-                .run_fatal()
-                .map(|m| format!("conversations dataset: {m}")),
+            PipelineError::Genesys { source, .. } => source.run_fatal(),
             PipelineError::Sink { source, .. } if !source.is_transient() => {
                 store_refuses_access(source)
             }
@@ -184,9 +189,10 @@ impl From<(NaiveDate, StoreError)> for PipelineError {
     }
 }
 
-/// What happened to one day.
+/// What happened to one partition (a dataset's day).
 #[derive(Debug, Clone, Serialize)]
 pub struct DaySummary {
+    pub dataset: &'static str,
     pub date: NaiveDate,
     pub interval: String,
     pub partial_day: bool,
@@ -206,6 +212,7 @@ pub struct DaySummary {
     pub mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_availability_date: Option<DateTime<Utc>>,
+    /// Records written (conversations for the conversations dataset; the manifest's count).
     pub conversations: u64,
     pub rows: BTreeMap<String, u64>,
     pub files: u64,
@@ -219,8 +226,9 @@ pub struct DaySummary {
 }
 
 impl DaySummary {
-    fn new(date: NaiveDate, interval: &Interval) -> Self {
+    fn new(dataset: &'static Dataset, date: NaiveDate, interval: &Interval) -> Self {
         Self {
+            dataset: dataset.name,
             date,
             interval: interval.to_genesys(),
             partial_day: !interval.is_whole_days(),
@@ -272,7 +280,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     fn new(output: String, mut days: Vec<DaySummary>, started: Instant) -> Self {
-        days.sort_by_key(|d| d.date);
+        days.sort_by_key(|d| (d.date, d.dataset));
         Self {
             fatal: None,
             ok: days.iter().all(|d| d.status == "ok"),
@@ -286,20 +294,24 @@ impl RunSummary {
         }
     }
 
-    /// Days that did not finish (failed or cut by the deadline), for a retry.
+    /// Days that did not finish (failed or cut by the deadline) in any dataset, for a retry.
     pub fn unfinished(&self) -> Vec<NaiveDate> {
-        self.days
+        let mut days: Vec<NaiveDate> = self
+            .days
             .iter()
             .filter(|d| d.status != "ok")
             .map(|d| d.date)
-            .collect()
+            .collect();
+        days.dedup();
+        days
     }
 }
 
 /// Observes progress (the CLI draws a bar; the Lambda logs).
 pub trait Progress: Send + Sync {
     fn day_started(&self, _date: NaiveDate) {}
-    /// Pages were converted: `conversations` since the last call (calls may cover many pages).
+    /// Pages were converted: `conversations` (records) since the last call (calls may cover
+    /// many pages).
     fn page_done(&self, _date: NaiveDate, _conversations: u64) {}
     fn day_finished(&self, _summary: &DaySummary) {}
 }
@@ -320,7 +332,27 @@ pub fn check_range(range: &Interval, partial_days: bool) -> Result<(), PipelineE
     Ok(())
 }
 
-/// Extracts `range` day by day into `store`.
+/// The partitions (dataset, day) a run of `extract` writes for `range`: every day of it for
+/// datasets partitioned by day, today's snapshot for those partitioned by run date.
+fn partitions(
+    datasets: &[&'static Dataset],
+    range: &Interval,
+) -> Vec<(&'static Dataset, Interval)> {
+    let mut out = Vec::new();
+    for d in datasets {
+        match d.partitioning {
+            Partitioning::RecordDay { .. } | Partitioning::RowDay { .. } => {
+                out.extend(range.split_days().into_iter().map(|day| (*d, day)))
+            }
+            Partitioning::RunDate { .. } => {
+                out.push((*d, Interval::day(Utc::now().date_naive())));
+            }
+        }
+    }
+    out
+}
+
+/// Extracts `range` day by day into `store`, for each dataset of `cfg.datasets`.
 pub async fn extract(
     client: &GenesysClient,
     store: Arc<dyn Store>,
@@ -329,18 +361,18 @@ pub async fn extract(
     progress: Arc<dyn Progress>,
 ) -> RunSummary {
     let started = Instant::now();
-    let days = range.split_days();
+    let units = partitions(&cfg.datasets, &range);
     // The first failure that no day can avoid; days not started by then are not attempted.
     let fatal: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let fatal_now = || fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let summaries: Vec<DaySummary> = futures::stream::iter(days)
-        .map(|day| {
+    let summaries: Vec<DaySummary> = futures::stream::iter(units)
+        .map(|(dataset, day)| {
             let store = store.clone();
             let progress = progress.clone();
             let fatal = &fatal;
             async move {
                 let date = day.start.date_naive();
-                let mut summary = DaySummary::new(date, &day);
+                let mut summary = DaySummary::new(dataset, date, &day);
                 if let Some(cause) = fatal_now() {
                     summary.status = "not attempted";
                     summary.transient = Some(false);
@@ -350,7 +382,8 @@ pub async fn extract(
                 }
                 progress.day_started(date);
                 let t0 = Instant::now();
-                if let Err(e) = extract_day(client, store, day, cfg, &*progress, &mut summary).await
+                if let Err(e) =
+                    extract_day(client, store, dataset, day, cfg, &*progress, &mut summary).await
                 {
                     summary.status = if matches!(e, PipelineError::Deadline { .. }) {
                         "incomplete"
@@ -361,13 +394,14 @@ pub async fn extract(
                     summary.error_type = Some(e.error_type().to_string());
                     summary.error = Some(e.to_string());
                     if let Some(cause) = e.run_fatal() {
-                        tracing::error!(%date, error = %e, "stopping the run: {cause}");
+                        let cause = format!("{} dataset: {cause}", dataset.name);
+                        tracing::error!(%date, dataset = dataset.name, error = %e, "stopping the run: {cause}");
                         fatal
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .get_or_insert(cause);
                     } else {
-                        tracing::error!(%date, error = %e, "day failed");
+                        tracing::error!(%date, dataset = dataset.name, error = %e, "day failed");
                     }
                 }
                 summary.seconds = t0.elapsed().as_secs_f64();
@@ -383,47 +417,6 @@ pub async fn extract(
     summary
 }
 
-/// What the converter thread sends to the writer.
-enum Converted {
-    Batches(Vec<TableBatch>),
-    /// One gzipped NDJSON file of archived pages.
-    Raw(Bytes),
-    /// Progress: pages converted since the last such message.
-    Pages {
-        pages: u64,
-        conversations: u64,
-    },
-}
-
-/// Progress the converter could not hand over yet (the channel was full).
-#[derive(Default)]
-struct PendingProgress {
-    pages: u64,
-    conversations: u64,
-}
-
-impl PendingProgress {
-    /// Hands the counts over if the channel has room: progress must never make the converter
-    /// wait for the writer, or converting and encoding would take turns instead of overlapping.
-    fn offer(&mut self, tx: &mpsc::Sender<Converted>) -> Result<(), ()> {
-        if self.pages == 0 {
-            return Ok(());
-        }
-        let msg = Converted::Pages {
-            pages: self.pages,
-            conversations: self.conversations,
-        };
-        match tx.try_send(msg) {
-            Ok(()) => {
-                *self = Self::default();
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-        }
-    }
-}
-
 /// Time the publish of a day needs: a base for the commit's requests plus the buffered rows
 /// still to encode and upload. The fetch stops this long before the deadline.
 fn publish_margin(buffered_bytes: usize) -> Duration {
@@ -436,88 +429,65 @@ fn publish_margin(buffered_bytes: usize) -> Duration {
 /// How long deleting the jobs a stopped day leaves behind may take.
 const JOB_CLEANUP: Duration = Duration::from_secs(5);
 
+/// One dataset-day from the API: plan, lease, then the shared run.
 async fn extract_day(
     client: &GenesysClient,
     store: Arc<dyn Store>,
+    dataset: &'static Dataset,
     day: Interval,
     cfg: &PipelineConfig,
     progress: &dyn Progress,
     summary: &mut DaySummary,
 ) -> Result<(), PipelineError> {
     let date = day.start.date_naive();
-    let run = RunId::new(Utc::now());
-    summary.run_id = Some(run.to_string());
     let started = Utc::now();
-    let planning = client.plan(day, cfg.mode);
+    let run = RunId::new(started);
+    summary.run_id = Some(run.to_string());
+    let planning = dataset.source.plan(client, day, cfg.mode);
     let planned = match cfg.deadline {
         Some(d) => tokio::time::timeout_at(stop_at(d, 0), planning)
             .await
             .map_err(|_| PipelineError::Deadline { date, pages: 0 })?,
         None => planning.await,
     };
-    let plan: ExtractPlan = planned.map_err(|source| PipelineError::Genesys {
+    let plan = planned.map_err(|source| PipelineError::Genesys {
         date,
         source: Box::new(source),
     })?;
-    summary.mode = Some(plan.paths().to_string());
+    summary.mode = Some(plan.paths.clone());
     summary.data_availability_date = plan.data_availability_date;
-    let lease = store
-        .acquire_lease(&CONVERSATIONS, date, &run, cfg.lease_ttl)
-        .await
-        .map_err(|e| PipelineError::from((date, e)))?;
-    let meta = ParquetMeta {
-        interval: day.to_genesys(),
-        extracted_at: started,
-    };
-    let mut writer = DayWriter::new(
-        store.clone(),
-        lease.clone(),
-        cfg.parquet.clone(),
-        meta,
-        cfg.max_file_bytes,
-    );
-    let extraction = client.extract(plan);
+    let mut parts = PartitionRun::new(dataset, store, run, started, [(date, day)]);
+    // Leased before the first request for pages: a day another run holds costs no API work.
+    parts.lease(date, cfg).await?;
+    let extraction = (plan.start)();
     let stats = extraction.stats.clone();
     let cleanup = extraction.cleanup.clone();
     let stamp = ArchiveStamp {
         interval: day,
         extracted_at: started,
     };
-    let result = run_stages(
-        extraction.pages,
-        &mut writer,
-        cfg,
-        (date, stamp),
-        progress,
-        summary,
-    )
-    .await;
+    let feed = Feed::api(extraction.pages, date, cfg);
+    let result = parts
+        .stream(feed, cfg, progress, cfg.archive_raw.then_some(stamp))
+        .await;
     if result.is_err() {
         // A stopped fetch leaves its jobs behind: they count against the org's job limit.
         let _ = tokio::time::timeout(JOB_CLEANUP, cleanup.delete_jobs()).await;
     }
     summary.requests = Some(stats.snapshot());
-    writer.set_type_mismatches(summary.type_mismatches);
-    let outcome = match result {
-        Ok(conversations) => writer
-            .publish(
-                day.to_genesys(),
-                !day.is_whole_days(),
-                conversations,
-                started,
-            )
+    let counts = parts.counts(date);
+    summary.pages = counts.pages;
+    summary.type_mismatches = counts.type_mismatches;
+    match result {
+        Ok(()) => parts
+            .publish(date, cfg)
             .await
-            .map(|m| summary.record_manifest(&m))
-            .map_err(|source| PipelineError::Sink { date, source }),
+            .map(|m| summary.record_manifest(&m)),
         Err(e) => {
-            writer.abort().await;
+            parts.abort().await;
             Err(e)
         }
-    };
-    if let Err(e) = store.release_lease(&lease).await {
-        tracing::warn!(%date, error = %e, "could not release the lease; it expires by itself");
     }
-    outcome
 }
 
 /// When the fetch must stop so that a publish of `buffered_bytes` ends by `deadline`.
@@ -528,187 +498,548 @@ fn stop_at(deadline: Instant, buffered_bytes: usize) -> tokio::time::Instant {
     tokio::time::Instant::from_std(at)
 }
 
-/// Runs fetch → convert → write for one day; returns the number of conversations.
-///
-/// The fetch is a task of its own: at the deadline (less the time the publish needs) or on a
-/// converter or writer error it is cancelled wherever it waits (a job poll, a retry back-off,
-/// a request), not only between pages.
-async fn run_stages(
-    pages: futures::stream::BoxStream<'static, Result<Page, GenesysError>>,
-    writer: &mut DayWriter,
-    cfg: &PipelineConfig,
-    (date, stamp): (NaiveDate, ArchiveStamp),
-    progress: &dyn Progress,
-    summary: &mut DaySummary,
-) -> Result<u64, PipelineError> {
-    let (page_tx, page_rx) = mpsc::channel::<Page>(cfg.page_buffer.max(1));
-    // Two messages queued: with one batch set encoding and one being built, that bounds the
-    // converted data in flight to four batch sets.
-    let (out_tx, mut out_rx) = mpsc::channel::<Converted>(2);
-    let deadline = cfg.deadline;
-    let fetched_pages = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = fetched_pages.clone();
+/// A page on its way to the converter, with how many of its records each partition gets.
+struct Fed {
+    page: Page,
+    /// Records per partition (the page counts for the first).
+    days: Vec<(NaiveDate, u64)>,
+}
 
-    let fetch = tokio::spawn(async move {
-        let mut pages = pages;
-        loop {
-            let n = counter.load(std::sync::atomic::Ordering::Relaxed);
-            if deadline.is_some_and(|d| tokio::time::Instant::now() >= stop_at(d, 0)) {
-                return Err(PipelineError::Deadline { date, pages: n });
-            }
-            match pages.next().await {
-                None => return Ok(n),
-                Some(Err(source)) => {
-                    return Err(PipelineError::Genesys {
-                        date,
-                        source: Box::new(source),
-                    })
+/// Where a run's pages come from: a task or thread sending them, and its outcome.
+struct Feed {
+    pages: mpsc::Receiver<Fed>,
+    /// The feeder's outcome: the pages it read, or why it stopped.
+    done: tokio::task::JoinHandle<Result<u64, PipelineError>>,
+    /// Pages read so far (for a deadline's message).
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Feed {
+    /// The pages of one API extraction (already filtered to `date` and deduplicated), pulled
+    /// by a task of its own: at the deadline (less the time the publish needs) or on a
+    /// converter or writer error it is cancelled wherever it waits (a job poll, a retry
+    /// back-off, a request), not only between pages.
+    fn api(
+        pages: futures::stream::BoxStream<'static, Result<Page, GenesysError>>,
+        date: NaiveDate,
+        cfg: &PipelineConfig,
+    ) -> Feed {
+        let (tx, rx) = mpsc::channel::<Fed>(cfg.page_buffer.max(1));
+        let deadline = cfg.deadline;
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = read.clone();
+        let done = tokio::spawn(async move {
+            let mut pages = pages;
+            loop {
+                let n = counter.load(std::sync::atomic::Ordering::Relaxed);
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= stop_at(d, 0)) {
+                    return Err(PipelineError::Deadline { date, pages: n });
                 }
-                Some(Ok(page)) => {
-                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if page_tx.send(page).await.is_err() {
-                        // The converter stopped; its error is the one to report.
-                        return Ok(n + 1);
-                    }
-                }
-            }
-        }
-    });
-
-    let opts = cfg.convert.clone();
-    let archive = cfg.archive_raw.then_some(stamp);
-    let convert =
-        tokio::task::spawn_blocking(move || convert_loop(page_rx, out_tx, opts, archive, date));
-
-    let mut raw_seq = 0u32;
-    let mut write_result: Result<(), PipelineError> = Ok(());
-    loop {
-        let msg = match deadline {
-            Some(d) => {
-                let stop = stop_at(d, writer.buffered_bytes());
-                tokio::select! {
-                    m = out_rx.recv() => m,
-                    () = tokio::time::sleep_until(stop) => {
-                        write_result = Err(PipelineError::Deadline {
+                match pages.next().await {
+                    None => return Ok(n),
+                    Some(Err(source)) => {
+                        return Err(PipelineError::Genesys {
                             date,
-                            pages: fetched_pages.load(std::sync::atomic::Ordering::Relaxed),
-                        });
-                        break;
+                            source: Box::new(source),
+                        })
+                    }
+                    Some(Ok(page)) => {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let days = vec![(date, page.len() as u64)];
+                        if tx.send(Fed { page, days }).await.is_err() {
+                            // The converter stopped; its error is the one to report.
+                            return Ok(n + 1);
+                        }
                     }
                 }
             }
-            None => out_rx.recv().await,
-        };
-        let Some(msg) = msg else { break };
-        let r = match msg {
-            Converted::Batches(batches) => {
-                let mut r = Ok(());
-                for b in batches {
-                    if let Err(source) = writer.write(b).await {
-                        r = Err(PipelineError::Sink { date, source });
-                        break;
+        });
+        Feed {
+            pages: rx,
+            done,
+            read,
+        }
+    }
+
+    /// The second read of `convert`'s files: only the winning copy of each record, on a
+    /// blocking thread. Fails if the input reads differently than in the first pass.
+    fn files(dataset: &'static Dataset, paths: Vec<std::path::PathBuf>, plan: ConvertPlan) -> Feed {
+        let (tx, rx) = mpsc::channel::<Fed>(2);
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = read.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let ConvertPlan {
+                winners, records, ..
+            } = plan;
+            let (mut seq, mut kept) = (0u64, 0usize);
+            for path in paths {
+                let pages =
+                    crate::files::PageReader::open(&path, dataset.envelope).map_err(input_error)?;
+                for page in pages {
+                    let mut page = page.map_err(input_error)?;
+                    let origin = page.origin.clone();
+                    let mut days: Vec<(NaiveDate, u64)> = Vec::new();
+                    page.try_retain(|i, text| {
+                        let key = record_key(text, &dataset.record).map_err(|reason| {
+                            PipelineError::Input(format!("{origin}: record {i}: {reason}"))
+                        })?;
+                        let this = seq;
+                        seq += 1;
+                        let id = crate::genesys::id_key(&key.id);
+                        if winners.get(&id) != Some(&this) {
+                            return Ok(false);
+                        }
+                        kept += 1;
+                        let date = record_day(dataset, &key);
+                        match days.iter_mut().find(|(d, _)| *d == date) {
+                            Some((_, n)) => *n += 1,
+                            None => days.push((date, 1)),
+                        }
+                        Ok::<bool, PipelineError>(true)
+                    })?;
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if tx.blocking_send(Fed { page, days }).is_err() {
+                        // The converter or the writer stopped; theirs is the error to report.
+                        return Ok(counter.load(std::sync::atomic::Ordering::Relaxed));
                     }
                 }
-                r
             }
-            Converted::Raw(gz) => {
-                raw_seq += 1;
-                writer
-                    .write_raw(raw_seq, gz)
-                    .await
-                    .map_err(|source| PipelineError::Sink { date, source })
+            // The plan holds only for the input it read: a pipe reads empty the second time, a
+            // file written to meanwhile holds other records.
+            if seq != records || kept != winners.len() {
+                return Err(PipelineError::Input(format!(
+                    "the input changed between convert's two reads of it ({records} records, \
+                     then {seq}): convert reads its files twice, so give files that stay as they \
+                     are while it runs, not pipes"
+                )));
             }
-            Converted::Pages {
-                pages,
-                conversations,
-            } => {
-                summary.pages += pages;
-                progress.page_done(date, conversations);
+            Ok(counter.load(std::sync::atomic::Ordering::Relaxed))
+        });
+        Feed {
+            pages: rx,
+            done,
+            read,
+        }
+    }
+}
+
+/// The partition a record's rows go to, for datasets partitioned by the record's day.
+fn record_day(dataset: &Dataset, key: &crate::page::RecordKey<'_>) -> NaiveDate {
+    match dataset.partitioning {
+        Partitioning::RecordDay { .. } | Partitioning::RowDay { .. } => key.start().date_naive(),
+        Partitioning::RunDate { .. } => Utc::now().date_naive(),
+    }
+}
+
+/// What the converter thread sends to the writer.
+enum Converted {
+    Batches(Vec<TableBatch>),
+    /// One gzipped NDJSON file of archived pages.
+    Raw(Bytes),
+    /// Progress: per partition, (pages, records) converted since the last such message.
+    Pages(BTreeMap<NaiveDate, (u64, u64)>),
+}
+
+/// Progress the converter could not hand over yet (the channel was full).
+#[derive(Default)]
+struct PendingProgress(BTreeMap<NaiveDate, (u64, u64)>);
+
+impl PendingProgress {
+    fn add(&mut self, days: &[(NaiveDate, u64)]) {
+        for (i, (d, n)) in days.iter().enumerate() {
+            let e = self.0.entry(*d).or_default();
+            // A page counts once, for its first partition.
+            e.0 += u64::from(i == 0);
+            e.1 += n;
+        }
+    }
+
+    /// Hands the counts over if the channel has room: progress must never make the converter
+    /// wait for the writer, or converting and encoding would take turns instead of overlapping.
+    fn offer(&mut self, tx: &mpsc::Sender<Converted>) -> Result<(), ()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        match tx.try_send(Converted::Pages(std::mem::take(&mut self.0))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(Converted::Pages(back))) => {
+                self.0 = back;
                 Ok(())
             }
-        };
-        if let Err(e) = r {
-            write_result = Err(e);
-            break;
+            Err(_) => Err(()),
         }
     }
-    if write_result.is_err() {
-        // Waiting out a job poll would only delay the discard.
-        fetch.abort();
+}
+
+/// What the converter saw, by partition.
+#[derive(Debug, Default, Clone, Copy)]
+struct DayCounts {
+    pages: u64,
+    records: u64,
+    type_mismatches: u64,
+}
+
+/// The shared half of `extract` and `convert`: one run writing some partitions of one dataset.
+/// Pages come from a [`Feed`]; the converter turns them into batches on a thread of its own;
+/// batches go to the writer of their partition, leased on first sight (or up front); then each
+/// partition is published, or all are discarded.
+struct PartitionRun {
+    dataset: &'static Dataset,
+    store: Arc<dyn Store>,
+    run: RunId,
+    started: DateTime<Utc>,
+    /// The partitions this run may write, and the interval each covers.
+    targets: BTreeMap<NaiveDate, Interval>,
+    writers: BTreeMap<NaiveDate, DayWriter>,
+    counts: BTreeMap<NaiveDate, DayCounts>,
+}
+
+impl PartitionRun {
+    fn new(
+        dataset: &'static Dataset,
+        store: Arc<dyn Store>,
+        run: RunId,
+        started: DateTime<Utc>,
+        targets: impl IntoIterator<Item = (NaiveDate, Interval)>,
+    ) -> Self {
+        Self {
+            dataset,
+            store,
+            run,
+            started,
+            targets: targets.into_iter().collect(),
+            writers: BTreeMap::new(),
+            counts: BTreeMap::new(),
+        }
     }
-    // Closing the receiver stops the converter.
-    drop(out_rx);
-    let converted = convert
-        .await
-        .map_err(|e| PipelineError::Internal(format!("converter thread: {e}")))?;
-    if converted.is_err() {
-        fetch.abort();
+
+    fn counts(&self, date: NaiveDate) -> DayCounts {
+        self.counts.get(&date).copied().unwrap_or_default()
     }
-    let fetched = match fetch.await {
-        Ok(r) => r,
-        Err(e) if e.is_cancelled() => Ok(0),
-        Err(e) => Err(PipelineError::Internal(format!("fetch task: {e}"))),
-    };
-    // Report the first cause: a fetch error explains a converter that saw its input end.
-    fetched?;
-    write_result?;
-    let (conversations, mismatches) = converted?;
-    summary.type_mismatches = mismatches;
-    Ok(conversations)
+
+    fn interval(&self, date: NaiveDate) -> Interval {
+        self.targets
+            .get(&date)
+            .copied()
+            .unwrap_or_else(|| Interval::day(date))
+    }
+
+    /// Leases partition `date` for the run and opens its writer.
+    async fn lease(&mut self, date: NaiveDate, cfg: &PipelineConfig) -> Result<(), PipelineError> {
+        if self.writers.contains_key(&date) {
+            return Ok(());
+        }
+        let lease = self
+            .store
+            .acquire_lease(self.dataset, date, &self.run, cfg.lease_ttl)
+            .await
+            .map_err(|e| PipelineError::from((date, e)))?;
+        let meta = ParquetMeta {
+            interval: self.interval(date).to_genesys(),
+            extracted_at: self.started,
+        };
+        self.writers.insert(
+            date,
+            DayWriter::new(
+                self.store.clone(),
+                lease,
+                cfg.parquet.clone(),
+                meta,
+                cfg.max_file_bytes,
+            ),
+        );
+        Ok(())
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.writers.values().map(DayWriter::buffered_bytes).sum()
+    }
+
+    /// Routes converter batches to the writer of each partition they hold.
+    async fn write(
+        &mut self,
+        batches: Vec<TableBatch>,
+        cfg: &PipelineConfig,
+    ) -> Result<(), PipelineError> {
+        for tb in batches {
+            let table = tb.table.name();
+            for (date, part) in split_by_date(&tb).map_err(|source| PipelineError::Sink {
+                date: self
+                    .targets
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(NaiveDate::MIN),
+                source,
+            })? {
+                if !self.targets.contains_key(&date) {
+                    // The feed keeps only the run's partitions: rows of another are a bug.
+                    let target = self
+                        .targets
+                        .keys()
+                        .next()
+                        .copied()
+                        .unwrap_or(NaiveDate::MIN);
+                    return Err(PipelineError::Sink {
+                        date: target,
+                        source: SinkError::WrongDay {
+                            table,
+                            date: target,
+                            other: date.to_string(),
+                        },
+                    });
+                }
+                self.lease(date, cfg).await?;
+                if let Some(w) = self.writers.get_mut(&date) {
+                    w.write(part)
+                        .await
+                        .map_err(|source| PipelineError::Sink { date, source })?;
+                }
+            }
+        }
+        // Each partition keeps to the budget; all stay open until the end, so keep to it
+        // across them.
+        while self.buffered_bytes() > cfg.parquet.max_buffered_bytes {
+            let Some((date, w)) = self
+                .writers
+                .iter_mut()
+                .max_by_key(|(_, w)| w.buffered_bytes())
+            else {
+                break;
+            };
+            let date = *date;
+            w.flush_largest()
+                .await
+                .map_err(|source| PipelineError::Sink { date, source })?;
+        }
+        Ok(())
+    }
+
+    /// Runs feed → convert → write until the feed ends, an error, or the deadline. With
+    /// `archive`, the kept pages are also stored (gzipped NDJSON) with the partition of the
+    /// stamp's day.
+    async fn stream(
+        &mut self,
+        feed: Feed,
+        cfg: &PipelineConfig,
+        progress: &dyn Progress,
+        archive: Option<ArchiveStamp>,
+    ) -> Result<(), PipelineError> {
+        let Feed {
+            pages,
+            done: fetch,
+            read,
+        } = feed;
+        let first = self
+            .targets
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(NaiveDate::MIN);
+        // Two messages queued: with one batch set encoding and one being built, that bounds
+        // the converted data in flight to four batch sets.
+        let (out_tx, mut out_rx) = mpsc::channel::<Converted>(2);
+        let opts = cfg.convert.clone();
+        let dataset = self.dataset;
+        // Where the time goes (debug log): the converter waiting for the writer, or the reverse.
+        let converter_waited = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let waited = converter_waited.clone();
+        let mut writer_idle = Duration::ZERO;
+        let t_start = Instant::now();
+        let convert = tokio::task::spawn_blocking(move || {
+            convert_loop(dataset, pages, out_tx, opts, archive, first, &waited)
+        });
+        let deadline = cfg.deadline;
+        let raw_date = archive.map(|s| s.interval.start.date_naive());
+        let mut raw_seq = 0u32;
+        let mut write_result: Result<(), PipelineError> = Ok(());
+        loop {
+            let t0 = Instant::now();
+            let msg = match deadline {
+                Some(d) => {
+                    let stop = stop_at(d, self.buffered_bytes());
+                    tokio::select! {
+                        m = out_rx.recv() => m,
+                        () = tokio::time::sleep_until(stop) => {
+                            write_result = Err(PipelineError::Deadline {
+                                date: first,
+                                pages: read.load(std::sync::atomic::Ordering::Relaxed),
+                            });
+                            break;
+                        }
+                    }
+                }
+                None => out_rx.recv().await,
+            };
+            writer_idle += t0.elapsed();
+            let Some(msg) = msg else { break };
+            let r = match msg {
+                Converted::Batches(batches) => self.write(batches, cfg).await,
+                Converted::Raw(gz) => {
+                    raw_seq += 1;
+                    let date = raw_date.unwrap_or(first);
+                    match self.lease(date, cfg).await {
+                        Err(e) => Err(e),
+                        Ok(()) => match self.writers.get_mut(&date) {
+                            Some(w) => w
+                                .write_raw(raw_seq, gz)
+                                .await
+                                .map_err(|source| PipelineError::Sink { date, source }),
+                            None => Ok(()),
+                        },
+                    }
+                }
+                Converted::Pages(days) => {
+                    for (d, (pages, records)) in days {
+                        let c = self.counts.entry(d).or_default();
+                        c.pages += pages;
+                        c.records += records;
+                        progress.page_done(d, records);
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(e) = r {
+                write_result = Err(e);
+                break;
+            }
+        }
+        if write_result.is_err() {
+            // Waiting out a job poll would only delay the discard.
+            fetch.abort();
+        }
+        // Closing the receiver stops the converter.
+        drop(out_rx);
+        let converted = match convert.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(PipelineError::Internal(
+                "the converter panicked; nothing was replaced".into(),
+            )),
+            Err(e) => Err(PipelineError::Internal(format!("converter thread: {e}"))),
+        };
+        if converted.is_err() {
+            fetch.abort();
+        }
+        let fetched = match fetch.await {
+            Ok(r) => r.map(|_| ()),
+            Err(e) if e.is_cancelled() => Ok(()),
+            Err(e) if e.is_panic() => Err(PipelineError::Internal(
+                "reading the pages panicked; nothing was replaced".into(),
+            )),
+            Err(e) => Err(PipelineError::Internal(format!("page feed: {e}"))),
+        };
+        tracing::debug!(
+            dataset = self.dataset.name,
+            converter_waited_ms = converter_waited.load(std::sync::atomic::Ordering::Relaxed),
+            writer_idle_ms = writer_idle.as_millis() as u64,
+            seconds = t_start.elapsed().as_secs_f64(),
+            "converted"
+        );
+        // Report the first cause: a feed error explains a converter that saw its input end.
+        fetched?;
+        write_result?;
+        for (d, n) in converted? {
+            self.counts.entry(d).or_default().type_mismatches += n;
+        }
+        Ok(())
+    }
+
+    /// Publishes partition `date` (empty if the run wrote nothing to it) and releases it.
+    async fn publish(
+        &mut self,
+        date: NaiveDate,
+        cfg: &PipelineConfig,
+    ) -> Result<Manifest, PipelineError> {
+        self.lease(date, cfg).await?;
+        let Some(mut writer) = self.writers.remove(&date) else {
+            return Err(PipelineError::Internal(format!("no writer for {date}")));
+        };
+        let interval = self.interval(date);
+        let counts = self.counts(date);
+        writer.set_type_mismatches(counts.type_mismatches);
+        let lease = writer.lease().clone();
+        let published = writer
+            .publish(
+                interval.to_genesys(),
+                !interval.is_whole_days(),
+                counts.records,
+                self.started,
+            )
+            .await
+            .map_err(|source| PipelineError::Sink { date, source });
+        if let Err(e) = self.store.release_lease(&lease).await {
+            tracing::warn!(%date, error = %e, "could not release the lease; it expires by itself");
+        }
+        published
+    }
+
+    /// Discards every partition written so far (their previous data stays) and releases them.
+    async fn abort(&mut self) {
+        for (_, writer) in std::mem::take(&mut self.writers) {
+            let lease = writer.lease().clone();
+            writer.abort().await;
+            let _ = self.store.release_lease(&lease).await;
+        }
+    }
 }
 
 /// Raw archive files are cut at about this many uncompressed bytes.
 const RAW_FILE_BYTES: usize = 64 << 20;
 
+/// The converter thread: pages in, batches (and raw archive files, and progress) out; returns
+/// the type mismatches per partition once the feed ends.
 fn convert_loop(
-    mut rx: mpsc::Receiver<Page>,
+    dataset: &'static Dataset,
+    mut rx: mpsc::Receiver<Fed>,
     tx: mpsc::Sender<Converted>,
     opts: ConvertOptions,
     archive: Option<ArchiveStamp>,
     date: NaiveDate,
-) -> Result<(u64, u64), PipelineError> {
-    let mut conv = Converter::new(&CONVERSATIONS, opts);
-    let mut raw = archive.map(RawArchive::new);
+    waited: &std::sync::atomic::AtomicU64,
+) -> Result<BTreeMap<NaiveDate, u64>, PipelineError> {
+    let mut conv = Converter::new(dataset, opts);
+    let mut raw = archive.map(|s| RawArchive::new(s, dataset.envelope));
     let mut pending = PendingProgress::default();
-    let err = |source| PipelineError::Convert { date, source };
-    while let Some(page) = rx.blocking_recv() {
-        let batches = conv.push_page(&page).map_err(err)?;
+    let err = |date, source| PipelineError::Convert { date, source };
+    while let Some(Fed { page, days }) = rx.blocking_recv() {
+        #[cfg(test)]
+        if page.origin.0.contains("converter-panics") {
+            panic!("injected converter panic");
+        }
+        let page_date = days.first().map_or(date, |(d, _)| *d);
+        let batches = conv.push_page(&page).map_err(|e| err(page_date, e))?;
         if let Some(raw) = raw.as_mut() {
             raw.add(&page);
             if raw.len() >= RAW_FILE_BYTES && tx.blocking_send(Converted::Raw(raw.take())).is_err()
             {
-                return Ok((0, 0));
+                return Ok(BTreeMap::new());
             }
         }
-        pending.pages += 1;
-        pending.conversations += page.len() as u64;
+        pending.add(&days);
+        let t0 = Instant::now();
         let sent = (batches.is_empty() || tx.blocking_send(Converted::Batches(batches)).is_ok())
             && pending.offer(&tx).is_ok();
+        waited.fetch_add(
+            t0.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if !sent {
-            return Ok((0, 0));
+            return Ok(BTreeMap::new());
         }
     }
-    let batches = conv.finish().map_err(err)?;
+    let batches = conv.finish().map_err(|e| err(date, e))?;
     if !batches.is_empty() && tx.blocking_send(Converted::Batches(batches)).is_err() {
-        return Ok((0, 0));
+        return Ok(BTreeMap::new());
     }
-    if pending.pages > 0
-        && tx
-            .blocking_send(Converted::Pages {
-                pages: pending.pages,
-                conversations: pending.conversations,
-            })
-            .is_err()
-    {
-        return Ok((0, 0));
+    if !pending.0.is_empty() && tx.blocking_send(Converted::Pages(pending.0)).is_err() {
+        return Ok(BTreeMap::new());
     }
     if let Some(mut raw) = raw {
         if raw.len() > 0 && tx.blocking_send(Converted::Raw(raw.take())).is_err() {
-            return Ok((0, 0));
+            return Ok(BTreeMap::new());
         }
     }
-    let stats = conv.stats();
-    Ok((stats.conversations, stats.type_mismatches()))
+    Ok(conv.stats().type_mismatches_by_date.clone())
 }
 
 /// Kept records as sync-query-shaped NDJSON pages, gzipped: exactly what `convert` reads. Each
@@ -716,13 +1047,16 @@ fn convert_loop(
 /// it may replace and which copy of a conversation is the newest.
 struct RawArchive {
     buf: Vec<u8>,
+    /// `{"<envelope>":[`
+    open: String,
     stamp: String,
 }
 
 impl RawArchive {
-    fn new(stamp: ArchiveStamp) -> Self {
+    fn new(stamp: ArchiveStamp, envelope: &str) -> Self {
         Self {
             buf: Vec::new(),
+            open: format!("{{{}:[", serde_json::Value::from(envelope)),
             stamp: stamp.to_json(),
         }
     }
@@ -731,7 +1065,7 @@ impl RawArchive {
         if page.is_empty() {
             return;
         }
-        self.buf.extend_from_slice(b"{\"conversations\":[");
+        self.buf.extend_from_slice(self.open.as_bytes());
         for (i, rec) in page.records().enumerate() {
             if i > 0 {
                 self.buf.push(b',');
@@ -771,11 +1105,11 @@ pub struct ConvertTotals {
     pub duplicates: u64,
 }
 
-/// The first pass of `convert`: which days it may replace, and which copy of each conversation
-/// is kept.
+/// The first pass of `convert`: which days it may replace, and which copy of each record is
+/// kept.
 struct ConvertPlan {
     days: std::collections::BTreeSet<NaiveDate>,
-    /// Per conversation, the sequence number (over all records of all files, in order) of the
+    /// Per record id, the sequence number (over all records of all files, in order) of the
     /// copy that wins.
     winners: HashMap<u128, u64>,
     /// Records read, all files: the second pass must meet the same ones for `winners` to hold.
@@ -801,21 +1135,20 @@ fn input_error(e: impl std::fmt::Display) -> PipelineError {
 /// splits every page (as the second read does) but reads only each record's id and start
 /// ([`record_key`] stops after those two keys): no conversion, no Parquet.
 fn plan_convert(
+    dataset: &'static Dataset,
     paths: &[std::path::PathBuf],
     range: Option<Interval>,
 ) -> Result<ConvertPlan, PipelineError> {
     use std::collections::hash_map::Entry;
     let mut days: std::collections::BTreeSet<NaiveDate> =
         range.iter().flat_map(whole_days).collect();
-    // Per conversation: (extraction time if known, sequence number, start day).
+    // Per record id: (extraction time if known, sequence number, start day).
     let mut best: HashMap<u128, (Option<DateTime<Utc>>, u64, NaiveDate)> = HashMap::new();
     let mut unstamped = Vec::new();
     let (mut seq, mut duplicates) = (0u64, 0u64);
     for path in paths {
         let mut stamped = true;
-        for page in
-            crate::files::PageReader::open(path, CONVERSATIONS.envelope).map_err(input_error)?
-        {
+        for page in crate::files::PageReader::open(path, dataset.envelope).map_err(input_error)? {
             let page = page.map_err(input_error)?;
             let stamp = page.meta.archive;
             match stamp {
@@ -825,10 +1158,10 @@ fn plan_convert(
             }
             let at = stamp.map(|s| s.extracted_at);
             for (i, text) in page.records().enumerate() {
-                let key = record_key(text, &CONVERSATIONS.record).map_err(|reason| {
+                let key = record_key(text, &dataset.record).map_err(|reason| {
                     input_error(format!("{}: record {i}: {reason}", page.origin))
                 })?;
-                let copy = (at, seq, key.start().date_naive());
+                let copy = (at, seq, record_day(dataset, &key));
                 seq += 1;
                 match best.entry(crate::genesys::id_key(&key.id)) {
                     Entry::Vacant(v) => {
@@ -896,11 +1229,12 @@ fn plan_convert(
     })
 }
 
-/// Converts saved pages (files) into `store`, replacing only the days the input declares it
-/// fully covers: `range` (whole UTC days) when given, else the coverage archived pages record
-/// (`_archive`); without either it refuses. Records outside those days are dropped and
-/// counted. Where a conversation appears more than once, the most recently extracted copy wins
-/// (archives record when); otherwise the later one (files in the order given).
+/// Converts saved pages (files) of `cfg.datasets[0]` (conversations by default) into `store`,
+/// replacing only the days the input declares it fully covers: `range` (whole UTC days) when
+/// given, else the coverage archived pages record (`_archive`); without either it refuses.
+/// Records outside those days are dropped and counted. Where a record appears more than once,
+/// the most recently extracted copy wins (archives record when); otherwise the later one
+/// (files in the order given).
 pub async fn convert_files(
     paths: Vec<std::path::PathBuf>,
     range: Option<Interval>,
@@ -910,220 +1244,58 @@ pub async fn convert_files(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let run_started = Utc::now();
+    let dataset = *cfg
+        .datasets
+        .first()
+        .ok_or_else(|| PipelineError::Input("convert: no dataset given".into()))?;
+    if !matches!(dataset.partitioning, Partitioning::RecordDay { .. }) {
+        return Err(PipelineError::Input(format!(
+            "convert rebuilds datasets partitioned by their records' day; {} is not",
+            dataset.name
+        )));
+    }
     let (paths, plan) = tokio::task::spawn_blocking(move || {
-        let plan = plan_convert(&paths, range);
+        let plan = plan_convert(dataset, &paths, range);
         (paths, plan)
     })
     .await
     .map_err(|e| PipelineError::Internal(format!("reading the input: {e}")))?;
-    let ConvertPlan {
-        days: covered,
-        winners,
-        records,
-        totals,
-    } = plan?;
+    let plan = plan?;
+    let covered = plan.days.clone();
+    let totals = plan.totals.clone();
     tracing::info!(
+        dataset = dataset.name,
         days = covered.len(),
-        conversations = winners.len(),
+        records = plan.winners.len(),
         outside_coverage = totals.outside_coverage,
         duplicates = totals.duplicates,
         "convert planned"
     );
-    // Reading, filtering and converting run on a blocking thread; Parquet encoding and
-    // writing on this task: two cores busy. Two messages queued between them bound memory;
-    // progress (conversations per day) is handed over only when there is room.
-    enum Msg {
-        Batches(Vec<TableBatch>),
-        Days(BTreeMap<NaiveDate, (u64, u64)>),
-        /// The converter read everything; type mismatches per day.
-        Done(BTreeMap<NaiveDate, u64>),
-    }
-    let (tx, mut rx) = mpsc::channel::<Result<Msg, PipelineError>>(2);
-    let opts = cfg.convert.clone();
-    // Where the time goes (debug log): the converter waiting for the writer, or the reverse.
-    let converter_waited = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let waited = converter_waited.clone();
-    let mut writer_idle = std::time::Duration::ZERO;
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut conv = Converter::new(&CONVERSATIONS, opts);
-        // Per day: (pages, conversations) not handed over yet.
-        let mut pending: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
-        let (mut seq, mut kept) = (0u64, 0usize);
-        let work = || -> Result<(), PipelineError> {
-            for path in paths {
-                #[cfg(test)]
-                if path.ends_with("converter-panics.ndjson") {
-                    panic!("injected converter panic");
-                }
-                let pages = crate::files::PageReader::open(&path, CONVERSATIONS.envelope)
-                    .map_err(input_error)?;
-                for page in pages {
-                    let mut page = page.map_err(input_error)?;
-                    let origin = page.origin.clone();
-                    let mut first_date = None;
-                    page.try_retain(|i, text| {
-                        let key = record_key(text, &CONVERSATIONS.record).map_err(|reason| {
-                            PipelineError::Input(format!("{origin}: record {i}: {reason}"))
-                        })?;
-                        let this = seq;
-                        seq += 1;
-                        let id = crate::genesys::id_key(&key.id);
-                        if winners.get(&id) != Some(&this) {
-                            return Ok(false);
-                        }
-                        kept += 1;
-                        let date = key.start().date_naive();
-                        first_date.get_or_insert(date);
-                        pending.entry(date).or_default().1 += 1;
-                        Ok::<bool, PipelineError>(true)
-                    })?;
-                    if let Some(d) = first_date {
-                        pending.entry(d).or_default().0 += 1;
-                    }
-                    let batches =
-                        conv.push_page(&page)
-                            .map_err(|source| PipelineError::Convert {
-                                date: first_date.unwrap_or(NaiveDate::MIN),
-                                source,
-                            })?;
-                    let t0 = Instant::now();
-                    if !batches.is_empty() && tx.blocking_send(Ok(Msg::Batches(batches))).is_err() {
-                        return Ok(());
-                    }
-                    waited.fetch_add(
-                        t0.elapsed().as_millis() as u64,
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                    if !pending.is_empty() {
-                        match tx.try_send(Ok(Msg::Days(std::mem::take(&mut pending)))) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(Ok(Msg::Days(back)))) => {
-                                pending = back
-                            }
-                            Err(_) => return Ok(()),
-                        }
-                    }
-                }
-            }
-            // The plan holds only for the input it read: a pipe reads empty the second time, a
-            // file written to meanwhile holds other records.
-            if seq != records || kept != winners.len() {
-                return Err(PipelineError::Input(format!(
-                    "the input changed between convert's two reads of it ({records} records, \
-                     then {seq}): convert reads its files twice, so give files that stay as they \
-                     are while it runs, not pipes"
-                )));
-            }
-            let batches = conv.finish().map_err(|source| PipelineError::Convert {
-                date: NaiveDate::MIN,
-                source,
-            })?;
-            if !batches.is_empty() && tx.blocking_send(Ok(Msg::Batches(batches))).is_err() {
-                return Ok(());
-            }
-            if tx
-                .blocking_send(Ok(Msg::Days(std::mem::take(&mut pending))))
-                .is_err()
-            {
-                return Ok(());
-            }
-            let mismatches = conv.stats().type_mismatches_by_date.clone();
-            let _ = tx.blocking_send(Ok(Msg::Done(mismatches)));
-            Ok(())
-        };
-        if let Err(e) = work() {
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
-
-    let mut writers: BTreeMap<NaiveDate, DayWriter> = BTreeMap::new();
-    let mut per_day_conversations: BTreeMap<NaiveDate, u64> = BTreeMap::new();
-    let mut pages_by_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
-    let mut mismatches: Option<BTreeMap<NaiveDate, u64>> = None;
     let run = RunId::new(run_started);
-    let mut result: Result<(), PipelineError> = async {
-        loop {
-            let t0 = Instant::now();
-            let Some(msg) = rx.recv().await else { break };
-            writer_idle += t0.elapsed();
-            match msg? {
-                Msg::Batches(batches) => {
-                    write_split(batches, &store, &run, cfg, &mut writers, run_started).await?
-                }
-                Msg::Days(days) => {
-                    for (d, (pages, conversations)) in days {
-                        *pages_by_day.entry(d).or_default() += pages;
-                        *per_day_conversations.entry(d).or_default() += conversations;
-                        progress.page_done(d, conversations);
-                    }
-                }
-                Msg::Done(m) => mismatches = Some(m),
-            }
-        }
-        Ok(())
-    }
-    .await;
-    drop(rx);
-    // A converter that panicked or stopped early read only part of the input: nothing of it
-    // may be published.
-    let joined = reader.await;
-    if result.is_ok() {
-        result = match joined {
-            Err(e) if e.is_panic() => Err(PipelineError::Internal(
-                "the converter panicked; no day was replaced".into(),
-            )),
-            Err(e) => Err(PipelineError::Internal(format!("converter thread: {e}"))),
-            Ok(()) if mismatches.is_none() => Err(PipelineError::Internal(
-                "the converter stopped before the end of the input; no day was replaced".into(),
-            )),
-            Ok(()) => Ok(()),
-        };
-    }
-    tracing::debug!(
-        converter_waited_ms = converter_waited.load(std::sync::atomic::Ordering::Relaxed),
-        writer_idle_ms = writer_idle.as_millis() as u64,
-        seconds = started.elapsed().as_secs_f64(),
-        "converted; publishing"
+    let mut parts = PartitionRun::new(
+        dataset,
+        store.clone(),
+        run.clone(),
+        run_started,
+        covered.iter().map(|d| (*d, Interval::day(*d))),
     );
-
-    if let Err(e) = result {
-        for (_, writer) in writers {
-            let lease = writer.lease().clone();
-            writer.abort().await;
-            let _ = store.release_lease(&lease).await;
-        }
+    let feed = Feed::files(dataset, paths, plan);
+    if let Err(e) = parts.stream(feed, cfg, &*progress, None).await {
+        parts.abort().await;
         return Err(e);
     }
-    let mismatches = mismatches.unwrap_or_default();
     let mut days = Vec::new();
     for date in covered {
         let t0 = Instant::now();
         let day = Interval::day(date);
-        let mut summary = DaySummary::new(date, &day);
+        let mut summary = DaySummary::new(dataset, date, &day);
         summary.run_id = Some(run.to_string());
         summary.mode = Some("convert".into());
-        summary.pages = pages_by_day.get(&date).copied().unwrap_or(0);
-        summary.type_mismatches = mismatches.get(&date).copied().unwrap_or(0);
+        let counts = parts.counts(date);
+        summary.pages = counts.pages;
+        summary.type_mismatches = counts.type_mismatches;
         // A covered day without records is empty, and replaced as such.
-        let writer = match writers.remove(&date) {
-            Some(w) => Ok(w),
-            None => open_day_writer(date, &store, &run, cfg, run_started).await,
-        };
-        let conversations = per_day_conversations.get(&date).copied().unwrap_or(0);
-        let outcome = match writer {
-            Err(e) => Err(e),
-            Ok(mut writer) => {
-                writer.set_type_mismatches(summary.type_mismatches);
-                let lease = writer.lease().clone();
-                let published = writer
-                    .publish(day.to_genesys(), false, conversations, run_started)
-                    .await
-                    .map_err(|source| PipelineError::Sink { date, source });
-                let _ = store.release_lease(&lease).await;
-                published
-            }
-        };
-        match outcome {
+        match parts.publish(date, cfg).await {
             Ok(m) => summary.record_manifest(&m),
             Err(e) => {
                 summary.transient = Some(e.is_transient());
@@ -1141,76 +1313,10 @@ pub async fn convert_files(
     Ok(summary)
 }
 
-/// Leases `date` for the run and opens its writer.
-async fn open_day_writer(
-    date: NaiveDate,
-    store: &Arc<dyn Store>,
-    run: &RunId,
-    cfg: &PipelineConfig,
-    started: DateTime<Utc>,
-) -> Result<DayWriter, PipelineError> {
-    let lease = store
-        .acquire_lease(&CONVERSATIONS, date, run, cfg.lease_ttl)
-        .await
-        .map_err(|e| PipelineError::from((date, e)))?;
-    let meta = ParquetMeta {
-        interval: Interval::day(date).to_genesys(),
-        extracted_at: started,
-    };
-    Ok(DayWriter::new(
-        store.clone(),
-        lease,
-        cfg.parquet.clone(),
-        meta,
-        cfg.max_file_bytes,
-    ))
-}
-
-/// Routes converter batches to the writer of each day they hold, leasing days on first sight.
-async fn write_split(
-    batches: Vec<TableBatch>,
-    store: &Arc<dyn Store>,
-    run: &RunId,
-    cfg: &PipelineConfig,
-    writers: &mut BTreeMap<NaiveDate, DayWriter>,
-    started: DateTime<Utc>,
-) -> Result<(), PipelineError> {
-    for tb in batches {
-        for (date, part) in split_by_date(&tb).map_err(|source| PipelineError::Sink {
-            date: NaiveDate::MIN,
-            source,
-        })? {
-            if let std::collections::btree_map::Entry::Vacant(slot) = writers.entry(date) {
-                slot.insert(open_day_writer(date, store, run, cfg, started).await?);
-            }
-            if let Some(w) = writers.get_mut(&date) {
-                w.write(part)
-                    .await
-                    .map_err(|source| PipelineError::Sink { date, source })?;
-            }
-        }
-    }
-    // Each day keeps to the budget; days stay open until the end, so keep to it across them.
-    while writers
-        .values()
-        .map(DayWriter::buffered_bytes)
-        .sum::<usize>()
-        > cfg.parquet.max_buffered_bytes
-    {
-        let Some((date, w)) = writers.iter_mut().max_by_key(|(_, w)| w.buffered_bytes()) else {
-            break;
-        };
-        let date = *date;
-        w.flush_largest()
-            .await
-            .map_err(|source| PipelineError::Sink { date, source })?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datasets::conversations::DATASET as CONVERSATIONS;
     use crate::sink::DayStore;
 
     const PAGE: &str = r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T10:00:00.000Z"},{"conversationId":"c0","conversationStart":"2026-11-19T23:00:00.000Z"}]}"#;
