@@ -2226,7 +2226,7 @@ async fn write_old_layout(
     .await;
     let spark_at = format!("segments/{part}/{SPARK}");
     if let Visibility::Catalog { glue, s3 } = vis {
-        glue.register(d, |t| {
+        glue.register(&CONVERSATIONS, d, |t| {
             format!(
                 "s3://{}/{}/",
                 s3.bucket(),
@@ -2303,7 +2303,7 @@ async fn write_old_layout(
             };
             // Registered for segments only: the old publish stopped between tables.
             let _ = glue
-                .register(d, |t| {
+                .register(&CONVERSATIONS, d, |t| {
                     let run = if t == "conversations" || t == "segments" {
                         "old-2"
                     } else {
@@ -2377,7 +2377,7 @@ async fn upgrade_from_the_old_layout(
         )
         .await;
         let err = store
-            .acquire_lease(date(), &RunId("run-new".into()), hour)
+            .acquire_lease(&CONVERSATIONS, date(), &RunId("run-new".into()), hour)
             .await
             .expect_err(&ctx);
         assert!(matches!(err, StoreError::LeaseHeld { .. }), "{ctx}: {err}");
@@ -2393,7 +2393,7 @@ async fn upgrade_from_the_old_layout(
     // Taking the day upgrades it: the old visible run (finished, if it was in flight) is the
     // one run readers see and the day's manifest.
     let lease = store
-        .acquire_lease(date(), &RunId("run-new".into()), hour)
+        .acquire_lease(&CONVERSATIONS, date(), &RunId("run-new".into()), hour)
         .await
         .unwrap_or_else(|e| panic!("{ctx}: {e}"));
     store.stall_heartbeats();
@@ -2406,7 +2406,7 @@ async fn upgrade_from_the_old_layout(
     }
     assert_eq!(
         store
-            .manifest(date())
+            .manifest(&CONVERSATIONS, date())
             .await
             .expect("manifest")
             .map(|m| m.run_id.0)

@@ -42,13 +42,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{
-    corrupt, CommitStore, PartitionKey, Visibility, CONVERSATIONS, CONVERSATION_DATE, LEASES,
-    MANIFESTS, RAW, STAGING,
-};
+use super::{corrupt, CommitStore, PartitionKey, Visibility, LEASES, MANIFESTS, RAW, STAGING};
+// The old release wrote only this dataset.
+use crate::datasets::conversations::DATASET as OLD_DATASET;
 use crate::sink::storage::PutMode;
 use crate::sink::{Manifest, StoreError};
-use crate::tables::schema::Table;
 
 /// The old release's lease object (its `Lease`).
 #[derive(Deserialize)]
@@ -69,7 +67,7 @@ impl CommitStore {
         &self,
         key: &PartitionKey,
     ) -> Result<Option<Manifest>, StoreError> {
-        if key.dataset != CONVERSATIONS || key.column != CONVERSATION_DATE {
+        if key.dataset != OLD_DATASET.name || key.column != OLD_DATASET.partitioning.column() {
             return Ok(None);
         }
         let part = key.folder();
@@ -181,7 +179,7 @@ impl CommitStore {
                         .date()
                         .ok_or_else(|| corrupt(key.id(), "catalog mode needs a date partition"))?;
                     let run = &m.run_id.0;
-                    glue.register(date, |table| {
+                    glue.register(&OLD_DATASET, date, |table| {
                         format!(
                             "s3://{}/{}/",
                             s3.bucket(),
@@ -255,7 +253,7 @@ impl CommitStore {
     ) -> Result<(), StoreError> {
         let part = key.folder();
         let ours: BTreeSet<&str> = ours.iter().map(String::as_str).collect();
-        let mut tables: BTreeSet<&str> = Table::all().iter().map(|t| t.name()).collect();
+        let mut tables: BTreeSet<&str> = OLD_DATASET.tables.iter().map(|t| t.name()).collect();
         tables.extend(m.files.iter().map(|f| f.table.as_str()));
         tables.extend(m.rows.keys().map(String::as_str));
         tables.insert(RAW);
