@@ -2766,7 +2766,7 @@ async fn catalog_glue_failures_leave_no_day_stuck() {
                 &Arc::new(GlueCatalog::new(glue_client(&url), DATABASE)),
             );
             let lease = store
-                .acquire_lease(day, &RunId("run-2".into()), hour)
+                .acquire_lease(&CONVERSATIONS, day, &RunId("run-2".into()), hour)
                 .await
                 .expect("lease");
             store.stall_heartbeats();
