@@ -1608,6 +1608,39 @@ async fn storage_keeps_its_conditions(s: Arc<dyn ObjectStorage>) {
         }
     }
     assert_eq!(won, 1);
+
+    // Exchanging two folders: where the backend can, each holds the other's objects after one
+    // step; where it cannot (S3), it says so and changes nothing.
+    s.put("x/a/1", b("a1"), PutMode::Overwrite)
+        .await
+        .expect("put");
+    s.put("x/a/2", b("a2"), PutMode::Overwrite)
+        .await
+        .expect("put");
+    s.put("x/b/1", b("b1"), PutMode::Overwrite)
+        .await
+        .expect("put");
+    let swapped = s.exchange_folders("x/a", "x/b").await.expect("exchange");
+    let under = |p: &'static str| {
+        let s = s.clone();
+        async move {
+            let mut v = Vec::new();
+            for m in s.list(p).await.expect("list") {
+                let (body, _) = s.get(&m.key).await.expect("get").expect("listed");
+                v.push((m.key.clone(), String::from_utf8_lossy(&body).to_string()));
+            }
+            v
+        }
+    };
+    let (a, bb) = (under("x/a/").await, under("x/b/").await);
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    if swapped {
+        assert_eq!(a, [pair("x/a/1", "b1")]);
+        assert_eq!(bb, [pair("x/b/1", "a1"), pair("x/b/2", "a2")]);
+    } else {
+        assert_eq!(a, [pair("x/a/1", "a1"), pair("x/a/2", "a2")]);
+        assert_eq!(bb, [pair("x/b/1", "b1")]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1763,6 +1796,11 @@ impl ObjectStorage for FaultyStorage {
         let r = self.0.inner.rename_folder(from, to).await;
         self.0.after(n, r)
     }
+    async fn exchange_folders(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        let n = self.0.before()?;
+        let r = self.0.inner.exchange_folders(a, b).await;
+        self.0.after(n, r)
+    }
     async fn upload(&self, key: &str) -> Result<Box<dyn Upload>, StoreError> {
         let n = self.0.before()?;
         let r = self.0.inner.upload(key).await;
@@ -1906,12 +1944,13 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> (Arc<dyn ObjectStorage>, Vi
             let _ = one_run(&crashing, day, "run-2", ttl, mode == Crash::Abort).await;
             drop(crashing);
             let ctx = format!("after call {at} of {calls} ({mode:?})");
-            // Readers of a swapped folder see one run (or, between the two renames, none);
-            // readers that list an S3 partition can see both until the publish is finished.
+            // Readers of a swapped folder see exactly one run (the folders are exchanged in one
+            // step); readers that list an S3 partition can see both until the publish is
+            // finished.
             if matches!(vis, Visibility::SwapFolders) {
                 for t in CRASH_TABLES {
                     let runs = runs_visible(&s, &vis, t, day).await;
-                    assert!(runs.len() <= 1, "{ctx}: {t} shows runs {runs:?}");
+                    assert_eq!(runs.len(), 1, "{ctx}: {t} shows runs {runs:?}");
                 }
             }
             // The crashed run's lease lapses within its ttl.
@@ -2881,4 +2920,114 @@ async fn catalog_glue_failures_leave_no_day_stuck() {
         );
         assert!(s.list("_leases/").await.expect("list").is_empty(), "{ctx}");
     }
+}
+
+/// A reader that globs a local partition (as DuckDB does) while runs publish one after another
+/// sees one whole run of the table at every instant: never an empty folder, never two runs, and
+/// another tool's file throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_globbing_reader_sees_one_whole_run_at_every_instant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("out");
+    let store: Arc<dyn Store> = Arc::new(DayStore::local(&root).expect("store"));
+    const PARTS: usize = 3;
+    let publish = |run: String| {
+        let store = store.clone();
+        async move {
+            let lease = store
+                .acquire_lease(date(), &RunId(run.clone()), chrono::Duration::hours(1))
+                .await
+                .expect("lease");
+            let mut files = Vec::new();
+            for p in 0..PARTS {
+                let (mut up, key) = store
+                    .create_part(&lease, "segments", p as u32)
+                    .await
+                    .expect("part");
+                up.write(Bytes::from(format!("{run}:{p}")))
+                    .await
+                    .expect("write");
+                up.complete().await.expect("complete");
+                files.push(ManifestFile {
+                    table: "segments".into(),
+                    key,
+                    rows: 1,
+                    bytes: 1,
+                    sha256: String::new(),
+                });
+            }
+            store
+                .publish(&lease, &manifest(&lease, files))
+                .await
+                .expect("publish");
+            store.release_lease(&lease).await.expect("release");
+        }
+    };
+    publish("run-000".into()).await;
+    let folder = root.join(format!("segments/conversation_date={}", date()));
+    std::fs::write(folder.join(SPARK), b"spark").expect("foreign file");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, folder) = (stop.clone(), folder.clone());
+        std::thread::spawn(move || {
+            let (mut seen, mut spanned, mut bad) = (0u64, 0u64, Vec::new());
+            let ino = |p: &std::path::Path| {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(p).map(|m| m.ino())
+            };
+            while !stop.load(Ordering::SeqCst) {
+                // A listing is not one instant: one that spans a swap of the folder (its inode
+                // changed meanwhile) read the folder being replaced, as a reader that opened it
+                // just before would; a glob is retried then. Every listing of the folder that
+                // was in place throughout must show one whole run.
+                let Ok(before) = ino(&folder) else {
+                    bad.push("no folder".to_string());
+                    continue;
+                };
+                let names: Vec<String> = match std::fs::read_dir(&folder) {
+                    Ok(rd) => rd
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().to_string())
+                        .filter(|n| n.ends_with(".parquet"))
+                        .collect(),
+                    Err(e) => {
+                        bad.push(format!("no folder: {e}"));
+                        continue;
+                    }
+                };
+                if ino(&folder).ok() != Some(before) {
+                    spanned += 1;
+                    continue;
+                }
+                let mut runs: Vec<&str> = names
+                    .iter()
+                    .filter(|n| n.as_str() != SPARK)
+                    .filter_map(|n| Some(n.strip_prefix("part-")?.rsplit_once('-')?.0))
+                    .collect();
+                runs.sort();
+                runs.dedup();
+                let parts = names.len() - usize::from(names.iter().any(|n| n == SPARK));
+                if runs.len() != 1 || parts != PARTS || !names.iter().any(|n| n == SPARK) {
+                    bad.push(format!("{names:?}"));
+                }
+                seen += 1;
+            }
+            (seen, spanned, bad)
+        })
+    };
+    for i in 1..=60 {
+        publish(format!("run-{i:03}")).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (seen, spanned, bad) = reader.join().expect("reader");
+    assert!(
+        bad.is_empty(),
+        "{} of {seen} listings were not one whole run: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    assert!(
+        seen > 100 && spanned < seen / 10,
+        "the reader listed the folder {seen} times ({spanned} more spanned a swap)"
+    );
 }

@@ -28,6 +28,17 @@
 //!   under a partition is never ours), this run's staging, and the previous run's manifest.
 //! - **Release**: delete-if-match of the lease: never the lease of a run that took over.
 //!
+//! **Local folders.** A reader that globs (DuckDB) sees one whole run per table at every
+//! instant: MakeVisible exchanges the staged partition folder with the visible one in one
+//! `renameat2(RENAME_EXCHANGE)` (another tool's files copied into the new folder first), and
+//! the previous content, now in the run's staging, goes with the Sweep. Chosen over a symlink
+//! per partition (readers and copy tools differ on following directory links, and Hive-style
+//! discovery would see the link and the run folders behind it) and over renaming the new files
+//! in before removing the old (two runs at once). Where there is no exchange (not Linux, or a
+//! file system without it) it falls back to two renames, between which the partition is empty
+//! for an instant (never two runs). As with any replacement, a reader that opened the folder
+//! just before the exchange reads the previous run's files as they are swept.
+//!
 //! A partition last written by the previous release's layout (before this protocol) is
 //! upgraded when a run first takes it: see [`legacy`].
 //!
@@ -157,8 +168,10 @@ struct LeaseRecord {
 /// How a committed run becomes what readers see.
 #[derive(Debug, Clone)]
 pub enum Visibility {
-    /// Local folder: each table's staged partition folder is renamed into place (a reader that
-    /// globs sees the old run or the new one, never both).
+    /// Local folder: each table's staged partition folder is exchanged with the visible one in
+    /// one `renameat2(RENAME_EXCHANGE)` (a reader that globs sees the old run or the new one,
+    /// whole, at every instant). Where the system has no exchange (not Linux, or a file system
+    /// without it), two renames: for an instant between them the partition is empty.
     SwapFolders,
     /// S3 read by listing the partition: the run's parts are copied in, then the previous
     /// run's deleted. A reader listing during those seconds sees both runs.
@@ -622,19 +635,47 @@ impl CommitStore {
             let visible = format!("{table}/{}", key.folder());
             let staged = format!("{}{visible}", key.run_staging(run));
             let aside = format!("{}_old/{table}", key.run_staging(run));
-            let has_new = manifest.files.iter().any(|f| f.table == table);
-            let staged_there = !self.storage.list(&format!("{staged}/")).await?.is_empty();
+            let new_keys: Vec<&str> = manifest
+                .files
+                .iter()
+                .filter(|f| f.table == table)
+                .map(|f| f.key.as_str())
+                .collect();
             let visible_files = self.storage.list(&format!("{visible}/")).await?;
-            // Visible is the previous run's (or nothing) unless we moved ours in already.
-            let ours_visible = has_new && !staged_there;
-            if !ours_visible && !visible_files.is_empty() {
-                // A leftover aside of an interrupted attempt: its foreign files go back first.
+            let shown: BTreeSet<&str> = visible_files.iter().map(|m| m.key.as_str()).collect();
+            // Part names carry the run: ours are visible once every one of them is there.
+            let ours_visible = !new_keys.is_empty() && new_keys.iter().all(|k| shown.contains(k));
+            let staged_there = !self.storage.list(&format!("{staged}/")).await?.is_empty();
+            if !new_keys.is_empty() && !ours_visible && staged_there {
+                if visible_files.is_empty() {
+                    self.storage.rename_folder(&staged, &visible).await?;
+                } else {
+                    // Another tool's files are copied in first: they stay visible throughout.
+                    for m in visible_files
+                        .iter()
+                        .filter(|m| !prev_keys.contains(m.key.as_str()))
+                    {
+                        let rel = &m.key[visible.len() + 1..];
+                        self.storage
+                            .copy(&m.key, &format!("{staged}/{rel}"))
+                            .await?;
+                    }
+                    // One atomic exchange: the previous content lands in the staging, which
+                    // the sweep removes.
+                    if !self.storage.exchange_folders(&staged, &visible).await? {
+                        // Fallback (no exchange on this system): two renames, between which a
+                        // reader finds the folder empty for an instant, never two runs.
+                        self.delete_prefix(&format!("{aside}/")).await?;
+                        self.storage.rename_folder(&visible, &aside).await?;
+                        self.storage.rename_folder(&staged, &visible).await?;
+                    }
+                }
+            } else if new_keys.is_empty() && shown.iter().any(|k| prev_keys.contains(k)) {
+                // No rows in this run: the previous run's partition is set aside whole (empty
+                // is this run's content); another tool's files come back below.
                 self.restore_foreign(&aside, &visible, &prev_keys).await?;
                 self.delete_prefix(&format!("{aside}/")).await?;
                 self.storage.rename_folder(&visible, &aside).await?;
-            }
-            if staged_there {
-                self.storage.rename_folder(&staged, &visible).await?;
             }
             self.restore_foreign(&aside, &visible, &prev_keys).await?;
         }

@@ -110,6 +110,33 @@ impl ObjectStorage for MemoryStorage {
         self.put_now(to, data, &PutMode::Overwrite).map(|_| ())
     }
 
+    async fn exchange_folders(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        let (a, b) = (
+            format!("{}/", a.trim_end_matches('/')),
+            format!("{}/", b.trim_end_matches('/')),
+        );
+        let mut st = self.lock();
+        let take = |st: &mut State, p: &str| {
+            let keys: Vec<String> = st
+                .objects
+                .keys()
+                .filter(|k| k.starts_with(p))
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| st.objects.remove(&k).map(|o| (k[p.len()..].to_string(), o)))
+                .collect::<Vec<_>>()
+        };
+        let (in_a, in_b) = (take(&mut st, &a), take(&mut st, &b));
+        for (rel, o) in in_a {
+            st.objects.insert(format!("{b}{rel}"), o);
+        }
+        for (rel, o) in in_b {
+            st.objects.insert(format!("{a}{rel}"), o);
+        }
+        Ok(true)
+    }
+
     async fn rename_folder(&self, from: &str, to: &str) -> Result<(), StoreError> {
         let (from, to) = (
             format!("{}/", from.trim_end_matches('/')),

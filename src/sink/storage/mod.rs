@@ -107,6 +107,14 @@ pub trait ObjectStorage: fmt::Debug + Send + Sync + 'static {
         })
     }
 
+    /// Swaps the contents of folders `a` and `b` (both exist) in one atomic step, where the
+    /// backend can: a reader of either sees the one set of objects or the other, never a mix or
+    /// nothing. Returns false, changing nothing, where it cannot.
+    async fn exchange_folders(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        let _ = (a, b);
+        Ok(false)
+    }
+
     /// A streaming upload to `key`, invisible until completed (it overwrites).
     async fn upload(&self, key: &str) -> Result<Box<dyn Upload>, StoreError>;
 
