@@ -31,7 +31,11 @@ schema = json.loads(subprocess.check_output([sys.argv[2], "schema", "--format", 
 for t in schema["tables"]:
     glue.create_table(DatabaseName="gp", TableInput={"Name": t["name"], "StorageDescriptor": {"Location": f"s3://bench/gp/{t['name']}/", "Columns": [{"Name": "conversation_id", "Type": "string"}]}, "PartitionKeys": [{"Name": "conversation_date", "Type": "string"}]})
 PY
+# The benchmark's pages hold one day (convert replaces only the days it is told it covers).
+DAY=${GP_BENCH_DAY:-2026-10-20}
+END=$(date -u -d "$DAY + 1 day" +%F)
 run() { /usr/bin/time -f "%e s, peak %M KiB" "$@" >/dev/null 2>"$tmp/time"; tail -1 "$tmp/time"; }
-echo "local:";   run $BIN convert --out "$tmp/local" "$IN"
-echo "s3:";      run $BIN convert --out s3://bench/p --s3-endpoint http://127.0.0.1:$port "$IN"
-echo "catalog:"; run $BIN convert --out s3://bench/gp --s3-endpoint http://127.0.0.1:$port --glue-database gp "$IN"
+cover=(--start "$DAY" --end "$END")
+echo "local:";   run $BIN convert "${cover[@]}" --out "$tmp/local" "$IN"
+echo "s3:";      run $BIN convert "${cover[@]}" --out s3://bench/p --s3-endpoint http://127.0.0.1:$port "$IN"
+echo "catalog:"; run $BIN convert "${cover[@]}" --out s3://bench/gp --s3-endpoint http://127.0.0.1:$port --glue-database gp "$IN"
