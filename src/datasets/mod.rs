@@ -90,6 +90,23 @@ impl Dataset {
         ALL
     }
 
+    /// `conversations,reference` (a comma list, as `--datasets` takes it) → those datasets,
+    /// in registry order, each once.
+    pub fn parse_list(list: &str) -> Result<Vec<&'static Dataset>, String> {
+        let mut want = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let d = Dataset::by_name(name).ok_or_else(|| {
+                let known: Vec<&str> = ALL.iter().map(|d| d.name).collect();
+                format!("unknown dataset {name:?} (known: {})", known.join(", "))
+            })?;
+            want.push(d);
+        }
+        if want.is_empty() {
+            return Err("no dataset named".into());
+        }
+        Ok(ALL.iter().copied().filter(|d| want.contains(d)).collect())
+    }
+
     /// The tables that hold one row per record (no parent): the converter starts there.
     pub fn roots(&self) -> impl Iterator<Item = Table> + '_ {
         self.tables
@@ -210,11 +227,11 @@ mod tests {
             for (i, t) in d.tables.iter().enumerate() {
                 let spec = t.spec();
                 assert_eq!(spec.pos, i, "{}.{}", d.name, spec.name);
-                assert_eq!(spec.dataset, d.name, "{}", spec.name);
+                assert_eq!(spec.dataset, *d, "{}", spec.name);
                 assert!(names.insert(spec.name), "table {} defined twice", spec.name);
                 if let Some(p) = spec.parent {
                     assert!(p.idx() < i, "{}: parent after child", spec.name);
-                    assert_eq!(p.spec().dataset, d.name);
+                    assert_eq!(p.spec().dataset, *d);
                 }
             }
             let column = d.partitioning.column();
@@ -229,5 +246,19 @@ mod tests {
             }
         }
         assert_eq!(Table::all().len(), names.len());
+    }
+
+    #[test]
+    fn dataset_lists_parse_by_name() {
+        assert_eq!(
+            Dataset::parse_list(" conversations, conversations"),
+            Ok(vec![&conversations::DATASET])
+        );
+        let err = Dataset::parse_list("conversations,nope").unwrap_err();
+        assert!(
+            err.contains("\"nope\"") && err.contains("known: conversations"),
+            "{err}"
+        );
+        assert!(Dataset::parse_list(" , ").is_err());
     }
 }
