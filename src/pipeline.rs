@@ -1543,7 +1543,9 @@ mod other_dataset {
     use crate::sink::DayStore;
     use crate::tables::schema::{Field, Table, TableDef, TableSpec, Ty};
 
-    struct NoSource;
+    /// Plans fail with the HTTP status it holds: 403 (a permission missing), 401 (the login
+    /// refused), else an error of that day only.
+    struct NoSource(u16);
 
     #[async_trait::async_trait]
     impl Source for NoSource {
@@ -1553,7 +1555,21 @@ mod other_dataset {
             _: Interval,
             _: Mode,
         ) -> Result<Planned, GenesysError> {
-            unreachable!("fed by the test")
+            Err(match self.0 {
+                401 => GenesysError::Login {
+                    host: "login.test".into(),
+                    status: 401,
+                    message: "invalid_client".into(),
+                },
+                status => GenesysError::Api {
+                    what: "listing".into(),
+                    status,
+                    code: "x".into(),
+                    message: "missing the following permission(s): [a:b:view]".into(),
+                    context_id: "c".into(),
+                    correlation_id: None,
+                },
+            })
         }
     }
 
@@ -1603,7 +1619,7 @@ mod other_dataset {
             column: "status_date",
             time_column: "start_time",
         },
-        source: &NoSource,
+        source: &NoSource(400),
     };
     static BY_ROW_TABLE: TableDef = TableDef::new(spec(&BY_ROW, "test_status"));
     static BY_RECORD: Dataset = Dataset {
@@ -1617,7 +1633,7 @@ mod other_dataset {
             column: "status_date",
             time_column: "start_time",
         },
-        source: &NoSource,
+        source: &NoSource(400),
     };
     static BY_RECORD_TABLE: TableDef = TableDef::new(spec(&BY_RECORD, "test_status_r"));
 
@@ -1697,5 +1713,90 @@ mod other_dataset {
         let (m, _) = run(&BY_RECORD, dir.path()).await;
         let err = m.expect_err("a row of another day");
         assert!(err.to_string().contains("2026-11-21"), "{err}");
+    }
+
+    static DENIED: Dataset = Dataset {
+        name: "test_denied",
+        source: &NoSource(403),
+        ..test_dataset()
+    };
+    static NO_LOGIN: Dataset = Dataset {
+        name: "test_no_login",
+        source: &NoSource(401),
+        ..test_dataset()
+    };
+
+    const TABLES: &[Table] = &[Table::of(&BY_RECORD_TABLE)];
+
+    const fn test_dataset() -> Dataset {
+        Dataset {
+            name: "",
+            description: "test",
+            tables: TABLES,
+            envelope: "entities",
+            record: RECORD,
+            dedupe: Dedupe::NewestCopy,
+            partitioning: Partitioning::RecordDay {
+                column: "status_date",
+                time_column: "start_time",
+            },
+            source: &NoSource(400),
+        }
+    }
+
+    /// (dataset, status) of each day of a two-day run of `datasets`.
+    async fn statuses(
+        datasets: Vec<&'static Dataset>,
+    ) -> (Vec<(&'static str, &'static str)>, RunSummary) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(DayStore::local(dir.path()).expect("store"));
+        let client = GenesysClient::new(crate::genesys::ClientConfig::new(
+            crate::genesys::Hosts::custom("http://127.0.0.1:9", "http://127.0.0.1:9")
+                .expect("hosts"),
+            crate::genesys::Credentials::new("id".into(), "secret".into()),
+        ))
+        .expect("client");
+        let cfg = PipelineConfig {
+            datasets,
+            ..PipelineConfig::default()
+        };
+        let range: Interval = "2026-11-20T00:00:00.000Z/2026-11-22T00:00:00.000Z"
+            .parse()
+            .expect("range");
+        let s = extract(&client, store, range, &cfg, Arc::new(NoProgress)).await;
+        let mut v: Vec<_> = s.days.iter().map(|d| (d.dataset, d.status)).collect();
+        v.sort();
+        (v, s)
+    }
+
+    #[tokio::test]
+    async fn a_missing_permission_stops_its_dataset_and_a_refused_login_the_run() {
+        let (v, s) = statuses(vec![&DENIED, &BY_ROW]).await;
+        assert_eq!(
+            v,
+            [
+                ("test_by_row", "failed"),
+                ("test_by_row", "failed"),
+                ("test_denied", "failed"),
+                ("test_denied", "not attempted"),
+            ]
+        );
+        let fatal = s.fatal.expect("fatal");
+        assert!(
+            fatal.starts_with("test_denied dataset: ") && fatal.contains("a:b:view"),
+            "{fatal}"
+        );
+
+        let (v, s) = statuses(vec![&NO_LOGIN, &BY_ROW]).await;
+        assert_eq!(
+            v,
+            [
+                ("test_by_row", "not attempted"),
+                ("test_by_row", "not attempted"),
+                ("test_no_login", "failed"),
+                ("test_no_login", "not attempted"),
+            ]
+        );
+        assert!(s.fatal.expect("fatal").contains("login"));
     }
 }
