@@ -2,7 +2,7 @@
 //! convert → write → publish, with a summary per partition.
 //!
 //! `extract` (pages from the API, one run per dataset-day) and `convert` (pages from saved
-//! files, one run over the days they cover) share one orchestration, [`PartitionRun`]; only the
+//! files, one run over the days they cover) share one orchestration, `PartitionRun`; only the
 //! page feed differs. The stages run concurrently over bounded channels, so the next page is
 //! being read while the last one converts, and memory stays bounded however big the day is:
 //!

@@ -13,11 +13,13 @@
 //! | partition | `conversation_date`: [`Partitioning::RecordDay`] of `conversationStart` | `snapshot_date`: [`Partitioning::RunDate`] | `status_date`: [`Partitioning::RowDay`] of each row's start |
 //!
 //! # How to add a dataset
-//! 1. **Its module**, `src/datasets/<name>.rs`, modelled on [`conversations`]: a
-//!    `pub static DATASET: Dataset` (name, envelope key, record id, dedupe rule, partitioning,
-//!    source) and its tables: one `static X_DEF: TableDef = TableDef::new(TableSpec { … })`
-//!    each, with `pub const X: Table = Table::of(&X_DEF)`, root first and parents before
-//!    children; the model's field lists beside them (or in `tables/fields.rs`).
+//! 1. **Its module**, `src/datasets/<name>/` (or `<name>.rs`), modelled on [`conversations`]:
+//!    a `pub static DATASET: Dataset` (name, envelope key, record id, dedupe rule,
+//!    partitioning, source) and its schema: one `static X_DEF: TableDef =
+//!    TableDef::new(TableSpec { dataset: &DATASET, pos, … })` per table, with
+//!    `pub const X: Table = Table::of(&X_DEF)`, root first and parents before children, key
+//!    columns ([`Key`]), required and free-text fields; the models' field lists beside them
+//!    (`conversations/fields.rs`).
 //! 2. **Its source**: a type implementing [`Source`] (plan, then a stream of [`Page`]s whose
 //!    records are filtered to the partition and deduplicated), usually over a new
 //!    [`GenesysClient`] method for its endpoints and paging.
@@ -30,6 +32,7 @@
 //! registry. Table names are unique across datasets (one Glue database); a test checks it.
 //!
 //! [`Page`]: crate::page::Page
+//! [`Key`]: crate::tables::schema::Key
 
 pub mod conversations;
 

@@ -8,12 +8,13 @@
 //! `conversation_start`; `conversation_date` (UTC date of `conversation_start`) is the Hive
 //! partition, so it is in the path, not in the files.
 
+mod fields;
+
 use async_trait::async_trait;
 
 use super::{Dataset, Dedupe, Partitioning, Planned, RecordSpec, Source};
 use crate::genesys::{GenesysClient, GenesysError, Mode};
 use crate::interval::Interval;
-use crate::tables::fields;
 use crate::tables::schema::{Field, Flatten, Key, Table, TableDef, TableSpec, Ty};
 
 /// The dataset (registered in [`super::ALL`]).
