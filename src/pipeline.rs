@@ -2,7 +2,7 @@
 //! convert → write → publish, with a summary per partition.
 //!
 //! `extract` (pages from the API, one run per dataset-day) and `convert` (pages from saved
-//! files, one run over the days they cover) share one orchestration, [`PartitionRun`]; only the
+//! files, one run over the days they cover) share one orchestration, `PartitionRun`; only the
 //! page feed differs. The stages run concurrently over bounded channels, so the next page is
 //! being read while the last one converts, and memory stays bounded however big the day is:
 //!
@@ -134,6 +134,13 @@ impl PipelineError {
         }
     }
 
+    /// A run-fatal failure that concerns only its dataset (a permission the other datasets do
+    /// not need): the other datasets' days go on.
+    pub fn fatal_to_dataset_only(&self) -> bool {
+        matches!(self, PipelineError::Genesys { source, .. }
+            if matches!(**source, GenesysError::Api { status: 403, .. }))
+    }
+
     /// A stable class: the Lambda's `errorType`, which Step Functions retries match on.
     ///
     /// A store refusing access keeps its own class (`Store.Permanent`, not retried either);
@@ -222,6 +229,10 @@ pub struct DaySummary {
     pub requests: Option<RequestStatsSnapshot>,
     /// Fields kept in `extra` because their value had an unexpected type.
     pub type_mismatches: u64,
+    /// Rows dropped as belonging to another partition (datasets partitioned by each row's
+    /// day, whose records span days).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rows_other_days: u64,
     pub seconds: f64,
 }
 
@@ -246,6 +257,7 @@ impl DaySummary {
             pages: 0,
             requests: None,
             type_mismatches: 0,
+            rows_other_days: 0,
             seconds: 0.0,
         }
     }
@@ -257,6 +269,10 @@ impl DaySummary {
         self.files = m.files.len() as u64;
         self.bytes = m.files.iter().map(|f| f.bytes).sum();
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The summary of a whole run: printed by the CLI, returned by the Lambda.
@@ -362,9 +378,15 @@ pub async fn extract(
 ) -> RunSummary {
     let started = Instant::now();
     let units = partitions(&cfg.datasets, &range);
-    // The first failure that no day can avoid; days not started by then are not attempted.
-    let fatal: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-    let fatal_now = || fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    // The first failure that no day can avoid, of the run (a refused login) or of one dataset
+    // (a permission only it needs); days not started by then are not attempted.
+    let fatal: std::sync::Mutex<Fatal> = std::sync::Mutex::new(Fatal::default());
+    let fatal_now = |dataset: &str| {
+        fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cause(dataset)
+    };
     let summaries: Vec<DaySummary> = futures::stream::iter(units)
         .map(|(dataset, day)| {
             let store = store.clone();
@@ -373,7 +395,7 @@ pub async fn extract(
             async move {
                 let date = day.start.date_naive();
                 let mut summary = DaySummary::new(dataset, date, &day);
-                if let Some(cause) = fatal_now() {
+                if let Some(cause) = fatal_now(dataset.name) {
                     summary.status = "not attempted";
                     summary.transient = Some(false);
                     summary.error_type = Some(ErrorClass::RunFatal.as_str().to_string());
@@ -395,11 +417,14 @@ pub async fn extract(
                     summary.error = Some(e.to_string());
                     if let Some(cause) = e.run_fatal() {
                         let cause = format!("{} dataset: {cause}", dataset.name);
-                        tracing::error!(%date, dataset = dataset.name, error = %e, "stopping the run: {cause}");
-                        fatal
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(cause);
+                        let mut f = fatal.lock().unwrap_or_else(|p| p.into_inner());
+                        if e.fatal_to_dataset_only() {
+                            tracing::error!(%date, dataset = dataset.name, error = %e, "stopping the dataset: {cause}");
+                            f.datasets.entry(dataset.name).or_insert(cause);
+                        } else {
+                            tracing::error!(%date, dataset = dataset.name, error = %e, "stopping the run: {cause}");
+                            f.run.get_or_insert(cause);
+                        }
                     } else {
                         tracing::error!(%date, dataset = dataset.name, error = %e, "day failed");
                     }
@@ -413,8 +438,37 @@ pub async fn extract(
         .collect()
         .await;
     let mut summary = RunSummary::new(store.location(), summaries, started);
-    summary.fatal = fatal_now();
+    summary.fatal = fatal
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .summary();
     summary
+}
+
+/// Failures that stop the rest of a run, or the rest of one dataset's days.
+#[derive(Default)]
+struct Fatal {
+    run: Option<String>,
+    datasets: BTreeMap<&'static str, String>,
+}
+
+impl Fatal {
+    /// Why a day of `dataset` is not attempted, if it is not.
+    fn cause(&self, dataset: &str) -> Option<String> {
+        self.run
+            .clone()
+            .or_else(|| self.datasets.get(dataset).cloned())
+    }
+
+    /// The run's `fatal`: every cause, the run's first (the run fails loudly either way).
+    fn summary(self) -> Option<String> {
+        let causes: Vec<String> = self
+            .run
+            .into_iter()
+            .chain(self.datasets.into_values())
+            .collect();
+        (!causes.is_empty()).then(|| causes.join("; "))
+    }
 }
 
 /// Time the publish of a day needs: a base for the commit's requests plus the buffered rows
@@ -478,6 +532,7 @@ async fn extract_day(
     let counts = parts.counts(date);
     summary.pages = counts.pages;
     summary.type_mismatches = counts.type_mismatches;
+    summary.rows_other_days = parts.rows_elsewhere;
     match result {
         Ok(()) => parts
             .publish(date, cfg)
@@ -692,6 +747,8 @@ struct PartitionRun {
     targets: BTreeMap<NaiveDate, Interval>,
     writers: BTreeMap<NaiveDate, DayWriter>,
     counts: BTreeMap<NaiveDate, DayCounts>,
+    /// Rows of other partitions, dropped ([`Partitioning::RowDay`] only).
+    rows_elsewhere: u64,
 }
 
 impl PartitionRun {
@@ -710,6 +767,7 @@ impl PartitionRun {
             targets: targets.into_iter().collect(),
             writers: BTreeMap::new(),
             counts: BTreeMap::new(),
+            rows_elsewhere: 0,
         }
     }
 
@@ -773,7 +831,14 @@ impl PartitionRun {
                 source,
             })? {
                 if !self.targets.contains_key(&date) {
-                    // The feed keeps only the run's partitions: rows of another are a bug.
+                    if let Partitioning::RowDay { .. } = self.dataset.partitioning {
+                        // A record spans days (a status open across midnight comes back for
+                        // each day it touches): its rows of other days are those days' runs'.
+                        self.rows_elsewhere += part.batch.num_rows() as u64;
+                        continue;
+                    }
+                    // The feed keeps only the run's records, whose rows all belong to the
+                    // run's partitions: rows of another are a bug.
                     let target = self
                         .targets
                         .keys()
@@ -1466,5 +1531,272 @@ mod tests {
                 .expect("manifest"),
             None
         );
+    }
+}
+
+/// A dataset that is not the conversations, declared here only (not registered): its pages go
+/// through the same run, converter and store.
+#[cfg(test)]
+mod other_dataset {
+    use super::*;
+    use crate::datasets::{Dedupe, Planned, RecordSpec, Source};
+    use crate::sink::DayStore;
+    use crate::tables::schema::{Field, Table, TableDef, TableSpec, Ty};
+
+    /// Plans fail with the HTTP status it holds: 403 (a permission missing), 401 (the login
+    /// refused), else an error of that day only.
+    struct NoSource(u16);
+
+    #[async_trait::async_trait]
+    impl Source for NoSource {
+        async fn plan(
+            &self,
+            _: &GenesysClient,
+            _: Interval,
+            _: Mode,
+        ) -> Result<Planned, GenesysError> {
+            Err(match self.0 {
+                401 => GenesysError::Login {
+                    host: "login.test".into(),
+                    status: 401,
+                    message: "invalid_client".into(),
+                },
+                status => GenesysError::Api {
+                    what: "listing".into(),
+                    status,
+                    code: "x".into(),
+                    message: "missing the following permission(s): [a:b:view]".into(),
+                    context_id: "c".into(),
+                    correlation_id: None,
+                },
+            })
+        }
+    }
+
+    const FIELDS: &[Field] = &[
+        Field::new("id", Ty::Str, "id"),
+        Field::new("startTime", Ty::Time, "start"),
+        Field::new("status", Ty::Str, "status"),
+    ];
+
+    const RECORD: RecordSpec = RecordSpec {
+        name: "status",
+        id: "id",
+        time: Some("startTime"),
+    };
+
+    const fn spec(dataset: &'static Dataset, name: &'static str) -> TableSpec {
+        TableSpec {
+            dataset,
+            pos: 0,
+            name,
+            description: "test",
+            model: "Status",
+            source: "",
+            parent: None,
+            keys: &[],
+            index: None,
+            fields: FIELDS,
+            lead: &[],
+            required: &["id", "startTime"],
+            free_text: &[],
+            children: &[],
+            flatten: None,
+            map: None,
+            extra: true,
+            raw: false,
+        }
+    }
+
+    static BY_ROW: Dataset = Dataset {
+        name: "test_by_row",
+        description: "test",
+        tables: &[Table::of(&BY_ROW_TABLE)],
+        envelope: "entities",
+        record: RECORD,
+        dedupe: Dedupe::NewestCopy,
+        partitioning: Partitioning::RowDay {
+            column: "status_date",
+            time_column: "start_time",
+        },
+        source: &NoSource(400),
+    };
+    static BY_ROW_TABLE: TableDef = TableDef::new(spec(&BY_ROW, "test_status"));
+    static BY_RECORD: Dataset = Dataset {
+        name: "test_by_record",
+        description: "test",
+        tables: &[Table::of(&BY_RECORD_TABLE)],
+        envelope: "entities",
+        record: RECORD,
+        dedupe: Dedupe::NewestCopy,
+        partitioning: Partitioning::RecordDay {
+            column: "status_date",
+            time_column: "start_time",
+        },
+        source: &NoSource(400),
+    };
+    static BY_RECORD_TABLE: TableDef = TableDef::new(spec(&BY_RECORD, "test_status_r"));
+
+    const PAGE: &str = r#"{"entities":[
+        {"id":"a","startTime":"2026-11-20T23:00:00.000Z","status":"IDLE"},
+        {"id":"b","startTime":"2026-11-21T01:00:00.000Z","status":"BUSY","new":1}]}"#;
+
+    /// Runs one page through a run of 2026-11-20 of `dataset`.
+    async fn run(
+        dataset: &'static Dataset,
+        dir: &std::path::Path,
+    ) -> (Result<Manifest, PipelineError>, u64) {
+        let store: Arc<dyn Store> = Arc::new(DayStore::local(dir).expect("store"));
+        let date: NaiveDate = "2026-11-20".parse().expect("date");
+        let cfg = PipelineConfig {
+            datasets: vec![dataset],
+            ..PipelineConfig::default()
+        };
+        let started = Utc::now();
+        let mut parts = PartitionRun::new(
+            dataset,
+            store,
+            RunId::new(started),
+            started,
+            [(date, Interval::day(date))],
+        );
+        let (tx, rx) = mpsc::channel(1);
+        let page = Page::parse(
+            Bytes::from_static(PAGE.as_bytes()),
+            crate::page::PageOrigin::new("test"),
+            dataset.envelope,
+        )
+        .expect("page");
+        let done = tokio::spawn(async move {
+            tx.send(Fed {
+                days: vec![(date, 2)],
+                page,
+            })
+            .await
+            .map_err(|_| PipelineError::Internal("closed".into()))?;
+            Ok(1)
+        });
+        let feed = Feed {
+            pages: rx,
+            done,
+            read: Arc::default(),
+        };
+        let r = parts.stream(feed, &cfg, &NoProgress, None).await;
+        let out = match r {
+            Ok(()) => parts.publish(date, &cfg).await,
+            Err(e) => {
+                parts.abort().await;
+                Err(e)
+            }
+        };
+        (out, parts.rows_elsewhere)
+    }
+
+    #[tokio::test]
+    async fn rows_of_other_days_are_dropped_only_where_rows_have_their_own_day() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (m, elsewhere) = run(&BY_ROW, dir.path()).await;
+        let m = m.expect("published");
+        assert_eq!(m.rows["test_status"], 1);
+        assert_eq!(elsewhere, 1);
+        let files: Vec<&str> = m.files.iter().map(|f| f.key.as_str()).collect();
+        assert!(
+            files
+                .iter()
+                .all(|k| k.starts_with("test_status/status_date=2026-11-20/")),
+            "{files:?}"
+        );
+        assert!(dir.path().join(files[0]).exists());
+
+        // Partitioned by the record's day, a record of another day in the run is a bug.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (m, _) = run(&BY_RECORD, dir.path()).await;
+        let err = m.expect_err("a row of another day");
+        assert!(err.to_string().contains("2026-11-21"), "{err}");
+    }
+
+    static DENIED: Dataset = Dataset {
+        name: "test_denied",
+        source: &NoSource(403),
+        ..test_dataset()
+    };
+    static NO_LOGIN: Dataset = Dataset {
+        name: "test_no_login",
+        source: &NoSource(401),
+        ..test_dataset()
+    };
+
+    const TABLES: &[Table] = &[Table::of(&BY_RECORD_TABLE)];
+
+    const fn test_dataset() -> Dataset {
+        Dataset {
+            name: "",
+            description: "test",
+            tables: TABLES,
+            envelope: "entities",
+            record: RECORD,
+            dedupe: Dedupe::NewestCopy,
+            partitioning: Partitioning::RecordDay {
+                column: "status_date",
+                time_column: "start_time",
+            },
+            source: &NoSource(400),
+        }
+    }
+
+    /// (dataset, status) of each day of a two-day run of `datasets`.
+    async fn statuses(
+        datasets: Vec<&'static Dataset>,
+    ) -> (Vec<(&'static str, &'static str)>, RunSummary) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(DayStore::local(dir.path()).expect("store"));
+        let client = GenesysClient::new(crate::genesys::ClientConfig::new(
+            crate::genesys::Hosts::custom("http://127.0.0.1:9", "http://127.0.0.1:9")
+                .expect("hosts"),
+            crate::genesys::Credentials::new("id".into(), "secret".into()),
+        ))
+        .expect("client");
+        let cfg = PipelineConfig {
+            datasets,
+            ..PipelineConfig::default()
+        };
+        let range: Interval = "2026-11-20T00:00:00.000Z/2026-11-22T00:00:00.000Z"
+            .parse()
+            .expect("range");
+        let s = extract(&client, store, range, &cfg, Arc::new(NoProgress)).await;
+        let mut v: Vec<_> = s.days.iter().map(|d| (d.dataset, d.status)).collect();
+        v.sort();
+        (v, s)
+    }
+
+    #[tokio::test]
+    async fn a_missing_permission_stops_its_dataset_and_a_refused_login_the_run() {
+        let (v, s) = statuses(vec![&DENIED, &BY_ROW]).await;
+        assert_eq!(
+            v,
+            [
+                ("test_by_row", "failed"),
+                ("test_by_row", "failed"),
+                ("test_denied", "failed"),
+                ("test_denied", "not attempted"),
+            ]
+        );
+        let fatal = s.fatal.expect("fatal");
+        assert!(
+            fatal.starts_with("test_denied dataset: ") && fatal.contains("a:b:view"),
+            "{fatal}"
+        );
+
+        let (v, s) = statuses(vec![&NO_LOGIN, &BY_ROW]).await;
+        assert_eq!(
+            v,
+            [
+                ("test_by_row", "not attempted"),
+                ("test_by_row", "not attempted"),
+                ("test_no_login", "failed"),
+                ("test_no_login", "not attempted"),
+            ]
+        );
+        assert!(s.fatal.expect("fatal").contains("login"));
     }
 }

@@ -13,11 +13,13 @@
 //! | partition | `conversation_date`: [`Partitioning::RecordDay`] of `conversationStart` | `snapshot_date`: [`Partitioning::RunDate`] | `status_date`: [`Partitioning::RowDay`] of each row's start |
 //!
 //! # How to add a dataset
-//! 1. **Its module**, `src/datasets/<name>.rs`, modelled on [`conversations`]: a
-//!    `pub static DATASET: Dataset` (name, envelope key, record id, dedupe rule, partitioning,
-//!    source) and its tables: one `static X_DEF: TableDef = TableDef::new(TableSpec { … })`
-//!    each, with `pub const X: Table = Table::of(&X_DEF)`, root first and parents before
-//!    children; the model's field lists beside them (or in `tables/fields.rs`).
+//! 1. **Its module**, `src/datasets/<name>/` (or `<name>.rs`), modelled on [`conversations`]:
+//!    a `pub static DATASET: Dataset` (name, envelope key, record id, dedupe rule,
+//!    partitioning, source) and its schema: one `static X_DEF: TableDef =
+//!    TableDef::new(TableSpec { dataset: &DATASET, pos, … })` per table, with
+//!    `pub const X: Table = Table::of(&X_DEF)`, root first and parents before children, key
+//!    columns ([`Key`]), required and free-text fields; the models' field lists beside them
+//!    (`conversations/fields.rs`).
 //! 2. **Its source**: a type implementing [`Source`] (plan, then a stream of [`Page`]s whose
 //!    records are filtered to the partition and deduplicated), usually over a new
 //!    [`GenesysClient`] method for its endpoints and paging.
@@ -30,6 +32,7 @@
 //! registry. Table names are unique across datasets (one Glue database); a test checks it.
 //!
 //! [`Page`]: crate::page::Page
+//! [`Key`]: crate::tables::schema::Key
 
 pub mod conversations;
 
@@ -88,6 +91,23 @@ impl Dataset {
     /// Every registered dataset.
     pub fn all() -> &'static [&'static Dataset] {
         ALL
+    }
+
+    /// `conversations,reference` (a comma list, as `--datasets` takes it) → those datasets,
+    /// in registry order, each once.
+    pub fn parse_list(list: &str) -> Result<Vec<&'static Dataset>, String> {
+        let mut want = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let d = Dataset::by_name(name).ok_or_else(|| {
+                let known: Vec<&str> = ALL.iter().map(|d| d.name).collect();
+                format!("unknown dataset {name:?} (known: {})", known.join(", "))
+            })?;
+            want.push(d);
+        }
+        if want.is_empty() {
+            return Err("no dataset named".into());
+        }
+        Ok(ALL.iter().copied().filter(|d| want.contains(d)).collect())
     }
 
     /// The tables that hold one row per record (no parent): the converter starts there.
@@ -210,11 +230,11 @@ mod tests {
             for (i, t) in d.tables.iter().enumerate() {
                 let spec = t.spec();
                 assert_eq!(spec.pos, i, "{}.{}", d.name, spec.name);
-                assert_eq!(spec.dataset, d.name, "{}", spec.name);
+                assert_eq!(spec.dataset, *d, "{}", spec.name);
                 assert!(names.insert(spec.name), "table {} defined twice", spec.name);
                 if let Some(p) = spec.parent {
                     assert!(p.idx() < i, "{}: parent after child", spec.name);
-                    assert_eq!(p.spec().dataset, d.name);
+                    assert_eq!(p.spec().dataset, *d);
                 }
             }
             let column = d.partitioning.column();
@@ -229,5 +249,19 @@ mod tests {
             }
         }
         assert_eq!(Table::all().len(), names.len());
+    }
+
+    #[test]
+    fn dataset_lists_parse_by_name() {
+        assert_eq!(
+            Dataset::parse_list(" conversations, conversations"),
+            Ok(vec![&conversations::DATASET])
+        );
+        let err = Dataset::parse_list("conversations,nope").unwrap_err();
+        assert!(
+            err.contains("\"nope\"") && err.contains("known: conversations"),
+            "{err}"
+        );
+        assert!(Dataset::parse_list(" , ").is_err());
     }
 }

@@ -132,8 +132,7 @@ impl Table {
 
     /// The dataset the table belongs to.
     pub fn dataset(self) -> &'static crate::datasets::Dataset {
-        crate::datasets::Dataset::by_name(self.0.spec.dataset)
-            .unwrap_or(&crate::datasets::conversations::DATASET)
+        self.0.spec.dataset
     }
 
     /// The columns, in file order (without the partition column).
@@ -146,7 +145,7 @@ impl Table {
     }
 
     fn key(self) -> (&'static str, usize) {
-        (self.0.spec.dataset, self.0.spec.pos)
+        (self.0.spec.dataset.name, self.0.spec.pos)
     }
 }
 
@@ -192,8 +191,8 @@ impl std::fmt::Display for Table {
 /// How a table's rows are found in a record.
 #[derive(Debug)]
 pub struct TableSpec {
-    /// The dataset's name ([`crate::datasets::Dataset::name`]).
-    pub dataset: &'static str,
+    /// The dataset the table belongs to (its `tables` lists it at [`TableSpec::pos`]).
+    pub dataset: &'static crate::datasets::Dataset,
     /// Position among the dataset's tables; parents come before their children.
     pub pos: usize,
     pub name: &'static str,
@@ -232,7 +231,7 @@ impl TableSpec {
     /// with `TableSpec { lead: …, ..TableSpec::child(…) }`.
     #[allow(clippy::too_many_arguments)]
     pub const fn child(
-        dataset: &'static str,
+        dataset: &'static crate::datasets::Dataset,
         pos: usize,
         name: &'static str,
         description: &'static str,
@@ -570,7 +569,7 @@ pub fn to_json() -> Value {
                 .collect();
             json!({
                 "name": spec.name,
-                "dataset": spec.dataset,
+                "dataset": spec.dataset.name,
                 "description": spec.description,
                 "model": spec.model,
                 "parent": spec.parent.map(|p| p.name()),

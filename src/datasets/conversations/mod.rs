@@ -8,19 +8,18 @@
 //! `conversation_start`; `conversation_date` (UTC date of `conversation_start`) is the Hive
 //! partition, so it is in the path, not in the files.
 
+mod fields;
+
 use async_trait::async_trait;
 
 use super::{Dataset, Dedupe, Partitioning, Planned, RecordSpec, Source};
 use crate::genesys::{GenesysClient, GenesysError, Mode};
 use crate::interval::Interval;
-use crate::tables::fields;
 use crate::tables::schema::{Field, Flatten, Key, Table, TableDef, TableSpec, Ty};
-
-const NAME: &str = "conversations";
 
 /// The dataset (registered in [`super::ALL`]).
 pub static DATASET: Dataset = Dataset {
-    name: NAME,
+    name: "conversations",
     description: "Conversation details (analytics jobs and query), one partition per UTC day of \
                   the conversations' start",
     tables: &[
@@ -145,7 +144,7 @@ const fn child(
     fields: &'static [Field],
 ) -> TableSpec {
     TableSpec::child(
-        NAME,
+        &DATASET,
         pos,
         name,
         description,
@@ -159,7 +158,7 @@ const fn child(
 }
 
 static CONVERSATIONS_DEF: TableDef = TableDef::new(TableSpec {
-    dataset: NAME,
+    dataset: &DATASET,
     pos: 0,
     name: "conversations",
     description: "One row per conversation (AnalyticsConversation).",
