@@ -23,6 +23,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::datasets::reference::IdAudit;
 use crate::datasets::{Dataset, Partitioning};
 use crate::error_class::ErrorClass;
 use crate::genesys::{GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
@@ -222,6 +223,9 @@ pub struct DaySummary {
     pub requests: Option<RequestStatsSnapshot>,
     /// Fields kept in `extra` because their value had an unexpected type.
     pub type_mismatches: u64,
+    /// What the partition lacks and why, though written (an optional listing refused).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub seconds: f64,
 }
 
@@ -246,6 +250,7 @@ impl DaySummary {
             pages: 0,
             requests: None,
             type_mismatches: 0,
+            warnings: Vec::new(),
             seconds: 0.0,
         }
     }
@@ -276,6 +281,14 @@ pub struct RunSummary {
     /// change; those days are `not attempted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fatal: Option<String>,
+    /// Warnings of all partitions (each listed in its partition's `warnings`).
+    pub warnings: u64,
+    /// Per reference table written in the run: ids the run's published rows carry (queue,
+    /// wrap-up code, user, division ids) that its snapshot does not list, so a join finds no
+    /// name for them (deleted before the snapshot; an earlier snapshot may still name them in
+    /// the `_latest` view).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unresolved_ids: BTreeMap<String, u64>,
 }
 
 impl RunSummary {
@@ -289,6 +302,8 @@ impl RunSummary {
             files: days.iter().map(|d| d.files).sum(),
             bytes: days.iter().map(|d| d.bytes).sum(),
             seconds: started.elapsed().as_secs_f64(),
+            warnings: days.iter().map(|d| d.warnings.len() as u64).sum(),
+            unresolved_ids: BTreeMap::new(),
             days,
             convert: None,
         }
@@ -365,11 +380,13 @@ pub async fn extract(
     // The first failure that no day can avoid; days not started by then are not attempted.
     let fatal: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let fatal_now = || fatal.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let audit = IdAudit::default();
     let summaries: Vec<DaySummary> = futures::stream::iter(units)
         .map(|(dataset, day)| {
             let store = store.clone();
             let progress = progress.clone();
             let fatal = &fatal;
+            let audit = &audit;
             async move {
                 let date = day.start.date_naive();
                 let mut summary = DaySummary::new(dataset, date, &day);
@@ -382,9 +399,8 @@ pub async fn extract(
                 }
                 progress.day_started(date);
                 let t0 = Instant::now();
-                if let Err(e) =
-                    extract_day(client, store, dataset, day, cfg, &*progress, &mut summary).await
-                {
+                let run = extract_day(client, store, dataset, day, cfg, &*progress, &mut summary);
+                if let Err(e) = run.await.map(|ids| audit.merge(&ids)) {
                     summary.status = if matches!(e, PipelineError::Deadline { .. }) {
                         "incomplete"
                     } else {
@@ -414,6 +430,7 @@ pub async fn extract(
         .await;
     let mut summary = RunSummary::new(store.location(), summaries, started);
     summary.fatal = fatal_now();
+    summary.unresolved_ids = audit.unresolved();
     summary
 }
 
@@ -438,7 +455,7 @@ async fn extract_day(
     cfg: &PipelineConfig,
     progress: &dyn Progress,
     summary: &mut DaySummary,
-) -> Result<(), PipelineError> {
+) -> Result<IdAudit, PipelineError> {
     let date = day.start.date_naive();
     let started = Utc::now();
     let run = RunId::new(started);
@@ -462,6 +479,7 @@ async fn extract_day(
     let extraction = (plan.start)();
     let stats = extraction.stats.clone();
     let cleanup = extraction.cleanup.clone();
+    let warnings = extraction.warnings.clone();
     let stamp = ArchiveStamp {
         interval: day,
         extracted_at: started,
@@ -475,14 +493,16 @@ async fn extract_day(
         let _ = tokio::time::timeout(JOB_CLEANUP, cleanup.delete_jobs()).await;
     }
     summary.requests = Some(stats.snapshot());
+    summary.warnings = warnings.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let counts = parts.counts(date);
     summary.pages = counts.pages;
     summary.type_mismatches = counts.type_mismatches;
     match result {
-        Ok(()) => parts
-            .publish(date, cfg)
-            .await
-            .map(|m| summary.record_manifest(&m)),
+        Ok(()) => {
+            let m = parts.publish(date, cfg).await?;
+            summary.record_manifest(&m);
+            Ok(parts.ids)
+        }
         Err(e) => {
             parts.abort().await;
             Err(e)
@@ -692,6 +712,8 @@ struct PartitionRun {
     targets: BTreeMap<NaiveDate, Interval>,
     writers: BTreeMap<NaiveDate, DayWriter>,
     counts: BTreeMap<NaiveDate, DayCounts>,
+    /// Ids its rows carry that reference tables name, or that a reference snapshot lists.
+    ids: IdAudit,
 }
 
 impl PartitionRun {
@@ -710,6 +732,7 @@ impl PartitionRun {
             targets: targets.into_iter().collect(),
             writers: BTreeMap::new(),
             counts: BTreeMap::new(),
+            ids: IdAudit::default(),
         }
     }
 
@@ -762,6 +785,7 @@ impl PartitionRun {
         cfg: &PipelineConfig,
     ) -> Result<(), PipelineError> {
         for tb in batches {
+            self.ids.observe(&tb);
             let table = tb.table.name();
             for (date, part) in split_by_date(&tb).map_err(|source| PipelineError::Sink {
                 date: self
