@@ -169,6 +169,81 @@ def glue_tables(schema: dict) -> list[str]:
     return out
 
 
+PRESTO_TYPES = {
+    "string": "varchar",
+    "bigint": "bigint",
+    "int": "integer",
+    "double": "double",
+    "float": "real",
+    "boolean": "boolean",
+    "timestamp": "timestamp(3)",
+    "date": "date",
+}
+
+
+def presto_type(hive: str) -> str:
+    """The Trino type Athena records in a view for a column of Glue (Hive) type `hive`."""
+    m = re.match(r"^array<(.+)>$", hive)
+    if m:
+        return f"array({presto_type(m.group(1))})"
+    return PRESTO_TYPES[hive]
+
+
+def glue_views(schema: dict) -> list[str]:
+    """An Athena view per table that has one in the schema (`latest_view`: the newest row per
+    id across snapshots), as the Glue VIRTUAL_VIEW Athena itself creates: the SQL and the
+    columns base64-encoded in `ViewOriginalText`, Trino types there, Hive types in the
+    storage descriptor."""
+    out: list[str] = []
+    for table in schema["tables"]:
+        view = table.get("latest_view")
+        if not view:
+            continue
+        name = view["name"]
+        if not NAME.match(name):
+            raise SchemaError(f"view name {name!r} is not lower_snake_case")
+        columns = list(table["columns"]) + [
+            {"name": k["name"], "type": k["type"], "description": "The snapshot this row is from"}
+            for k in partition_keys(schema, table)
+        ]
+        # `${GlueDatabase}` is substituted by Fn::Sub; the SQL has no `${`.
+        if "${" in view["sql"]:
+            raise SchemaError(f"view {name}: SQL contains '${{'")
+        presto = json.dumps({
+            "originalSql": view["sql"],
+            "catalog": "awsdatacatalog",
+            "schema": "${GlueDatabase}",
+            "columns": [{"name": c["name"], "type": presto_type(c["type"])} for c in columns],
+        }, ensure_ascii=False)
+        out += [
+            f"  {logical_id('GlueView', name)}:",
+            "    Type: AWS::Glue::Table",
+            f"    DependsOn: {logical_id('GlueTable', table['name'])}",
+            "    Properties:",
+            "      CatalogId: !Ref AWS::AccountId",
+            "      DatabaseName: !Ref GlueDatabase",
+            "      TableInput:",
+            f"        Name: {name}",
+            f"        Description: {q(clip('Newest row per id across all snapshots of ' + table['name'] + ' (an entity deleted since keeps its last name).', GLUE_DESCRIPTION_MAX))}",
+            "        TableType: VIRTUAL_VIEW",
+            "        Parameters:",
+            '          presto_view: "true"',
+            "          comment: Presto View",
+            f"        ViewExpandedText: {q('/* Presto View */')}",
+            "        ViewOriginalText: !Join",
+            "          - \"\"",
+            "          - - \"/* Presto View: \"",
+            f"            - !Base64 {{\"Fn::Sub\": {q(presto)}}}",
+            "            - \" */\"",
+            "        StorageDescriptor:",
+            "          SerdeInfo: {}",
+            "          Columns:",
+        ]
+        for col in columns:
+            out += [f"            - Name: {col['name']}", f"              Type: {col['type']}"]
+    return out
+
+
 def parse_sql(text: str) -> list[dict]:
     """Queries in the SQL file: each starts with `-- name: <id>` and `-- description: ...`."""
     queries: list[dict] = []
@@ -229,7 +304,9 @@ def replace_between(text: str, begin: str, end: str, body: list[str], what: str)
 
 def render(template: str, schema: dict, sql: str) -> str:
     validate(schema)
-    text = replace_between(template, TABLES_BEGIN, TABLES_END, glue_tables(schema), "Glue tables")
+    text = replace_between(
+        template, TABLES_BEGIN, TABLES_END, glue_tables(schema) + glue_views(schema), "Glue tables"
+    )
     return replace_between(text, QUERIES_BEGIN, QUERIES_END, named_queries(parse_sql(sql)), "named queries")
 
 

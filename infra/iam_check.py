@@ -241,6 +241,9 @@ class Renderer:
             if k == "Fn::Split":
                 sep, s = v
                 return str(self.render(s)).split(sep)
+            if k == "Fn::Base64":
+                import base64
+                return base64.b64encode(str(self.render(v)).encode()).decode()
             if k.startswith("Fn::"):
                 raise CheckError(f"intrinsic {k} not supported by iam_check.py")
         out = {}

@@ -50,13 +50,41 @@ class Render(unittest.TestCase):
             self.assertIn("          - Name: conversation_date\n            Type: string", section)
         self.assertIn("GlueTableSessionMetrics:", out)
 
+    def test_a_latest_view_is_an_athena_view_of_its_table(self):
+        schema = copy.deepcopy(SAMPLE)
+        table = schema["tables"][0]
+        table["partition_keys"] = [{"name": "snapshot_date", "type": "string"}]
+        table["columns"].append({"name": "tags", "type": "array<string>", "description": ""})
+        sql = 'SELECT "a" FROM (SELECT * FROM "t") AS s WHERE x = 1'
+        table["latest_view"] = {"name": table["name"] + "_latest", "sql": sql}
+        out = gen.render(SKELETON, schema, SQL)
+        self.assertEqual(out.count("TableType: VIRTUAL_VIEW"), 1)
+        lid = gen.logical_id("GlueView", table["name"] + "_latest")
+        section = out.split(f"  {lid}:\n", 1)[1].split("\n  # END", 1)[0]
+        self.assertIn(f"DependsOn: {gen.logical_id('GlueTable', table['name'])}", section)
+        line = next(l for l in section.splitlines() if "!Base64" in l)
+        sub = json.loads(line.split('{"Fn::Sub": ', 1)[1].rsplit("}", 1)[0])
+        presto = json.loads(sub)
+        self.assertEqual(presto["originalSql"], sql)
+        self.assertEqual(presto["schema"], "${GlueDatabase}")
+        cols = {c["name"]: c["type"] for c in presto["columns"]}
+        self.assertEqual(cols["tags"], "array(varchar)")
+        self.assertEqual(cols["snapshot_date"], "varchar")
+        self.assertEqual(list(cols)[-1], "snapshot_date")
+        names = [l.split("- Name: ", 1)[1] for l in section.splitlines() if "            - Name: " in l]
+        self.assertEqual(names, list(cols))
+        table["latest_view"]["sql"] = "SELECT '${x}'"
+        with self.assertRaises(gen.SchemaError):
+            gen.render(SKELETON, schema, SQL)
+
     def test_named_queries_copied_verbatim(self):
         out = gen.render(SKELETON, SAMPLE, SQL)
         queries = gen.parse_sql(SQL)
         self.assertEqual([q["name"] for q in queries], [
             "avg_handle_time_per_queue_per_day", "abandon_rate_per_queue_per_day",
-            "transfers_per_conversation", "service_level_per_queue_per_day"])
-        self.assertEqual(out.count("Type: AWS::Athena::NamedQuery"), 4)
+            "transfers_per_conversation", "service_level_per_queue_per_day",
+            "handled_per_queue_and_wrapup_code", "handle_time_per_agent_per_day"])
+        self.assertEqual(out.count("Type: AWS::Athena::NamedQuery"), 6)
         for q in queries:
             indented = "\n".join(("        " + l).rstrip() for l in q["sql"].splitlines())
             self.assertIn(indented, out)

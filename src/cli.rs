@@ -294,16 +294,20 @@ async fn demo(c: DemoCmd) -> anyhow::Result<i32> {
     progress.finish();
     handle.shutdown().await;
     println!("{}", serde_json::to_string_pretty(&summary)?);
-    let out = c.out.display();
+    let out = c.out.display().to_string();
+    let query = crate::tables::ddl::names_query(&out);
+    let indented = query.replace('\n', "\n  ");
     eprintln!(
-        "\nQuery the tables with DuckDB (pip install duckdb):\n\n  \
-         python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT conversation_date, count(*) AS conversations, \
-         round(avg(epoch_ms(conversation_end) - epoch_ms(conversation_start))/1000) AS avg_seconds \
-         FROM read_parquet('{out}/conversations/*/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 1\\\"))\"\n\n\
-         The same in Athena (after `genesys-parquet schema --format athena` and MSCK REPAIR TABLE):\n\n  \
-         SELECT conversation_date, count(*) AS conversations,\n         \
-         avg(to_unixtime(conversation_end) - to_unixtime(conversation_start)) AS avg_seconds\n  \
-         FROM genesys.conversations GROUP BY 1 ORDER BY 1;\n"
+        "\nHandled conversations per queue and wrap-up code, by name, with DuckDB (pip install duckdb):\n\n  \
+         python3 - <<'EOF'\n  import duckdb\n  print(duckdb.sql(\"\"\"\n  {indented}\n  \"\"\"))\n  EOF\n\n\
+         In Athena (the template's Glue tables and views): the named query \
+         genesys-parquet: handled_per_queue_and_wrapup_code, or\n\n  \
+         SELECT coalesce(q.name, s.queue_id) AS queue, coalesce(w.name, s.wrap_up_code) AS wrap_up_code,\n         \
+         count(DISTINCT s.conversation_id) AS handled\n  \
+         FROM segments s\n  \
+         LEFT JOIN queues_latest q ON q.queue_id = s.queue_id\n  \
+         LEFT JOIN wrapup_codes_latest w ON w.wrapup_code_id = s.wrap_up_code\n  \
+         WHERE s.wrap_up_code IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC;\n"
     );
     Ok(if summary.ok { 0 } else { 1 })
 }

@@ -253,6 +253,11 @@ pub struct PipelineArgs {
     /// Also archive the API pages (gzipped NDJSON) under _raw/, for `convert` later.
     #[arg(long, env = "GP_ARCHIVE_RAW")]
     pub archive_raw: bool,
+    /// Datasets to extract (comma list): conversations, reference (the reference tables: users,
+    /// queues, wrapup_codes, divisions, presence_definitions, skills, languages, groups; or any
+    /// of them by name), or all. Reference tables are a snapshot of the run's date.
+    #[arg(long, env = "GP_DATASETS", default_value = "all")]
+    pub datasets: String,
     /// Part files are cut at this size, in MiB.
     #[arg(long, env = "GP_MAX_FILE_MB", default_value_t = 256)]
     pub max_file_mb: u64,
@@ -270,6 +275,7 @@ impl PipelineArgs {
             compression: "zstd(1)".into(),
             raw: false,
             archive_raw: false,
+            datasets: "all".into(),
             max_file_mb: 256,
             buffer_mb: 32,
         }
@@ -291,7 +297,10 @@ impl PipelineArgs {
                 self.buffer_mb
             )));
         }
+        let datasets = crate::datasets::parse_list(&self.datasets)
+            .map_err(|e| ConfigError::Invalid(format!("--datasets {}: {e}", self.datasets)))?;
         Ok(PipelineConfig {
+            datasets,
             mode: self.mode,
             day_concurrency: self.concurrency.clamp(1, 16),
             parquet: ParquetSettings {

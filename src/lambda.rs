@@ -8,8 +8,13 @@
 //! |---|---|
 //! | EventBridge Scheduler input `{"source":"schedule","scheduled_time":"2026-11-22T02:30:00Z"}` | the day before the scheduled time, plus `GP_LOOKBACK_DAYS` days before it again |
 //! | classic scheduled rule event (`"source":"aws.events"`, `"detail-type":"Scheduled Event"`, `"time"`) | the same, from `time` |
-//! | manual `{"start":"2026-11-01","end":"2026-11-08"}` (dates or RFC 3339 times, optional `"mode"`, `"partial_days"`) | `[start, end)` day by day, at most `GP_MAX_DAYS_PER_INVOCATION` days |
-//! | backfill day `{"source":"backfill","start":…,"end":…}` (from the Step Functions map) | that day |
+//! | manual `{"start":"2026-11-01","end":"2026-11-08"}` (dates or RFC 3339 times, optional `"mode"`, `"partial_days"`, `"datasets"`) | `[start, end)` day by day, at most `GP_MAX_DAYS_PER_INVOCATION` days |
+//! | backfill day `{"source":"backfill","start":…,"end":…}` (from the Step Functions map) | that day, of the day-partitioned datasets only |
+//!
+//! Every extract writes the datasets of `GP_DATASETS` (the template's `Datasets`), or those a
+//! manual event names (`"datasets":"conversations,reference"`); datasets that are a snapshot
+//! per run (the reference tables) write today's snapshot, except in a backfill (a backfill of
+//! 1,100 days does not rewrite today's snapshot 1,100 times).
 //! | `{"action":"plan_backfill","start":…,"end":…}` | nothing: returns `{"days":[{"start","end"},…]}` for the state machine |
 //!
 //! The scheduled time, not the clock, picks the day, so a retried or late nightly run still
@@ -140,6 +145,8 @@ pub enum Request {
         mode: Option<Mode>,
         partial_days: bool,
         trigger: Trigger,
+        /// The datasets the event names (else the configured ones).
+        datasets: Option<Vec<&'static crate::datasets::Dataset>>,
     },
     PlanBackfill {
         range: Interval,
@@ -158,7 +165,7 @@ const ACCEPTED: &str =
     "accepted events: {\"source\":\"schedule\",\"scheduled_time\":\"<RFC 3339>\"} \
     (EventBridge Scheduler), an EventBridge scheduled rule event, {\"start\":\"YYYY-MM-DD\",\
     \"end\":\"YYYY-MM-DD\"} (optional \"mode\": auto|jobs|query, \"partial_days\": true|false, \
-    \"source\": \"manual\"), {\"source\":\"backfill\",\"start\":…,\"end\":…}, \
+    \"datasets\": \"conversations,reference\", \"source\": \"manual\"), {\"source\":\"backfill\",\"start\":…,\"end\":…}, \
     {\"action\":\"plan_backfill\",\"start\":…,\"end\":…}";
 
 /// Backfills longer than this are surely a typo (Genesys keeps far less history).
@@ -206,6 +213,7 @@ const RANGE_FIELDS: &[(&str, FieldType)] = &[
     ("end", FieldType::Text),
     ("mode", FieldType::Text),
     ("partial_days", FieldType::Flag),
+    ("datasets", FieldType::Text),
 ];
 
 fn json_type(v: &Value) -> &'static str {
@@ -324,6 +332,7 @@ pub fn parse_event(
             mode: None,
             partial_days: false,
             trigger: Trigger::Schedule,
+            datasets: None,
         });
     }
 
@@ -366,11 +375,19 @@ pub fn parse_event(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     pipeline::check_range(&range, partial_days).map_err(|e| LambdaError::invalid(e.to_string()))?;
+    let datasets = match text("datasets") {
+        None => None,
+        Some(l) => Some(
+            crate::datasets::parse_list(l)
+                .map_err(|e| LambdaError::invalid(format!("field \"datasets\": {e}")))?,
+        ),
+    };
     Ok(Request::Extract {
         range,
         mode,
         partial_days,
         trigger,
+        datasets,
     })
 }
 
@@ -392,6 +409,26 @@ fn range_from(
         )));
     }
     Ok(range)
+}
+
+/// The datasets an invocation writes: a backfill day only the day-partitioned ones (not today's
+/// snapshot of the reference tables, once per backfill day).
+pub fn datasets_for(
+    trigger: Trigger,
+    datasets: Vec<&'static crate::datasets::Dataset>,
+) -> Vec<&'static crate::datasets::Dataset> {
+    match trigger {
+        Trigger::Backfill => datasets
+            .into_iter()
+            .filter(|d| {
+                !matches!(
+                    d.partitioning,
+                    crate::datasets::Partitioning::RunDate { .. }
+                )
+            })
+            .collect(),
+        Trigger::Schedule | Trigger::Manual => datasets,
+    }
 }
 
 /// The days of a backfill, as the state machine's map iterates them.
@@ -440,14 +477,15 @@ impl Handler {
     pub async fn handle(&self, event: Value, deadline: SystemTime) -> Result<Value, LambdaError> {
         let request = parse_event(&event, Utc::now(), &self.settings)?;
         tracing::info!(?request, "invocation");
-        let (range, mode, trigger) = match request {
+        let (range, mode, trigger, datasets) = match request {
             Request::PlanBackfill { range } => return Ok(plan_backfill(&range)),
             Request::Extract {
                 range,
                 mode,
                 trigger,
+                datasets,
                 ..
-            } => (range, mode, trigger),
+            } => (range, mode, trigger, datasets),
         };
         let margin = StdDuration::from_secs(self.settings.deadline_margin_secs);
         let left = deadline
@@ -465,6 +503,7 @@ impl Handler {
         if let Some(m) = mode {
             cfg.mode = m;
         }
+        cfg.datasets = datasets_for(trigger, datasets.unwrap_or(cfg.datasets));
         let summary = pipeline::extract(
             &self.client,
             self.store.clone(),
@@ -696,6 +735,48 @@ mod tests {
     }
 
     #[test]
+    fn events_can_name_datasets_and_a_backfill_skips_snapshots() {
+        let names = |v: &[&'static crate::datasets::Dataset]| -> Vec<&str> {
+            v.iter().map(|d| d.name).collect()
+        };
+        let e = json!({"start": "2026-11-01", "end": "2026-11-02", "datasets": "reference"});
+        let Request::Extract { datasets, .. } = parse_event(&e, now(), &settings()).expect("parse")
+        else {
+            panic!("not an extract")
+        };
+        let datasets = datasets.expect("named");
+        assert_eq!(
+            names(&datasets).len(),
+            crate::datasets::reference::ALL.len()
+        );
+        let e = json!({"start": "2026-11-01", "end": "2026-11-02", "datasets": "conversatons"});
+        let err = parse_event(&e, now(), &settings()).expect_err("typo");
+        assert!(
+            err.message.contains("field \"datasets\""),
+            "{}",
+            err.message
+        );
+        let Request::Extract { datasets, .. } =
+            parse_event(&event("backfill-day.json"), now(), &settings()).expect("parse")
+        else {
+            panic!("not an extract")
+        };
+        assert_eq!(datasets, None, "the configured ones");
+        let all = crate::datasets::Dataset::all().to_vec();
+        let backfilled = names(&datasets_for(Trigger::Backfill, all.clone()));
+        assert!(backfilled.contains(&"conversations"), "{backfilled:?}");
+        assert!(
+            !backfilled.contains(&"users"),
+            "no snapshot in a backfill: {backfilled:?}"
+        );
+        assert_eq!(
+            datasets_for(Trigger::Schedule, all.clone()).len(),
+            all.len()
+        );
+        assert_eq!(datasets_for(Trigger::Manual, all.clone()).len(), all.len());
+    }
+
+    #[test]
     fn bad_events_are_refused_with_the_reason() {
         let s = settings();
         let cases = [
@@ -744,7 +825,7 @@ mod tests {
             (
                 json!({"start": "2026-11-01", "end": "2026-11-02", "mdoe": "jobs"}),
                 "unknown field \"mdoe\" in a manual event (its fields: source, start, end, mode, \
-                 partial_days)",
+                 partial_days, datasets)",
             ),
             (
                 json!({"source": "backfill", "start": "2026-11-01", "end": "2026-11-02", "partial_days": null}),

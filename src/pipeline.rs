@@ -23,6 +23,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::datasets::reference::IdAudit;
 use crate::datasets::{Dataset, Partitioning};
 use crate::error_class::ErrorClass;
 use crate::genesys::{GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
@@ -233,6 +234,9 @@ pub struct DaySummary {
     /// day, whose records span days).
     #[serde(skip_serializing_if = "is_zero")]
     pub rows_other_days: u64,
+    /// What the partition lacks and why, though written (an optional listing refused).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub seconds: f64,
 }
 
@@ -258,6 +262,7 @@ impl DaySummary {
             requests: None,
             type_mismatches: 0,
             rows_other_days: 0,
+            warnings: Vec::new(),
             seconds: 0.0,
         }
     }
@@ -292,6 +297,14 @@ pub struct RunSummary {
     /// change; those days are `not attempted`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fatal: Option<String>,
+    /// Warnings of all partitions (each listed in its partition's `warnings`).
+    pub warnings: u64,
+    /// Per reference table written in the run: ids the run's published rows carry (queue,
+    /// wrap-up code, user, division ids) that its snapshot does not list, so a join finds no
+    /// name for them (deleted before the snapshot; an earlier snapshot may still name them in
+    /// the `_latest` view).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unresolved_ids: BTreeMap<String, u64>,
 }
 
 impl RunSummary {
@@ -305,6 +318,8 @@ impl RunSummary {
             files: days.iter().map(|d| d.files).sum(),
             bytes: days.iter().map(|d| d.bytes).sum(),
             seconds: started.elapsed().as_secs_f64(),
+            warnings: days.iter().map(|d| d.warnings.len() as u64).sum(),
+            unresolved_ids: BTreeMap::new(),
             days,
             convert: None,
         }
@@ -387,11 +402,13 @@ pub async fn extract(
             .unwrap_or_else(|p| p.into_inner())
             .cause(dataset)
     };
+    let audit = IdAudit::default();
     let summaries: Vec<DaySummary> = futures::stream::iter(units)
         .map(|(dataset, day)| {
             let store = store.clone();
             let progress = progress.clone();
             let fatal = &fatal;
+            let audit = &audit;
             async move {
                 let date = day.start.date_naive();
                 let mut summary = DaySummary::new(dataset, date, &day);
@@ -404,9 +421,8 @@ pub async fn extract(
                 }
                 progress.day_started(date);
                 let t0 = Instant::now();
-                if let Err(e) =
-                    extract_day(client, store, dataset, day, cfg, &*progress, &mut summary).await
-                {
+                let run = extract_day(client, store, dataset, day, cfg, &*progress, &mut summary);
+                if let Err(e) = run.await.map(|ids| audit.merge(&ids)) {
                     summary.status = if matches!(e, PipelineError::Deadline { .. }) {
                         "incomplete"
                     } else {
@@ -442,6 +458,7 @@ pub async fn extract(
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .summary();
+    summary.unresolved_ids = audit.unresolved();
     summary
 }
 
@@ -492,7 +509,7 @@ async fn extract_day(
     cfg: &PipelineConfig,
     progress: &dyn Progress,
     summary: &mut DaySummary,
-) -> Result<(), PipelineError> {
+) -> Result<IdAudit, PipelineError> {
     let date = day.start.date_naive();
     let started = Utc::now();
     let run = RunId::new(started);
@@ -516,6 +533,7 @@ async fn extract_day(
     let extraction = (plan.start)();
     let stats = extraction.stats.clone();
     let cleanup = extraction.cleanup.clone();
+    let warnings = extraction.warnings.clone();
     let stamp = ArchiveStamp {
         interval: day,
         extracted_at: started,
@@ -529,15 +547,17 @@ async fn extract_day(
         let _ = tokio::time::timeout(JOB_CLEANUP, cleanup.delete_jobs()).await;
     }
     summary.requests = Some(stats.snapshot());
+    summary.warnings = warnings.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let counts = parts.counts(date);
     summary.pages = counts.pages;
     summary.type_mismatches = counts.type_mismatches;
     summary.rows_other_days = parts.rows_elsewhere;
     match result {
-        Ok(()) => parts
-            .publish(date, cfg)
-            .await
-            .map(|m| summary.record_manifest(&m)),
+        Ok(()) => {
+            let m = parts.publish(date, cfg).await?;
+            summary.record_manifest(&m);
+            Ok(parts.ids)
+        }
         Err(e) => {
             parts.abort().await;
             Err(e)
@@ -749,6 +769,8 @@ struct PartitionRun {
     counts: BTreeMap<NaiveDate, DayCounts>,
     /// Rows of other partitions, dropped ([`Partitioning::RowDay`] only).
     rows_elsewhere: u64,
+    /// Ids its rows carry that reference tables name, or that a reference snapshot lists.
+    ids: IdAudit,
 }
 
 impl PartitionRun {
@@ -768,6 +790,7 @@ impl PartitionRun {
             writers: BTreeMap::new(),
             counts: BTreeMap::new(),
             rows_elsewhere: 0,
+            ids: IdAudit::default(),
         }
     }
 
@@ -820,6 +843,7 @@ impl PartitionRun {
         cfg: &PipelineConfig,
     ) -> Result<(), PipelineError> {
         for tb in batches {
+            self.ids.observe(&tb);
             let table = tb.table.name();
             for (date, part) in split_by_date(&tb).map_err(|source| PipelineError::Sink {
                 date: self

@@ -63,6 +63,13 @@ impl Drop for Simulator {
 }
 
 fn extract_cmd(sim: &Simulator, out: &Path, start: &str, end: &str, mode: &str) -> Command {
+    let mut cmd = extract_all_cmd(sim, out, start, end, mode);
+    // These tests are about the conversations; the default (every dataset) has its own test.
+    cmd.args(["--datasets", "conversations"]);
+    cmd
+}
+
+fn extract_all_cmd(sim: &Simulator, out: &Path, start: &str, end: &str, mode: &str) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["extract", "--start", start, "--end", end, "--mode", mode])
         .arg("--out")
@@ -72,6 +79,7 @@ fn extract_cmd(sim: &Simulator, out: &Path, start: &str, end: &str, mode: &str) 
         .env("GENESYS_CLIENT_SECRET", "demo")
         .env_remove("GENESYS_REGION")
         .env_remove("GP_OUT")
+        .env_remove("GP_DATASETS")
         .env_remove("RUST_LOG");
     cmd
 }
@@ -167,6 +175,58 @@ fn visible_files(out: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     acc
+}
+
+/// By default `extract` writes every dataset: each day of the conversations and today's
+/// snapshot of each reference table, each partition its own commit.
+#[test]
+fn extract_writes_every_dataset_by_default() {
+    let sim = Simulator::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let summary = run_ok(extract_all_cmd(
+        &sim,
+        &out,
+        "2026-10-18",
+        "2026-10-19",
+        "auto",
+    ));
+    let mut datasets: Vec<&str> = summary["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .map(|d| d["dataset"].as_str().expect("dataset"))
+        .collect();
+    datasets.sort_unstable();
+    let mut want: Vec<&str> = genesys_parquet::datasets::Dataset::all()
+        .iter()
+        .map(|d| d.name)
+        .collect();
+    want.sort_unstable();
+    assert_eq!(datasets, want, "{summary}");
+    let today = chrono::Utc::now().date_naive();
+    for t in ["users", "queues", "wrapup_codes", "presence_definitions"] {
+        let folder = out.join(t);
+        let snapshots: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        // Around midnight the run's date may be yesterday's by the time this reads the clock.
+        assert_eq!(snapshots.len(), 1, "{t}: {snapshots:?}");
+        let d: NaiveDate = snapshots[0]
+            .strip_prefix("snapshot_date=")
+            .expect("snapshot folder")
+            .parse()
+            .expect("date");
+        assert!(
+            d == today || d == today - chrono::Duration::days(1),
+            "{t}: {d}"
+        );
+    }
+    assert!(out
+        .join("conversations/conversation_date=2026-10-18")
+        .exists());
 }
 
 #[test]

@@ -49,6 +49,15 @@ fn client_for(api: &str, secret: &str) -> GenesysClient {
     GenesysClient::new(cfg).expect("client")
 }
 
+/// These tests are about the conversations (the day-partitioned dataset); the reference tables
+/// have their own (tests/reference_tables.rs).
+fn conversations_only() -> PipelineConfig {
+    PipelineConfig {
+        datasets: vec![&genesys_parquet::datasets::conversations::DATASET],
+        ..PipelineConfig::default()
+    }
+}
+
 async fn run(client: &GenesysClient, out: &Path, days: &str, cfg: &PipelineConfig) -> RunSummary {
     let (start, end) = days.split_once('/').expect("range");
     let range = Interval::new(
@@ -104,7 +113,7 @@ async fn a_refused_login_stops_the_run_at_once() {
         &c,
         out.path(),
         "2026-10-15/2026-10-19",
-        &PipelineConfig::default(),
+        &conversations_only(),
     )
     .await;
     assert_stopped_at_once(&s, "client id and secret");
@@ -127,7 +136,7 @@ async fn an_unreachable_host_stops_the_run_at_once() {
         &c,
         out.path(),
         "2026-10-15/2026-10-19",
-        &PipelineConfig::default(),
+        &conversations_only(),
     )
     .await;
     assert_stopped_at_once(&s, "cannot be reached");
@@ -144,7 +153,7 @@ async fn a_missing_permission_stops_the_dataset_and_names_it() {
         &c,
         out.path(),
         "2026-10-15/2026-10-19",
-        &PipelineConfig::default(),
+        &conversations_only(),
     )
     .await;
     assert_stopped_at_once(&s, "analytics:conversationDetail:view");
@@ -165,7 +174,7 @@ async fn a_day_specific_failure_lets_the_other_days_go_on() {
     let c = client_for(&sim.base_url(), "demo");
     let p = PipelineConfig {
         mode: Mode::Jobs,
-        ..PipelineConfig::default()
+        ..conversations_only()
     };
     let s = run(&c, out.path(), "2026-10-17/2026-10-19", &p).await;
     assert_eq!(
@@ -211,7 +220,7 @@ async fn a_job_queued_past_the_deadline_stops_before_it_with_nothing_changed() {
     let p = PipelineConfig {
         mode: Mode::Jobs,
         deadline: Some(deadline),
-        ..PipelineConfig::default()
+        ..conversations_only()
     };
     let s = tokio::time::timeout(
         Duration::from_secs(30),
@@ -395,7 +404,7 @@ async fn on_s3_the_deadline_aborts_the_open_uploads_of_a_day_stuck_on_a_queued_j
     let mut p = PipelineConfig {
         mode: Mode::Jobs,
         deadline: Some(t0 + Duration::from_secs(8)),
-        ..PipelineConfig::default()
+        ..conversations_only()
     };
     // Small row groups and buffers: the writer uploads parts long before the day ends.
     p.parquet.max_buffered_bytes = 1 << 20;

@@ -221,8 +221,17 @@ async fn bootstrap_serves_manual_invocations_through_the_runtime_api() {
     };
     assert_eq!(summary["ok"], true, "{summary}");
     assert_eq!(summary["trigger"], "manual");
-    let days = summary["days"].as_array().expect("days");
+    let all = summary["days"].as_array().expect("days");
+    // Every dataset by default (GP_DATASETS): the two days of conversations, and today's
+    // snapshot of each reference table.
+    let (days, snapshots): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+        all.iter().partition(|d| d["dataset"] == "conversations");
     assert_eq!(days.len(), 2);
+    assert_eq!(
+        snapshots.len(),
+        genesys_parquet::datasets::reference::ALL.len(),
+        "{summary}"
+    );
     for d in days {
         let date: chrono::NaiveDate = d["date"].as_str().expect("date").parse().expect("date");
         let truth = sim

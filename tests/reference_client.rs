@@ -210,3 +210,153 @@ async fn listings_have_the_real_envelope_and_presence_definitions_are_unpaged() 
     assert_eq!(search["entities"][0]["id"], reference::DELETED_WRAPUP);
     sim.shutdown().await;
 }
+
+/// The listing as the pipeline converts it: one row per entity in the dataset's table, the id
+/// column named for the entity, the division flattened, state as given or implied (deleted),
+/// presence names from the en_US label with every label kept, the rest in typed columns or
+/// `extra`; the run date is the partition.
+#[tokio::test]
+async fn listings_convert_to_the_reference_tables() {
+    use arrow::array::{Array, AsArray};
+    use futures::StreamExt;
+    use genesys_parquet::datasets::reference as ds;
+    use genesys_parquet::tables::{ConvertOptions, Converter};
+
+    let sim = simulator::start(SimConfig::default()).await.expect("sim");
+    let c = client(&sim, 7);
+    let run_date: chrono::NaiveDate = "2026-11-30".parse().expect("date");
+    let mut seen = BTreeSet::new();
+    for d in ds::ALL {
+        let table = d.tables[0];
+        let planned = d
+            .source
+            .plan(
+                &c,
+                genesys_parquet::interval::Interval::day(run_date),
+                genesys_parquet::genesys::Mode::Auto,
+            )
+            .await
+            .expect("plan");
+        assert_eq!(planned.paths, "listing");
+        let mut ex = (planned.start)();
+        let mut conv = Converter::new(
+            d,
+            ConvertOptions {
+                run_date: Some(run_date),
+                ..ConvertOptions::default()
+            },
+        );
+        let mut batches = Vec::new();
+        while let Some(page) = ex.pages.next().await {
+            batches.extend(conv.push_page(&page.expect("page")).expect("convert"));
+        }
+        batches.extend(conv.finish().expect("finish"));
+        assert!(ex.warnings.lock().expect("warnings").is_empty());
+        let rows: usize = batches.iter().map(|b| b.batch.num_rows()).sum();
+        let want = reference::listable_ids(table.name());
+        assert_eq!(rows, want.len(), "{table}");
+        let id_col = ds::id_column(table).expect("id column");
+        let batch = &batches
+            .iter()
+            .find(|b| b.table == table)
+            .expect("batch")
+            .batch;
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("{table}: no column {name}"))
+                .clone()
+        };
+        let ids: BTreeSet<String> = col(&id_col)
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.expect("id").to_string())
+            .collect();
+        assert_eq!(ids, want.iter().cloned().collect(), "{table}");
+        assert_eq!(col("name").null_count(), 0, "{table}: every row named");
+        assert!(batch.column_by_name("state").is_some(), "{table}: state");
+        assert!(batch.column_by_name("extra").is_some(), "{table}: extra");
+        assert!(batch.column_by_name("id").is_none(), "{table}: id renamed");
+        let partition = col("snapshot_date");
+        assert_eq!(partition.as_string::<i32>().value(0), "2026-11-30");
+        seen.insert(table.name());
+        match table.name() {
+            "users" => {
+                assert_eq!(col("division_id").null_count(), 0);
+                let states: BTreeSet<String> = col("state")
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|s| s.expect("state").to_string())
+                    .collect();
+                assert_eq!(
+                    states,
+                    BTreeSet::from(["active", "deleted", "inactive"].map(String::from))
+                );
+                // The manager object is not a column: it is kept in extra.
+                let extra = col("extra");
+                let e = extra.as_string::<i32>();
+                assert!((0..e.len()).any(|i| e.is_valid(i) && e.value(i).contains("manager")));
+            }
+            "wrapup_codes" => {
+                let s = col("state");
+                let s = s.as_string::<i32>();
+                let i = (0..batch.num_rows())
+                    .find(|&i| {
+                        col(&id_col).as_string::<i32>().value(i) == reference::DELETED_WRAPUP
+                    })
+                    .expect("deleted code");
+                assert_eq!(s.value(i), "deleted");
+                assert_eq!(s.null_count(), batch.num_rows() - 1, "no state otherwise");
+            }
+            "presence_definitions" => {
+                let names: BTreeSet<String> = col("name")
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.expect("name").to_string())
+                    .collect();
+                assert!(names.contains("Available") && names.contains("Long lunch"));
+                let labels = col("labels");
+                let l: serde_json::Value =
+                    serde_json::from_str(labels.as_string::<i32>().value(0)).expect("JSON");
+                assert!(l.get("en_US").is_some() && l.get("de").is_some(), "{l}");
+                assert_eq!(col("division_id").null_count(), 6, "system ones have none");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    sim.shutdown().await;
+}
+
+/// The README's permissions table lists every permission each reference table's listings ask
+/// for, as required or optional as the client treats it.
+#[test]
+fn the_readme_lists_each_reference_tables_permissions() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split_once("### Permissions")
+        .expect("a Permissions section")
+        .1
+        .split("\n#")
+        .next()
+        .expect("section");
+    for table in TABLES {
+        let row = section
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{table}`")))
+            .unwrap_or_else(|| panic!("no row for {table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let perms = genesys_parquet::genesys::reference::permissions(table);
+        for (p, required) in &perms {
+            let cell = if *required { cells[2] } else { cells[3] };
+            assert!(
+                cell.contains(p),
+                "{table}: {p} (required {required}) not in {row}"
+            );
+        }
+        if !perms.iter().any(|(_, r)| *r) {
+            assert_eq!(cells[2], "none", "{table}: {row}");
+        }
+    }
+}

@@ -1445,7 +1445,7 @@ async fn extract_with_a_glue_catalog_switches_the_partition() {
     let first = extract().await;
     let second = extract().await;
     assert_ne!(first, second, "a re-run gets its own folder");
-    for t in genesys_parquet::tables::schema::Table::all() {
+    for t in genesys_parquet::datasets::conversations::DATASET.tables {
         let loc = b.catalog.location(t.name(), day).await.expect("partition");
         assert_eq!(
             loc.as_deref(),

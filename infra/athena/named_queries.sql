@@ -7,6 +7,10 @@
 -- Where the metrics live (Genesys Analytics): nOffered, tAbandon and tAnswered are on the ACD
 -- (queue) session, tHandle on the agent's session; both sessions' segments carry queue_id. So
 -- each session's queue is taken from its own segments.
+--
+-- Names come from the reference tables' `<table>_latest` views (the newest row per id across
+-- snapshots, so a queue, agent or code deleted since keeps its last name); an id no snapshot
+-- ever named (deleted before the first one) shows as the id itself.
 
 -- name: avg_handle_time_per_queue_per_day
 -- description: Average handle time (tHandle, seconds) per queue per day, last 30 days.
@@ -18,6 +22,7 @@ WITH session_queue AS (
   GROUP BY conversation_date, conversation_id, session_id
 )
 SELECT m.conversation_date,
+       coalesce(qn.name, q.queue_id) AS queue,
        q.queue_id,
        count(*) AS handled,
        round(avg(m.value) / 1000.0, 1) AS avg_handle_seconds
@@ -26,10 +31,11 @@ JOIN session_queue q
   ON q.conversation_date = m.conversation_date
  AND q.conversation_id = m.conversation_id
  AND q.session_id = m.session_id
+LEFT JOIN queues_latest qn ON qn.queue_id = q.queue_id
 WHERE m.name = 'tHandle'
   AND m.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
-GROUP BY m.conversation_date, q.queue_id
-ORDER BY m.conversation_date, q.queue_id;
+GROUP BY m.conversation_date, q.queue_id, qn.name
+ORDER BY m.conversation_date, queue;
 
 -- name: abandon_rate_per_queue_per_day
 -- description: Abandon rate (conversations with tAbandon / nOffered) per queue per day, last 30 days.
@@ -41,6 +47,7 @@ WITH session_queue AS (
   GROUP BY conversation_date, conversation_id, session_id
 )
 SELECT m.conversation_date,
+       coalesce(qn.name, q.queue_id) AS queue,
        q.queue_id,
        sum(CASE WHEN m.name = 'nOffered' THEN m.value ELSE 0 END) AS offered,
        count_if(m.name = 'tAbandon') AS abandoned,
@@ -51,10 +58,11 @@ JOIN session_queue q
   ON q.conversation_date = m.conversation_date
  AND q.conversation_id = m.conversation_id
  AND q.session_id = m.session_id
+LEFT JOIN queues_latest qn ON qn.queue_id = q.queue_id
 WHERE m.name IN ('nOffered', 'tAbandon')
   AND m.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
-GROUP BY m.conversation_date, q.queue_id
-ORDER BY m.conversation_date, q.queue_id;
+GROUP BY m.conversation_date, q.queue_id, qn.name
+ORDER BY m.conversation_date, queue;
 
 -- name: transfers_per_conversation
 -- description: Transfers per conversation (nTransferred metrics, and segments that ended in a transfer), last 30 days.
@@ -96,6 +104,7 @@ WITH session_queue AS (
   GROUP BY conversation_date, conversation_id, session_id
 )
 SELECT m.conversation_date,
+       coalesce(qn.name, q.queue_id) AS queue,
        q.queue_id,
        sum(CASE WHEN m.name = 'nOffered' THEN m.value ELSE 0 END) AS offered,
        count_if(m.name = 'tAnswered' AND m.value <= 20000) AS answered_within_20s,
@@ -106,7 +115,40 @@ JOIN session_queue q
   ON q.conversation_date = m.conversation_date
  AND q.conversation_id = m.conversation_id
  AND q.session_id = m.session_id
+LEFT JOIN queues_latest qn ON qn.queue_id = q.queue_id
 WHERE m.name IN ('nOffered', 'tAnswered')
   AND m.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
-GROUP BY m.conversation_date, q.queue_id
-ORDER BY m.conversation_date, q.queue_id;
+GROUP BY m.conversation_date, q.queue_id, qn.name
+ORDER BY m.conversation_date, queue;
+
+-- name: handled_per_queue_and_wrapup_code
+-- description: Handled conversations (agent wrap-ups) per queue name and wrap-up code name, last 30 days.
+SELECT coalesce(q.name, s.queue_id) AS queue,
+       coalesce(w.name, s.wrap_up_code) AS wrap_up_code,
+       count(DISTINCT s.conversation_id) AS handled
+FROM segments s
+LEFT JOIN queues_latest q ON q.queue_id = s.queue_id
+LEFT JOIN wrapup_codes_latest w ON w.wrapup_code_id = s.wrap_up_code
+WHERE s.wrap_up_code IS NOT NULL
+  AND s.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+GROUP BY 1, 2
+ORDER BY handled DESC, queue, wrap_up_code;
+
+-- name: handle_time_per_agent_per_day
+-- description: Conversations handled and average handle time (tHandle, seconds) per agent name per day, last 30 days.
+SELECT m.conversation_date,
+       coalesce(u.name, p.user_id) AS agent,
+       p.user_id,
+       count(*) AS handled,
+       round(avg(m.value) / 1000.0, 1) AS avg_handle_seconds
+FROM session_metrics m
+JOIN participants p
+  ON p.conversation_date = m.conversation_date
+ AND p.conversation_id = m.conversation_id
+ AND p.participant_id = m.participant_id
+LEFT JOIN users_latest u ON u.user_id = p.user_id
+WHERE m.name = 'tHandle'
+  AND p.user_id IS NOT NULL
+  AND m.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
+GROUP BY m.conversation_date, p.user_id, u.name
+ORDER BY m.conversation_date, agent;

@@ -35,6 +35,7 @@
 //! [`Key`]: crate::tables::schema::Key
 
 pub mod conversations;
+pub mod reference;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -44,7 +45,17 @@ use crate::interval::Interval;
 use crate::tables::Table;
 
 /// Every dataset, one line each.
-pub static ALL: &[&Dataset] = &[&conversations::DATASET];
+pub static ALL: &[&Dataset] = &[
+    &conversations::DATASET,
+    &reference::USERS_DATASET,
+    &reference::QUEUES_DATASET,
+    &reference::WRAPUP_CODES_DATASET,
+    &reference::DIVISIONS_DATASET,
+    &reference::PRESENCE_DEFINITIONS_DATASET,
+    &reference::SKILLS_DATASET,
+    &reference::LANGUAGES_DATASET,
+    &reference::GROUPS_DATASET,
+];
 
 /// One dataset: where its records come from, how they are keyed and partitioned, and the
 /// tables they fill.
@@ -81,6 +92,47 @@ impl PartialEq for Dataset {
 }
 
 impl Eq for Dataset {}
+
+/// Names that stand for several datasets in `--datasets` (the reference tables are a dataset
+/// each, committed and failing on their own).
+pub static GROUPS: &[(&str, &[&Dataset])] = &[(reference::GROUP, reference::ALL)];
+
+/// The datasets a comma list names (`--datasets`, `GP_DATASETS`, a Lambda event's
+/// `datasets`): registered dataset names, group names, or `all`; registry order, each once.
+pub fn parse_list(list: &str) -> Result<Vec<&'static Dataset>, String> {
+    let mut wanted: Vec<&'static Dataset> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let found: Vec<&'static Dataset> = if name == "all" {
+            ALL.to_vec()
+        } else if let Some((_, members)) = GROUPS.iter().find(|(g, _)| *g == name) {
+            members.to_vec()
+        } else if let Some(d) = Dataset::by_name(name) {
+            vec![d]
+        } else {
+            let mut known: Vec<String> = GROUPS
+                .iter()
+                .map(|(g, m)| {
+                    let names: Vec<&str> = m.iter().map(|d| d.name).collect();
+                    format!("{g} ({})", names.join(", "))
+                })
+                .collect();
+            known.extend(
+                ALL.iter()
+                    .filter(|d| !GROUPS.iter().any(|(_, m)| m.contains(d)))
+                    .map(|d| d.name.to_string()),
+            );
+            return Err(format!(
+                "unknown dataset {name:?}; known: all, {}",
+                known.join(", ")
+            ));
+        };
+        wanted.extend(found);
+    }
+    if wanted.is_empty() {
+        return Err("no dataset named (give a comma list, or all)".into());
+    }
+    Ok(ALL.iter().copied().filter(|d| wanted.contains(d)).collect())
+}
 
 impl Dataset {
     /// The registered dataset called `name`.
@@ -217,6 +269,32 @@ mod tests {
 
     /// Table names are unique across datasets (one Glue database), each dataset's tables are
     /// numbered by position, and parents come before children.
+    #[test]
+    fn dataset_lists_name_datasets_groups_or_all() {
+        let names = |l: &str| -> Vec<&str> {
+            parse_list(l)
+                .expect("list")
+                .iter()
+                .map(|d| d.name)
+                .collect()
+        };
+        assert_eq!(names("all").len(), ALL.len());
+        assert_eq!(names("conversations"), ["conversations"]);
+        let r = names("reference");
+        assert_eq!(r.len(), reference::ALL.len());
+        assert!(r.contains(&"users") && r.contains(&"wrapup_codes"));
+        assert_eq!(
+            names(" queues , conversations,queues"),
+            ["conversations", "queues"]
+        );
+        let e = parse_list("conversations,refrence").expect_err("typo");
+        assert!(
+            e.contains("\"refrence\"") && e.contains("reference (users"),
+            "{e}"
+        );
+        assert!(parse_list(" , ").is_err());
+    }
+
     #[test]
     fn the_registry_is_consistent() {
         let mut names = BTreeSet::new();

@@ -51,6 +51,9 @@ pub enum GenesysError {
     },
     #[error("{what}: unexpected response: {reason}")]
     Decode { what: String, reason: String },
+    /// A 403 on a listing one dataset needs: that dataset fails, the others run.
+    #[error("{what}: the OAuth client lacks the permission {permission}; grant it to the client's role, or leave the dataset out (--datasets / the Datasets parameter)")]
+    MissingPermission { what: String, permission: String },
     #[error("analytics job {job_id} for {interval} ended {state}{}; gave up after {attempts} submissions", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
     Job {
         job_id: String,

@@ -203,7 +203,13 @@ pub struct Extraction {
     pub stats: Arc<RequestStats>,
     /// Deletes the jobs a stopped extraction leaves behind.
     pub cleanup: JobCleanup,
+    /// What the extraction had to leave out and why (an optional listing refused), for the
+    /// summary; complete once `pages` is drained.
+    pub warnings: Warnings,
 }
+
+/// Warnings an extraction collects while its pages stream.
+pub type Warnings = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// The jobs of one extraction not deleted yet, and how to delete them.
 #[derive(Clone)]
@@ -344,6 +350,7 @@ impl GenesysClient {
                 jobs: registry,
             },
             stats,
+            warnings: Warnings::default(),
         }
     }
 }

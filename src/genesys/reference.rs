@@ -9,13 +9,16 @@
 //! deleted divisions) the table is complete but for those, with a warning.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::http::{Request, RequestStats};
-use super::{GenesysClient, GenesysError};
+use super::{Extraction, GenesysClient, GenesysError, JobCleanup, JobRegistry, Warnings};
+use crate::page::{Page, PageOrigin};
 
 /// The endpoints.
 pub mod paths {
@@ -198,6 +201,26 @@ impl ReferenceError {
             _ => false,
         }
     }
+
+    /// As the pipeline reports client errors: a missing permission fails its dataset only.
+    pub fn into_genesys(self) -> GenesysError {
+        match self {
+            ReferenceError::MissingPermission {
+                table,
+                what,
+                path,
+                permission,
+            } => GenesysError::MissingPermission {
+                what: format!("reference table {table}: listing {what} (GET {path})"),
+                permission,
+            },
+            ReferenceError::Genesys { source, .. } => source,
+            e @ ReferenceError::Paging { .. } => GenesysError::Decode {
+                what: "reference listing".into(),
+                reason: e.to_string(),
+            },
+        }
+    }
 }
 
 /// One entity as listed, with the state its source implies (deleted) when it carries none.
@@ -234,13 +257,67 @@ struct Envelope {
 const MAX_PAGES: u64 = 100_000;
 
 impl GenesysClient {
+    /// The listing of `table` for the pipeline: one page (under `envelope`) of its entities,
+    /// each turned into a record by `shape`; the warnings of refused optional listings.
+    pub fn reference_extraction(
+        &self,
+        table: &'static str,
+        envelope: &'static str,
+        shape: fn(&str, &Entity) -> Value,
+    ) -> Extraction {
+        let stats = Arc::new(RequestStats::default());
+        let warnings = Warnings::default();
+        let (client, st, warn) = (self.clone(), stats.clone(), warnings.clone());
+        let page = async move {
+            let listed = client
+                .list_reference_with(table, &st)
+                .await
+                .map_err(ReferenceError::into_genesys)?;
+            warn.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(listed.warnings.iter().cloned());
+            let records: Vec<Value> = listed.entities.iter().map(|e| shape(table, e)).collect();
+            let body =
+                serde_json::to_vec(&serde_json::json!({ envelope: records })).map_err(|e| {
+                    GenesysError::Decode {
+                        what: format!("reference table {table}"),
+                        reason: e.to_string(),
+                    }
+                })?;
+            Page::parse(
+                Bytes::from(body),
+                PageOrigin::new(format!("reference listing {table}")),
+                envelope,
+            )
+            .map_err(GenesysError::from)
+        };
+        Extraction {
+            pages: Box::pin(futures::stream::once(page)),
+            cleanup: JobCleanup {
+                transport: self.transport.clone(),
+                stats: stats.clone(),
+                jobs: JobRegistry::default(),
+            },
+            stats,
+            warnings,
+        }
+    }
+
     /// Reads every source of `table`.
     pub async fn list_reference(&self, table: &str) -> Result<Listed, ReferenceError> {
-        let stats = RequestStats::default();
+        self.list_reference_with(table, &RequestStats::default())
+            .await
+    }
+
+    async fn list_reference_with(
+        &self,
+        table: &str,
+        stats: &RequestStats,
+    ) -> Result<Listed, ReferenceError> {
         let mut out = Listed::default();
         let mut seen: HashSet<String> = HashSet::new();
         for source in sources(table) {
-            match self.list_source(table, source, &stats).await {
+            match self.list_source(table, source, stats).await {
                 Ok(entities) => {
                     for json in entities {
                         let id = json.get("id").and_then(Value::as_str).map(str::to_string);

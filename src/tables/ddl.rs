@@ -39,7 +39,77 @@ pub fn athena(database: &str, location: &str) -> String {
             spec.name
         ));
     }
+    for t in Table::all() {
+        if let Some((view, sql)) = latest_view(*t) {
+            out.push_str(&format!(
+                "CREATE OR REPLACE VIEW `{database}`.`{view}` AS\n{sql};\n\n"
+            ));
+        }
+    }
     out
+}
+
+/// The `<table>_latest` view of a table written as a snapshot per run (a dataset partitioned
+/// by run date): the newest row per id across every snapshot, so an entity a later snapshot no
+/// longer lists (deleted since) keeps its last name. `(view name, SELECT statement)`; the same
+/// SQL runs in Athena (Trino) and DuckDB. The id column is the dataset's record id.
+pub fn latest_view(t: Table) -> Option<(String, String)> {
+    let dataset = t.dataset();
+    let crate::datasets::Partitioning::RunDate { column } = dataset.partitioning else {
+        return None;
+    };
+    if t.spec().parent.is_some() {
+        return None;
+    }
+    let id = super::schema::snake_case(dataset.record.id);
+    let cols: Vec<String> = t
+        .columns()
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .chain(std::iter::once(format!("\"{column}\"")))
+        .collect();
+    let sql = format!(
+        "SELECT {}\nFROM (\n  SELECT *, row_number() OVER (PARTITION BY \"{id}\" ORDER BY \"{column}\" DESC) AS latest_rank\n  FROM \"{}\"\n) AS snapshots\nWHERE latest_rank = 1",
+        cols.join(", "),
+        t.name()
+    );
+    Some((format!("{}_latest", t.name()), sql))
+}
+
+/// A DuckDB query over a local output folder (`root`): handled conversations (agent wrap-ups)
+/// per queue name and wrap-up code name, names from the reference tables' newest snapshot of
+/// each id (the `_latest` views' SQL over the files); an id no snapshot names shows as itself.
+/// The demo prints it; `infra/athena/named_queries.sql` has its Athena twin.
+pub fn names_query(root: &str) -> String {
+    let files = |t: &str| {
+        format!(
+            "{t} AS (SELECT * FROM read_parquet('{}/{t}/*/*.parquet', hive_partitioning = true, hive_types_autocast = false))",
+            root.trim_end_matches('/')
+        )
+    };
+    let latest = |t: &str| {
+        Table::from_name(t)
+            .and_then(latest_view)
+            .map(|(view, sql)| format!("{view} AS ({sql})"))
+            .unwrap_or_default()
+    };
+    format!(
+        "WITH {}, {}, {},\n{},\n{}\n\
+         SELECT coalesce(q.name, s.queue_id) AS queue,\n       \
+         coalesce(w.name, s.wrap_up_code) AS wrap_up_code,\n       \
+         count(DISTINCT s.conversation_id) AS handled\n\
+         FROM segments s\n\
+         LEFT JOIN queues_latest q ON q.queue_id = s.queue_id\n\
+         LEFT JOIN wrapup_codes_latest w ON w.wrapup_code_id = s.wrap_up_code\n\
+         WHERE s.wrap_up_code IS NOT NULL\n\
+         GROUP BY 1, 2\n\
+         ORDER BY handled DESC, queue, wrap_up_code",
+        files("segments"),
+        files("queues"),
+        files("wrapup_codes"),
+        latest("queues"),
+        latest("wrapup_codes"),
+    )
 }
 
 fn sql_string(s: &str) -> String {

@@ -575,6 +575,8 @@ pub fn to_json() -> Value {
                 "parent": spec.parent.map(|p| p.name()),
                 "partition_keys": [{"name": partition, "type": "string"}],
                 "columns": columns,
+                "latest_view": super::ddl::latest_view(*t)
+                    .map(|(name, sql)| json!({"name": name, "sql": sql})),
             })
         })
         .collect();

@@ -49,6 +49,16 @@ pub static DATASET: Dataset = Dataset {
     source: &AnalyticsDetails,
 };
 
+/// Columns of this dataset's tables that hold ids a reference table names: (table, column,
+/// reference dataset). The run summary counts the ids no snapshot of the run lists
+/// ([`super::reference::IdAudit`]).
+pub const NAMED_IDS: &[(Table, &str, &str)] = &[
+    (SEGMENTS, "queue_id", "queues"),
+    (SEGMENTS, "wrap_up_code", "wrapup_codes"),
+    (PARTICIPANTS, "user_id", "users"),
+    (CONVERSATIONS, "division_ids", "divisions"),
+];
+
 /// A conversation record's id and start (what the client filters and deduplicates on).
 pub const RECORD: RecordSpec = RecordSpec {
     name: "conversation",
