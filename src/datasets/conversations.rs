@@ -48,6 +48,7 @@ pub static DATASET: Dataset = Dataset {
         time_column: "conversation_start",
     },
     source: &AnalyticsDetails,
+    by_default: true,
 };
 
 /// A conversation record's id and start (what the client filters and deduplicates on).

@@ -32,6 +32,7 @@
 //! [`Page`]: crate::page::Page
 
 pub mod conversations;
+pub mod user_details;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -41,7 +42,7 @@ use crate::interval::Interval;
 use crate::tables::Table;
 
 /// Every dataset, one line each.
-pub static ALL: &[&Dataset] = &[&conversations::DATASET];
+pub static ALL: &[&Dataset] = &[&conversations::DATASET, &user_details::DATASET];
 
 /// One dataset: where its records come from, how they are keyed and partitioned, and the
 /// tables they fill.
@@ -63,6 +64,8 @@ pub struct Dataset {
     pub partitioning: Partitioning,
     /// How its pages are pulled from the API.
     pub source: &'static (dyn Source + Sync),
+    /// Whether `extract` writes it when no dataset list is given.
+    pub by_default: bool,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -88,6 +91,11 @@ impl Dataset {
     /// Every registered dataset.
     pub fn all() -> &'static [&'static Dataset] {
         ALL
+    }
+
+    /// The datasets `extract` writes when no list is given.
+    pub fn defaults() -> Vec<&'static Dataset> {
+        ALL.iter().copied().filter(|d| d.by_default).collect()
     }
 
     /// The tables that hold one row per record (no parent): the converter starts there.
