@@ -83,8 +83,9 @@ class Render(unittest.TestCase):
         self.assertEqual([q["name"] for q in queries], [
             "avg_handle_time_per_queue_per_day", "abandon_rate_per_queue_per_day",
             "transfers_per_conversation", "service_level_per_queue_per_day",
-            "handled_per_queue_and_wrapup_code", "handle_time_per_agent_per_day"])
-        self.assertEqual(out.count("Type: AWS::Athena::NamedQuery"), 6)
+            "handled_per_queue_and_wrapup_code", "handle_time_per_agent_per_day",
+            "time_in_routing_status_per_agent_per_day", "occupancy_per_agent_per_day"])
+        self.assertEqual(out.count("Type: AWS::Athena::NamedQuery"), 8)
         for q in queries:
             indented = "\n".join(("        " + l).rstrip() for l in q["sql"].splitlines())
             self.assertIn(indented, out)

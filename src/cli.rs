@@ -288,7 +288,9 @@ async fn demo(c: DemoCmd) -> anyhow::Result<i32> {
         crate::interval::day_start(end_date + Duration::days(1)),
     )?;
     let store = OutputArgs::local(&c.out).store().await?;
-    let cfg = PipelineArgs::default_for_demo().build()?;
+    let mut cfg = PipelineArgs::default_for_demo().build()?;
+    // The demo writes every dataset (the simulator grants every permission).
+    cfg.datasets = crate::datasets::Dataset::all().to_vec();
     let progress = ProgressBarSink::new(3);
     let summary = pipeline::extract(&client, store, range, &cfg, progress.clone()).await;
     progress.finish();
@@ -308,6 +310,17 @@ async fn demo(c: DemoCmd) -> anyhow::Result<i32> {
          LEFT JOIN queues_latest q ON q.queue_id = s.queue_id\n  \
          LEFT JOIN wrapup_codes_latest w ON w.wrapup_code_id = s.wrap_up_code\n  \
          WHERE s.wrap_up_code IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC;\n"
+    );
+    eprintln!(
+        "Time in each routing status per agent and day (hours, counted in the day each record \
+         started, up to the end of that day; open records too):\n\n  \
+         python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT status_date, user_id, routing_status, \
+         round(sum(least(coalesce(epoch_ms(end_time), epoch_ms(CAST(status_date AS DATE) + 1)), \
+         epoch_ms(CAST(status_date AS DATE) + 1)) - epoch_ms(start_time))/3600000, 2) AS hours \
+         FROM read_parquet('{out}/user_routing_status/*/*.parquet', hive_partitioning=true) \
+         GROUP BY ALL ORDER BY ALL\\\"))\"\n\n\
+         In Athena: the named queries time_in_routing_status_per_agent_per_day and \
+         occupancy_per_agent_per_day (infra/athena/named_queries.sql), with agent names.\n"
     );
     Ok(if summary.ok { 0 } else { 1 })
 }

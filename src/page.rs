@@ -67,6 +67,9 @@ pub struct PageMeta {
     pub data_availability_date: Option<DateTime<Utc>>,
     /// Pages of the `_raw/` archive: what the page's extraction covered, and when.
     pub archive: Option<ArchiveStamp>,
+    /// For a dataset with several root tables: the root table whose rows these records are
+    /// (its name); `None`: the dataset's first.
+    pub root: Option<&'static str>,
 }
 
 /// What an archived page records about its extraction (`"_archive"` in the page object, beside
@@ -245,6 +248,7 @@ impl Page {
                     total_hits: env.total_hits,
                     data_availability_date,
                     archive,
+                    root: None,
                 },
             )
         };

@@ -36,8 +36,8 @@ use crate::tables::{ConvertError, ConvertOptions, Converter, TableBatch};
 /// Settings of the pipeline (the client and the store have their own).
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    /// What `extract` writes (every registered dataset by default); `convert` reads pages of
-    /// the first.
+    /// What `extract` writes (the datasets on by default, [`Dataset::defaults`]); `convert`
+    /// reads pages of the first.
     pub datasets: Vec<&'static Dataset>,
     pub mode: Mode,
     /// Days extracted at once.
@@ -1086,7 +1086,11 @@ fn convert_loop(
     date: NaiveDate,
     waited: &std::sync::atomic::AtomicU64,
 ) -> Result<BTreeMap<NaiveDate, u64>, PipelineError> {
-    let mut conv = Converter::new(dataset, opts);
+    // One converter per root table; a page names its root (PageMeta::root), else the first.
+    let mut convs: Vec<(&'static str, Converter)> = dataset
+        .roots()
+        .map(|r| (r.name(), Converter::for_root(r, opts.clone())))
+        .collect();
     let mut raw = archive.map(|s| RawArchive::new(s, dataset.envelope));
     let mut pending = PendingProgress::default();
     let err = |date, source| PipelineError::Convert { date, source };
@@ -1096,7 +1100,12 @@ fn convert_loop(
             panic!("injected converter panic");
         }
         let page_date = days.first().map_or(date, |(d, _)| *d);
-        let batches = conv.push_page(&page).map_err(|e| err(page_date, e))?;
+        let i = page
+            .meta
+            .root
+            .and_then(|r| convs.iter().position(|(name, _)| *name == r))
+            .unwrap_or(0);
+        let batches = convs[i].1.push_page(&page).map_err(|e| err(page_date, e))?;
         if let Some(raw) = raw.as_mut() {
             raw.add(&page);
             if raw.len() >= RAW_FILE_BYTES && tx.blocking_send(Converted::Raw(raw.take())).is_err()
@@ -1116,9 +1125,11 @@ fn convert_loop(
             return Ok(BTreeMap::new());
         }
     }
-    let batches = conv.finish().map_err(|e| err(date, e))?;
-    if !batches.is_empty() && tx.blocking_send(Converted::Batches(batches)).is_err() {
-        return Ok(BTreeMap::new());
+    for (_, conv) in convs.iter_mut() {
+        let batches = conv.finish().map_err(|e| err(date, e))?;
+        if !batches.is_empty() && tx.blocking_send(Converted::Batches(batches)).is_err() {
+            return Ok(BTreeMap::new());
+        }
     }
     if !pending.0.is_empty() && tx.blocking_send(Converted::Pages(pending.0)).is_err() {
         return Ok(BTreeMap::new());
@@ -1128,7 +1139,13 @@ fn convert_loop(
             return Ok(BTreeMap::new());
         }
     }
-    Ok(conv.stats().type_mismatches_by_date.clone())
+    let mut mismatches: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    for (_, conv) in &convs {
+        for (d, n) in &conv.stats().type_mismatches_by_date {
+            *mismatches.entry(*d).or_default() += n;
+        }
+    }
+    Ok(mismatches)
 }
 
 /// Kept records as sync-query-shaped NDJSON pages, gzipped: exactly what `convert` reads. Each

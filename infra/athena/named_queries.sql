@@ -152,3 +152,59 @@ WHERE m.name = 'tHandle'
   AND m.conversation_date >= date_format(current_date - INTERVAL '30' DAY, '%Y-%m-%d')
 GROUP BY m.conversation_date, p.user_id, u.name
 ORDER BY m.conversation_date, agent;
+
+-- name: time_in_routing_status_per_agent_per_day
+-- description: Seconds each agent spent in each routing status per day (open records closed at the end of their start day), with the agent's name, last 30 days.
+WITH records AS (
+  SELECT user_id, routing_status, start_time,
+         coalesce(end_time, date_add('day', 1, date_trunc('day', start_time))) AS stop
+  FROM user_routing_status
+  WHERE status_date >= date_format(current_date - INTERVAL '31' DAY, '%Y-%m-%d')
+),
+per_day AS (
+  SELECT r.user_id, r.routing_status, d AS day,
+         to_unixtime(least(r.stop, CAST(date_add('day', 1, d) AS timestamp)))
+           - to_unixtime(greatest(r.start_time, CAST(d AS timestamp))) AS seconds
+  FROM records r
+  CROSS JOIN UNNEST(sequence(CAST(r.start_time AS date),
+                             CAST(r.stop - INTERVAL '0.001' SECOND AS date),
+                             INTERVAL '1' DAY)) AS t (d)
+  WHERE r.stop > r.start_time
+)
+SELECT p.day, p.user_id, coalesce(u.name, p.user_id) AS agent, p.routing_status,
+       round(sum(p.seconds)) AS seconds
+FROM per_day p
+LEFT JOIN users_latest u ON u.user_id = p.user_id
+WHERE p.day >= current_date - INTERVAL '30' DAY
+GROUP BY p.day, p.user_id, coalesce(u.name, p.user_id), p.routing_status
+ORDER BY p.day, agent, p.routing_status;
+
+-- name: occupancy_per_agent_per_day
+-- description: Occupancy per agent per day: time INTERACTING / time on queue (IDLE, INTERACTING, NOT_RESPONDING, COMMUNICATING), open records closed at the end of their start day, with the agent's name, last 30 days.
+WITH records AS (
+  SELECT user_id, routing_status, start_time,
+         coalesce(end_time, date_add('day', 1, date_trunc('day', start_time))) AS stop
+  FROM user_routing_status
+  WHERE status_date >= date_format(current_date - INTERVAL '31' DAY, '%Y-%m-%d')
+    AND routing_status IN ('IDLE', 'INTERACTING', 'NOT_RESPONDING', 'COMMUNICATING')
+),
+per_day AS (
+  SELECT r.user_id, r.routing_status, d AS day,
+         to_unixtime(least(r.stop, CAST(date_add('day', 1, d) AS timestamp)))
+           - to_unixtime(greatest(r.start_time, CAST(d AS timestamp))) AS seconds
+  FROM records r
+  CROSS JOIN UNNEST(sequence(CAST(r.start_time AS date),
+                             CAST(r.stop - INTERVAL '0.001' SECOND AS date),
+                             INTERVAL '1' DAY)) AS t (d)
+  WHERE r.stop > r.start_time
+)
+SELECT p.day, p.user_id, coalesce(u.name, p.user_id) AS agent,
+       round(sum(CASE WHEN p.routing_status = 'INTERACTING' THEN p.seconds ELSE 0 END)) AS interacting_seconds,
+       round(sum(p.seconds)) AS on_queue_seconds,
+       round(sum(CASE WHEN p.routing_status = 'INTERACTING' THEN p.seconds ELSE 0 END)
+             / nullif(sum(p.seconds), 0), 3) AS occupancy
+FROM per_day p
+LEFT JOIN users_latest u ON u.user_id = p.user_id
+WHERE p.day >= current_date - INTERVAL '30' DAY
+GROUP BY p.day, p.user_id, coalesce(u.name, p.user_id)
+ORDER BY p.day, agent;

@@ -36,6 +36,7 @@
 
 pub mod conversations;
 pub mod reference;
+pub mod user_details;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -55,6 +56,7 @@ pub static ALL: &[&Dataset] = &[
     &reference::SKILLS_DATASET,
     &reference::LANGUAGES_DATASET,
     &reference::GROUPS_DATASET,
+    &user_details::DATASET,
 ];
 
 /// One dataset: where its records come from, how they are keyed and partitioned, and the
@@ -143,23 +145,6 @@ impl Dataset {
     /// Every registered dataset.
     pub fn all() -> &'static [&'static Dataset] {
         ALL
-    }
-
-    /// `conversations,reference` (a comma list, as `--datasets` takes it) → those datasets,
-    /// in registry order, each once.
-    pub fn parse_list(list: &str) -> Result<Vec<&'static Dataset>, String> {
-        let mut want = Vec::new();
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let d = Dataset::by_name(name).ok_or_else(|| {
-                let known: Vec<&str> = ALL.iter().map(|d| d.name).collect();
-                format!("unknown dataset {name:?} (known: {})", known.join(", "))
-            })?;
-            want.push(d);
-        }
-        if want.is_empty() {
-            return Err("no dataset named".into());
-        }
-        Ok(ALL.iter().copied().filter(|d| want.contains(d)).collect())
     }
 
     /// The tables that hold one row per record (no parent): the converter starts there.
@@ -327,19 +312,5 @@ mod tests {
             }
         }
         assert_eq!(Table::all().len(), names.len());
-    }
-
-    #[test]
-    fn dataset_lists_parse_by_name() {
-        assert_eq!(
-            Dataset::parse_list(" conversations, conversations"),
-            Ok(vec![&conversations::DATASET])
-        );
-        let err = Dataset::parse_list("conversations,nope").unwrap_err();
-        assert!(
-            err.contains("\"nope\"") && err.contains("known: conversations"),
-            "{err}"
-        );
-        assert!(Dataset::parse_list(" , ").is_err());
     }
 }

@@ -101,6 +101,74 @@ impl UserDetails {
     }
 }
 
+impl UserDetails {
+    /// The presence records as one flat JSON object each (`userId` beside the record's own
+    /// fields, the unknown and wrong-typed ones back as they came), in key order: the records
+    /// of the `user_presence` table.
+    pub fn presence_objects(&self) -> Vec<String> {
+        self.presence
+            .iter()
+            .map(|r| {
+                flat(
+                    &r.user_id,
+                    r.start_time,
+                    r.end_time,
+                    &[
+                        ("systemPresence", &r.system_presence),
+                        ("organizationPresenceId", &r.organization_presence_id),
+                    ],
+                    r.extra.as_deref(),
+                )
+            })
+            .collect()
+    }
+
+    /// The routing-status records as flat JSON objects, in key order.
+    pub fn routing_objects(&self) -> Vec<String> {
+        self.routing
+            .iter()
+            .map(|r| {
+                flat(
+                    &r.user_id,
+                    r.start_time,
+                    r.end_time,
+                    &[("routingStatus", &r.routing_status)],
+                    r.extra.as_deref(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn flat(
+    user_id: &str,
+    start: i64,
+    end: Option<i64>,
+    strings: &[(&str, &Option<String>)],
+    extra: Option<&str>,
+) -> String {
+    let time = |ms: i64| {
+        DateTime::from_timestamp_millis(ms)
+            .map(crate::interval::format_millis)
+            .unwrap_or_default()
+    };
+    let mut m = Map::new();
+    m.insert("userId".into(), Value::String(user_id.to_string()));
+    m.insert("startTime".into(), Value::String(time(start)));
+    if let Some(e) = end {
+        m.insert("endTime".into(), Value::String(time(e)));
+    }
+    for (k, v) in strings {
+        if let Some(v) = v {
+            m.insert((*k).to_string(), Value::String(v.clone()));
+        }
+    }
+    if let Some(Ok(Value::Object(x))) = extra.map(serde_json::from_str::<Value>) {
+        m.extend(x);
+    }
+    Value::Object(m).to_string()
+}
+
 /// Merges pages: keeps the records that start in `keep`, one per key, the freshest.
 struct Merger {
     keep: Interval,
