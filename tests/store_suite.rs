@@ -2935,7 +2935,12 @@ async fn local_globbing_reader_sees_one_whole_run_at_every_instant() {
         let store = store.clone();
         async move {
             let lease = store
-                .acquire_lease(date(), &RunId(run.clone()), chrono::Duration::hours(1))
+                .acquire_lease(
+                    &CONVERSATIONS,
+                    date(),
+                    &RunId(run.clone()),
+                    chrono::Duration::hours(1),
+                )
                 .await
                 .expect("lease");
             let mut files = Vec::new();

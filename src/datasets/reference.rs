@@ -43,6 +43,7 @@ const DIVISION: Option<Flatten> = Some(Flatten {
 
 /// A reference table's spec: one row per entity, its id first.
 const fn spec(
+    dataset: &'static Dataset,
     name: &'static str,
     description: &'static str,
     model: &'static str,
@@ -51,7 +52,7 @@ const fn spec(
     flatten: Option<Flatten>,
 ) -> TableSpec {
     TableSpec {
-        dataset: name,
+        dataset,
         pos: 0,
         name,
         description,
@@ -75,6 +76,7 @@ const fn spec(
 macro_rules! reference_table {
     ($def:ident, $table:ident, $ds:ident, $name:literal, $id:literal, $model:literal, $fields:expr, $flatten:expr, $desc:literal, $ds_desc:literal) => {
         static $def: TableDef = TableDef::new(spec(
+            &$ds,
             $name,
             $desc,
             $model,

@@ -89,7 +89,7 @@ const ROUTING_FIELDS: &[Field] = &[
 ];
 
 static USER_PRESENCE_DEF: TableDef = TableDef::new(TableSpec {
-    dataset: NAME,
+    dataset: &DATASET,
     pos: 0,
     name: "user_presence",
     description: "One row per presence record of an agent (AnalyticsUserPresenceRecord), in the \
@@ -111,7 +111,7 @@ static USER_PRESENCE_DEF: TableDef = TableDef::new(TableSpec {
 });
 
 static USER_ROUTING_STATUS_DEF: TableDef = TableDef::new(TableSpec {
-    dataset: NAME,
+    dataset: &DATASET,
     pos: 1,
     name: "user_routing_status",
     description: "One row per routing-status record of an agent (AnalyticsRoutingStatusRecord), \
@@ -173,6 +173,7 @@ impl Source for UserDetailsSource {
                     pages: Box::pin(pages),
                     stats,
                     cleanup,
+                    warnings: Default::default(),
                 }
             }),
         })
