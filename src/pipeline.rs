@@ -286,7 +286,10 @@ pub struct RunSummary {
     pub ok: bool,
     pub output: String,
     pub days: Vec<DaySummary>,
+    /// Conversations written (records of the conversations dataset; see `records`).
     pub conversations: u64,
+    /// Records written per dataset.
+    pub records: BTreeMap<&'static str, u64>,
     pub files: u64,
     pub bytes: u64,
     pub seconds: f64,
@@ -314,7 +317,15 @@ impl RunSummary {
             fatal: None,
             ok: days.iter().all(|d| d.status == "ok"),
             output,
-            conversations: days.iter().map(|d| d.conversations).sum(),
+            conversations: days
+                .iter()
+                .filter(|d| d.dataset == crate::datasets::conversations::DATASET.name)
+                .map(|d| d.conversations)
+                .sum(),
+            records: days.iter().fold(BTreeMap::new(), |mut m, d| {
+                *m.entry(d.dataset).or_insert(0) += d.conversations;
+                m
+            }),
             files: days.iter().map(|d| d.files).sum(),
             bytes: days.iter().map(|d| d.bytes).sum(),
             seconds: started.elapsed().as_secs_f64(),

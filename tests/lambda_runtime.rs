@@ -222,11 +222,15 @@ async fn bootstrap_serves_manual_invocations_through_the_runtime_api() {
     assert_eq!(summary["ok"], true, "{summary}");
     assert_eq!(summary["trigger"], "manual");
     let all = summary["days"].as_array().expect("days");
-    // Every dataset by default (GP_DATASETS): the two days of conversations, and today's
-    // snapshot of each reference table.
-    let (days, snapshots): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+    // Every dataset by default (GP_DATASETS): the two days of conversations and of user
+    // details, and today's snapshot of each reference table.
+    let (days, rest): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
         all.iter().partition(|d| d["dataset"] == "conversations");
+    let (user_days, snapshots): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) = rest
+        .into_iter()
+        .partition(|d| d["dataset"] == "user_details");
     assert_eq!(days.len(), 2);
+    assert_eq!(user_days.len(), 2, "{summary}");
     assert_eq!(
         snapshots.len(),
         genesys_parquet::datasets::reference::ALL.len(),

@@ -928,6 +928,8 @@ async fn extract(endpoint: &str, sim: &SimHandle, extra: &[&str]) -> Extracted {
     let end = "2026-10-20";
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_genesys-parquet"))
         .args(["extract", "--start", DAY, "--end", end, "--mode", "jobs"])
+        // The store's protocol, on one dataset's day (every dataset commits through it).
+        .args(["--datasets", "conversations"])
         .args(["--out", &format!("s3://{BUCKET}/{PREFIX}")])
         .args(["--s3-endpoint", endpoint])
         .args(["--api-url", &url, "--login-url", &url])
@@ -942,6 +944,7 @@ async fn extract(endpoint: &str, sim: &SimHandle, extra: &[&str]) -> Extracted {
         .env("AWS_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("GP_DATASETS")
         .env_remove("RUST_LOG")
         .output()
         .await
@@ -2711,7 +2714,8 @@ async fn athena_view(
     ctx: &str,
 ) -> Vec<Option<String>> {
     let mut out = Vec::new();
-    for t in genesys_parquet::tables::schema::Table::all() {
+    // The tables a conversations run registers (the day is the conversations dataset's).
+    for t in CONVERSATIONS.tables {
         let Some(loc) = glue.location(t.name(), day).await.expect("partition") else {
             out.push(None);
             continue;
@@ -2758,10 +2762,7 @@ async fn catalog_glue_failures_leave_no_day_stuck() {
             .interceptor(GlueThrottleHook(throttle.clone()))
             .build(),
     );
-    let tables: Vec<&str> = genesys_parquet::tables::schema::Table::all()
-        .iter()
-        .map(|t| t.name())
-        .collect();
+    let tables: Vec<&str> = CONVERSATIONS.tables.iter().map(|t| t.name()).collect();
     let n = tables.len();
     let hour = chrono::Duration::hours(1);
     let base: NaiveDate = "2026-01-01".parse().expect("date");
