@@ -297,19 +297,16 @@ async fn demo(c: DemoCmd) -> anyhow::Result<i32> {
     handle.shutdown().await;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     let out = c.out.display().to_string();
-    let query = crate::tables::ddl::names_query(&out);
-    let indented = query.replace('\n', "\n  ");
+    let indent = |q: &str| q.replace('\n', "\n  ");
+    let duckdb = indent(&crate::tables::ddl::names_query(&out));
+    // The Athena twin, as the template installs it.
+    let named = "handled_per_queue_and_wrapup_code";
+    let athena = indent(&crate::tables::ddl::named_query(named).unwrap_or_default());
     eprintln!(
         "\nHandled conversations per queue and wrap-up code, by name, with DuckDB (pip install duckdb):\n\n  \
-         python3 - <<'EOF'\n  import duckdb\n  print(duckdb.sql(\"\"\"\n  {indented}\n  \"\"\"))\n  EOF\n\n\
+         python3 - <<'EOF'\n  import duckdb\n  print(duckdb.sql(\"\"\"\n  {duckdb}\n  \"\"\"))\n  EOF\n\n\
          In Athena (the template's Glue tables and views): the named query \
-         genesys-parquet: handled_per_queue_and_wrapup_code, or\n\n  \
-         SELECT coalesce(q.name, s.queue_id) AS queue, coalesce(w.name, s.wrap_up_code) AS wrap_up_code,\n         \
-         count(DISTINCT s.conversation_id) AS handled\n  \
-         FROM segments s\n  \
-         LEFT JOIN queues_latest q ON q.queue_id = s.queue_id\n  \
-         LEFT JOIN wrapup_codes_latest w ON w.wrapup_code_id = s.wrap_up_code\n  \
-         WHERE s.wrap_up_code IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC;\n"
+         genesys-parquet: {named}, that is\n\n  {athena}\n"
     );
     eprintln!(
         "Time in each routing status per agent and day (hours, counted in the day each record \

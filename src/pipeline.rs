@@ -23,7 +23,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::datasets::reference::IdAudit;
+use crate::datasets::IdAudit;
 use crate::datasets::{Dataset, Partitioning};
 use crate::error_class::ErrorClass;
 use crate::genesys::{GenesysClient, GenesysError, Mode, RequestStatsSnapshot};
@@ -1672,6 +1672,7 @@ mod other_dataset {
             time_column: "start_time",
         },
         source: &NoSource(400),
+        id_refs: &[],
     };
     static BY_ROW_TABLE: TableDef = TableDef::new(spec(&BY_ROW, "test_status"));
     static BY_RECORD: Dataset = Dataset {
@@ -1686,6 +1687,7 @@ mod other_dataset {
             time_column: "start_time",
         },
         source: &NoSource(400),
+        id_refs: &[],
     };
     static BY_RECORD_TABLE: TableDef = TableDef::new(spec(&BY_RECORD, "test_status_r"));
 
@@ -1793,6 +1795,7 @@ mod other_dataset {
                 time_column: "start_time",
             },
             source: &NoSource(400),
+            id_refs: &[],
         }
     }
 

@@ -41,6 +41,7 @@ pub static DATASET: Dataset = Dataset {
         time_column: "start_time",
     },
     source: &UserDetailsSource,
+    id_refs: &[],
 };
 
 /// A status record's user and start (the client merges on the full key, see the module docs).

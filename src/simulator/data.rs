@@ -1087,7 +1087,7 @@ mod tests {
             parts += k;
             let v: serde_json::Value = serde_json::from_str(&b).expect("valid JSON");
             assert_eq!(v["conversationId"], c.id_string());
-            let ps = v["participants"].as_array().expect("participants");
+            let ps = v["participants"].as_array().expect("a list");
             assert!(ps.last().expect("last").is_null());
             assert_eq!(ps[0]["sessions"][0]["metrics"], ODD_MARKER);
             assert!(ps[0]["sessions"][0]["flow"].is_array());

@@ -442,8 +442,8 @@ mod tests {
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use bytes::Bytes;
 
-    /// Writes one simulated day through a DayWriter with `budget` and returns, for the
-    /// segments table, (row groups, rows, sorted conversation ids).
+    /// Writes one simulated day through a DayWriter with `budget` and returns, for the table
+    /// with the most rows, (row groups, rows, sorted record ids).
     async fn write_day(root: &std::path::Path, budget: usize) -> (usize, usize, Vec<String>) {
         let date: NaiveDate = "2026-10-20".parse().expect("date");
         let cfg = SimConfig {
@@ -506,14 +506,21 @@ mod tests {
             .expect("publish");
         store.release_lease(&lease).await.expect("release");
         let (mut groups, mut rows, mut ids) = (0, 0, Vec::new());
-        for f in m.files.iter().filter(|f| f.table == "segments") {
+        let id_column = crate::tables::schema::snake_case(CONVERSATIONS.record.id);
+        let biggest = m
+            .files
+            .iter()
+            .max_by_key(|f| (f.rows, f.table.clone()))
+            .map(|f| f.table.clone())
+            .expect("files");
+        for f in m.files.iter().filter(|f| f.table == biggest) {
             let file = std::fs::File::open(root.join(&f.key)).expect("open");
             let r = ParquetRecordBatchReaderBuilder::try_new(file).expect("reader");
             groups += r.metadata().num_row_groups();
             for b in r.build().expect("build") {
                 let b = b.expect("batch");
                 rows += b.num_rows();
-                let col = b.column_by_name("conversation_id").expect("column");
+                let col = b.column_by_name(&id_column).expect("column");
                 ids.extend(col.as_string::<i32>().iter().flatten().map(String::from));
             }
         }
@@ -530,7 +537,7 @@ mod tests {
             message: "InternalError: try again".into(),
             transient,
         };
-        let parquet = |source| SinkError::writing("segments", NaiveDate::MIN, "k".into(), source);
+        let parquet = |source| SinkError::writing("a_table", NaiveDate::MIN, "k".into(), source);
         let external = |e: StoreError| ::parquet::errors::ParquetError::External(Box::new(e));
         assert!(parquet(external(store(true))).is_transient());
         // The store's own message, not the writer's wrapping of it.
@@ -550,7 +557,7 @@ mod tests {
         let tight = write_day(dir.path(), 1).await;
         assert_eq!(roomy.0, 1, "one row group when memory allows");
         assert!(tight.0 > 5, "the budget splits row groups: {}", tight.0);
-        assert!(roomy.1 > 1000, "segments written: {}", roomy.1);
+        assert!(roomy.1 > 1000, "rows written: {}", roomy.1);
         assert_eq!(roomy.1, tight.1);
         assert_eq!(roomy.2, tight.2);
     }

@@ -112,6 +112,18 @@ pub fn names_query(root: &str) -> String {
     )
 }
 
+/// The SQL of the Athena named query called `name` in `infra/athena/named_queries.sql` (the
+/// file the template's `AWS::Athena::NamedQuery` resources are generated from), without its
+/// `-- name:` / `-- description:` lines.
+pub fn named_query(name: &str) -> Option<String> {
+    const SQL: &str = include_str!("../../infra/athena/named_queries.sql");
+    let marker = format!("-- name: {name}\n");
+    let body = &SQL[SQL.find(&marker)? + marker.len()..];
+    let body = &body[..body.find("\n-- name: ").unwrap_or(body.len())];
+    let lines: Vec<&str> = body.lines().filter(|l| !l.starts_with("--")).collect();
+    Some(lines.join("\n").trim().to_string())
+}
+
 fn sql_string(s: &str) -> String {
     s.replace('\'', "''")
 }
@@ -119,6 +131,22 @@ fn sql_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_queries_are_read_by_name() {
+        let q = named_query("handled_per_queue_and_wrapup_code").expect("query");
+        assert!(
+            q.starts_with("SELECT coalesce(q.name, s.queue_id) AS queue,"),
+            "{q}"
+        );
+        assert!(q.contains("LEFT JOIN wrapup_codes_latest w"), "{q}");
+        assert!(
+            q.ends_with("ORDER BY handled DESC, queue, wrap_up_code;"),
+            "{q}"
+        );
+        assert!(!q.contains("-- "), "{q}");
+        assert_eq!(named_query("no_such_query"), None);
+    }
 
     #[test]
     fn ddl_declares_every_column_with_its_athena_type() {

@@ -5,7 +5,6 @@
 pub mod convert;
 pub mod ddl;
 pub mod docs;
-pub mod reference_fields;
 pub mod schema;
 
 pub use convert::{ConvertError, ConvertOptions, ConvertStats, Converter, TableBatch};

@@ -12,7 +12,7 @@ mod fields;
 
 use async_trait::async_trait;
 
-use super::{Dataset, Dedupe, Partitioning, Planned, RecordSpec, Source};
+use super::{reference, Dataset, Dedupe, IdRef, Partitioning, Planned, RecordSpec, Source};
 use crate::genesys::{GenesysClient, GenesysError, Mode};
 use crate::interval::Interval;
 use crate::tables::schema::{Field, Flatten, Key, Table, TableDef, TableSpec, Ty};
@@ -47,16 +47,15 @@ pub static DATASET: Dataset = Dataset {
         time_column: "conversation_start",
     },
     source: &AnalyticsDetails,
+    id_refs: ID_REFS,
 };
 
-/// Columns of this dataset's tables that hold ids a reference table names: (table, column,
-/// reference dataset). The run summary counts the ids no snapshot of the run lists
-/// ([`super::reference::IdAudit`]).
-pub const NAMED_IDS: &[(Table, &str, &str)] = &[
-    (SEGMENTS, "queue_id", "queues"),
-    (SEGMENTS, "wrap_up_code", "wrapup_codes"),
-    (PARTICIPANTS, "user_id", "users"),
-    (CONVERSATIONS, "division_ids", "divisions"),
+/// Columns of this dataset's tables that hold ids a reference table names.
+const ID_REFS: &[IdRef] = &[
+    IdRef::new(SEGMENTS, "queue_id", &reference::QUEUES_DATASET),
+    IdRef::new(SEGMENTS, "wrap_up_code", &reference::WRAPUP_CODES_DATASET),
+    IdRef::new(PARTICIPANTS, "user_id", &reference::USERS_DATASET),
+    IdRef::new(CONVERSATIONS, "division_ids", &reference::DIVISIONS_DATASET),
 ];
 
 /// A conversation record's id and start (what the client filters and deduplicates on).

@@ -15,6 +15,8 @@
 //! string) and its `name` the `en_US` label (any other name it had is kept in `extra` as
 //! `definitionName`).
 
+mod fields;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -22,8 +24,8 @@ use super::{Dataset, Dedupe, Partitioning, Planned, RecordSpec, Source};
 use crate::genesys::reference::Entity;
 use crate::genesys::{GenesysClient, GenesysError, Mode};
 use crate::interval::Interval;
-use crate::tables::reference_fields as f;
 use crate::tables::schema::{Flatten, Table, TableDef, TableSpec};
+use fields as f;
 
 /// The name `--datasets` accepts for all of them.
 pub const GROUP: &str = "reference";
@@ -100,6 +102,7 @@ macro_rules! reference_table {
                 column: SNAPSHOT_DATE,
             },
             source: &Listing($name),
+            id_refs: &[],
         };
     };
 }
@@ -266,93 +269,5 @@ impl Source for Listing {
             data_availability_date: None,
             start: Box::new(move || client.reference_extraction(table, ENVELOPE, shape)),
         })
-    }
-}
-
-/// The ids a run's rows carry in columns a reference table names (`NAMED_IDS` of the
-/// datasets that have them) and the ids the run's reference snapshots list; what is left is
-/// what the summary counts as unresolved: ids this run's snapshot cannot name (deleted before
-/// it; an earlier snapshot may still name them through the `_latest` views).
-#[derive(Debug, Default)]
-pub struct IdAudit {
-    /// reference dataset → ids seen in published rows referring to it.
-    referenced: std::sync::Mutex<
-        std::collections::BTreeMap<&'static str, std::collections::HashSet<String>>,
-    >,
-    /// reference dataset → ids its snapshot listed (present only if it was written).
-    listed: std::sync::Mutex<
-        std::collections::BTreeMap<&'static str, std::collections::HashSet<String>>,
-    >,
-}
-
-impl IdAudit {
-    /// Notes the ids of a batch that is about to be written.
-    pub fn observe(&self, tb: &crate::tables::TableBatch) {
-        use arrow::array::{Array, AsArray};
-        use arrow::datatypes::DataType;
-        let strings = |col: &dyn Array, into: &mut std::collections::HashSet<String>| {
-            let add = |a: &dyn Array, into: &mut std::collections::HashSet<String>| {
-                if let Some(s) = a.as_string_opt::<i32>() {
-                    for v in s.iter().flatten() {
-                        if !into.contains(v) {
-                            into.insert(v.to_string());
-                        }
-                    }
-                }
-            };
-            match col.data_type() {
-                DataType::List(_) => {
-                    let l = col.as_list::<i32>();
-                    add(l.values().as_ref(), into);
-                }
-                _ => add(col, into),
-            }
-        };
-        for (table, column, target) in super::conversations::NAMED_IDS {
-            if *table == tb.table {
-                if let Some(col) = tb.batch.column_by_name(column) {
-                    let mut g = self.referenced.lock().unwrap_or_else(|p| p.into_inner());
-                    strings(col.as_ref(), g.entry(target).or_default());
-                }
-            }
-        }
-        if let Some(d) = ALL.iter().find(|d| d.tables.first() == Some(&tb.table)) {
-            let id = crate::tables::schema::snake_case(d.record.id);
-            if let Some(col) = tb.batch.column_by_name(&id) {
-                let mut g = self.listed.lock().unwrap_or_else(|p| p.into_inner());
-                strings(col.as_ref(), g.entry(d.name).or_default());
-            }
-        }
-    }
-
-    /// Adds what `other` (one published partition) saw.
-    pub fn merge(&self, other: &IdAudit) {
-        for (mine, theirs) in [
-            (&self.referenced, &other.referenced),
-            (&self.listed, &other.listed),
-        ] {
-            let theirs = theirs.lock().unwrap_or_else(|p| p.into_inner());
-            let mut mine = mine.lock().unwrap_or_else(|p| p.into_inner());
-            for (k, v) in theirs.iter() {
-                mine.entry(k).or_default().extend(v.iter().cloned());
-            }
-        }
-    }
-
-    /// Per reference table written in the run: how many ids the run's rows carry that its
-    /// snapshot does not list.
-    pub fn unresolved(&self) -> std::collections::BTreeMap<String, u64> {
-        let referenced = self.referenced.lock().unwrap_or_else(|p| p.into_inner());
-        let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
-        referenced
-            .iter()
-            .filter_map(|(target, ids)| {
-                let names = listed.get(target)?;
-                Some((
-                    target.to_string(),
-                    ids.iter().filter(|i| !names.contains(*i)).count() as u64,
-                ))
-            })
-            .collect()
     }
 }
