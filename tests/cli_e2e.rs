@@ -772,3 +772,85 @@ fn convert_rebuilds_days_from_extract_archives_and_the_newest_copy_wins() {
     let v = stale(&o);
     assert_eq!(v[0], v[1], "{v}");
 }
+
+/// `demo` writes every dataset and prints a query that runs as pasted: handled conversations
+/// per queue name and wrap-up code name, names from the reference tables.
+#[test]
+fn the_demo_prints_a_ready_query_joining_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("demo");
+    let o = Command::new(BIN)
+        .args(["demo", "--per-day", "40", "--seed", "5", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run demo");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "demo failed:\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("summary JSON");
+    assert_eq!(summary["ok"], true);
+    // Every registered dataset wrote something.
+    let mut written: Vec<&str> = summary["days"]
+        .as_array()
+        .expect("days")
+        .iter()
+        .map(|d| d["dataset"].as_str().expect("dataset"))
+        .collect();
+    written.dedup();
+    for d in genesys_parquet::datasets::Dataset::all() {
+        assert!(written.contains(&d.name), "{}: {written:?}", d.name);
+    }
+    // The printed DuckDB script, as a user pastes it.
+    let script = stderr
+        .split_once("python3 - <<'EOF'\n")
+        .and_then(|(_, rest)| rest.split_once("\n  EOF"))
+        .map(|(s, _)| s)
+        .unwrap_or_else(|| panic!("no DuckDB script in the demo's output:\n{stderr}"));
+    let script: String = script
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let run = |script: &str| -> Vec<u8> {
+        let q = Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("run python");
+        assert!(
+            q.status.success(),
+            "the printed query failed:\n{}\n{script}",
+            String::from_utf8_lossy(&q.stderr)
+        );
+        q.stdout
+    };
+    // As pasted: DuckDB prints a table with the names.
+    let printed = String::from_utf8(run(&script)).expect("utf-8");
+    use genesys_parquet::simulator::reference as universe;
+    assert!(
+        universe::WRAPUPS.iter().any(|(_, n)| printed.contains(n)),
+        "{printed}"
+    );
+    // The same query's rows: every code and (but the deleted queue) every queue by its name.
+    let json_script = format!(
+        "import json\n{}",
+        script
+            .replacen("print(duckdb.sql(", "print(json.dumps(duckdb.sql(", 1)
+            .replacen("\"\"\"))", "\"\"\").fetchall()))", 1)
+    );
+    let rows: Vec<(String, String, u64)> =
+        serde_json::from_slice(&run(&json_script)).expect("rows as JSON");
+    assert!(!rows.is_empty(), "{script}");
+    let queue_names: Vec<&str> = universe::QUEUES.iter().map(|(_, n)| *n).collect();
+    let code_names: Vec<&str> = universe::WRAPUPS.iter().map(|(_, n)| *n).collect();
+    for (queue, code, n) in &rows {
+        assert!(*n > 0);
+        assert!(code_names.contains(&code.as_str()), "code {code}: {rows:?}");
+        assert!(
+            queue_names.contains(&queue.as_str()) || queue == universe::DELETED_QUEUE,
+            "queue {queue}: {rows:?}"
+        );
+    }
+    assert!(rows
+        .iter()
+        .any(|(q, _, _)| queue_names.contains(&q.as_str())));
+}

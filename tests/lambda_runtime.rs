@@ -224,18 +224,17 @@ async fn bootstrap_serves_manual_invocations_through_the_runtime_api() {
     let all = summary["days"].as_array().expect("days");
     // Every dataset by default (GP_DATASETS): the two days of conversations and of user
     // details, and today's snapshot of each reference table.
-    let (days, rest): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
-        all.iter().partition(|d| d["dataset"] == "conversations");
-    let (user_days, snapshots): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) = rest
-        .into_iter()
-        .partition(|d| d["dataset"] == "user_details");
-    assert_eq!(days.len(), 2);
-    assert_eq!(user_days.len(), 2, "{summary}");
-    assert_eq!(
-        snapshots.len(),
-        genesys_parquet::datasets::reference::ALL.len(),
-        "{summary}"
-    );
+    use genesys_parquet::datasets::{conversations, reference, user_details};
+    let of = |name: &str| -> Vec<&serde_json::Value> {
+        all.iter().filter(|d| d["dataset"] == name).collect()
+    };
+    let days = of(conversations::DATASET.name);
+    assert_eq!(days.len(), 2, "{summary}");
+    assert_eq!(of(user_details::DATASET.name).len(), 2, "{summary}");
+    for d in reference::ALL {
+        assert_eq!(of(d.name).len(), 1, "{}: {summary}", d.name);
+    }
+    assert_eq!(all.len(), 4 + reference::ALL.len(), "{summary}");
     for d in days {
         let date: chrono::NaiveDate = d["date"].as_str().expect("date").parse().expect("date");
         let truth = sim
@@ -243,9 +242,11 @@ async fn bootstrap_serves_manual_invocations_through_the_runtime_api() {
             .conversation_ids_started_in(&genesys_parquet::interval::Interval::day(date));
         assert_eq!(d["conversations"].as_u64(), Some(truth.len() as u64), "{d}");
     }
+    let conv = &conversations::DATASET;
     assert!(out
         .path()
-        .join("conversations/conversation_date=2026-10-18")
+        .join(conv.root().name())
+        .join(conv.partition_folder("2026-10-18".parse().expect("date")))
         .is_dir());
 
     // The same warm process refuses an over-long range with an error type Step Functions sees.
@@ -477,5 +478,152 @@ async fn a_secrets_manager_outage_at_cold_start_is_retried() {
         .expect("create secret");
     api.invoke("ready", day_event());
     assert_day_extracted(answer(&mut rx, "ready").await, &sim);
+    sim.shutdown().await;
+}
+
+/// Which datasets each trigger writes, through the handler: the nightly run (a scheduler
+/// event) writes its days and today's snapshot of every reference table; a backfill day only
+/// the day-partitioned datasets (a backfill of 1,100 days does not rewrite today's snapshot
+/// 1,100 times); a manual event writes the datasets it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nightly_run_writes_snapshots_a_backfill_day_does_not() {
+    use clap::Parser;
+    use genesys_parquet::datasets::{conversations, reference, user_details, Partitioning};
+    use genesys_parquet::lambda::{Handler, LambdaSettings};
+
+    let sim = simulator::start(SimConfig {
+        seed: 3,
+        per_day: 20,
+        end_date: Some("2026-10-20".parse().expect("date")),
+        job_ready_after_ms: 20,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let out = tempfile::tempdir().expect("tempdir");
+    let out_arg = out.path().display().to_string();
+    let url = sim.base_url();
+    let settings = LambdaSettings::try_parse_from([
+        "--out",
+        &out_arg,
+        "--api-url",
+        &url,
+        "--login-url",
+        &url,
+        "--client-id",
+        "demo",
+        "--client-secret",
+        "demo",
+        "--lookback-days",
+        "0",
+        "--mode",
+        "query",
+        "--requests-per-minute",
+        "100000",
+    ])
+    .expect("settings");
+    let handler = Handler::new(settings).await.expect("handler");
+    let deadline = || SystemTime::now() + Duration::from_secs(120);
+    // (dataset, date) of each partition an invocation wrote, all ok.
+    let written = |summary: &Value| -> Vec<(String, String)> {
+        assert_eq!(summary["ok"], true, "{summary}");
+        let mut v: Vec<(String, String)> = summary["days"]
+            .as_array()
+            .expect("days")
+            .iter()
+            .map(|d| {
+                assert_eq!(d["status"], "ok", "{d}");
+                (
+                    d["dataset"].as_str().expect("dataset").to_string(),
+                    d["date"].as_str().expect("date").to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let snapshot_folders = |table: &str| -> usize {
+        std::fs::read_dir(out.path().join(table))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    let day_datasets = [conversations::DATASET.name, user_details::DATASET.name];
+
+    let backfill = handler
+        .handle(
+            json!({"source": "backfill", "start": "2026-10-19", "end": "2026-10-20"}),
+            deadline(),
+        )
+        .await
+        .expect("backfill day");
+    let want: Vec<(String, String)> = day_datasets
+        .iter()
+        .map(|d| (d.to_string(), "2026-10-19".to_string()))
+        .collect();
+    assert_eq!(written(&backfill), want, "{backfill}");
+    for d in reference::ALL {
+        assert_eq!(
+            snapshot_folders(d.tables[0].name()),
+            0,
+            "{}: no snapshot",
+            d.name
+        );
+    }
+
+    let before = chrono::Utc::now().date_naive();
+    let nightly = handler
+        .handle(
+            json!({"source": "schedule", "scheduled_time": "2026-10-21T02:30:00Z"}),
+            deadline(),
+        )
+        .await
+        .expect("nightly run");
+    let after = chrono::Utc::now().date_naive();
+    let got = written(&nightly);
+    for d in day_datasets {
+        assert!(
+            got.contains(&(d.to_string(), "2026-10-20".to_string())),
+            "{d}: {got:?}"
+        );
+    }
+    let snapshots: Vec<&(String, String)> = got
+        .iter()
+        .filter(|(d, _)| !day_datasets.contains(&d.as_str()))
+        .collect();
+    assert_eq!(snapshots.len(), reference::ALL.len(), "{got:?}");
+    for (name, date) in snapshots {
+        let d = reference::ALL
+            .iter()
+            .find(|d| d.name == name)
+            .expect("a reference dataset");
+        assert!(matches!(d.partitioning, Partitioning::RunDate { .. }));
+        // Today's snapshot (the run's UTC date).
+        let date: chrono::NaiveDate = date.parse().expect("date");
+        assert!(date == before || date == after, "{name}: {date}");
+        assert!(
+            out.path()
+                .join(d.tables[0].name())
+                .join(d.partition_folder(date))
+                .is_dir(),
+            "{name}"
+        );
+    }
+
+    // A manual event naming datasets writes only those.
+    let manual = handler
+        .handle(
+            json!({"start": "2026-10-18", "end": "2026-10-19", "datasets": "queues"}),
+            deadline(),
+        )
+        .await
+        .expect("manual");
+    let got = written(&manual);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, reference::QUEUES_DATASET.name);
+    assert!(!out
+        .path()
+        .join(conversations::DATASET.root().name())
+        .join(conversations::DATASET.partition_folder("2026-10-18".parse().expect("date")))
+        .exists());
     sim.shutdown().await;
 }
