@@ -1948,9 +1948,9 @@ async fn crash_at_every_step(make: &dyn Fn(usize) -> (Arc<dyn ObjectStorage>, Vi
             drop(crashing);
             let ctx = format!("after call {at} of {calls} ({mode:?})");
             // Readers of a swapped folder see exactly one run (the folders are exchanged in one
-            // step); readers that list an S3 partition can see both until the publish is
-            // finished.
-            if matches!(vis, Visibility::SwapFolders) {
+            // step), and so do readers of a Glue partition (it points at one run's folder);
+            // readers that list an S3 partition can see both until the publish is finished.
+            if !matches!(vis, Visibility::CopyParts) {
                 for t in CRASH_TABLES {
                     let runs = runs_visible(&s, &vis, t, day).await;
                     assert_eq!(runs.len(), 1, "{ctx}: {t} shows runs {runs:?}");
@@ -2075,6 +2075,99 @@ async fn catalog_crash_at_every_step() {
         (Arc::new(s), vis)
     })
     .await;
+}
+
+/// Holds the commit write (the lease put to `publishing`) for longer than a heartbeat period,
+/// so that a beat falls inside it.
+#[derive(Debug)]
+struct SlowCommit {
+    inner: Arc<dyn ObjectStorage>,
+    hold: Duration,
+}
+
+#[async_trait]
+impl ObjectStorage for SlowCommit {
+    fn location(&self, key: &str) -> String {
+        self.inner.location(key)
+    }
+    async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> Result<Version, StoreError> {
+        let committing = key.starts_with("_leases/")
+            && String::from_utf8_lossy(&data).contains("\"publishing\"");
+        if committing {
+            tokio::time::sleep(self.hold).await;
+        }
+        self.inner.put(key, data, mode).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, Version)>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str, if_match: Option<&Version>) -> Result<(), StoreError> {
+        self.inner.delete(key, if_match).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.inner.copy(from, to).await
+    }
+    async fn upload(&self, key: &str) -> Result<Box<dyn Upload>, StoreError> {
+        self.inner.upload(key).await
+    }
+    async fn open_uploads(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.open_uploads(prefix).await
+    }
+    async fn abort_uploads(&self, prefix: &str) -> Result<(), StoreError> {
+        self.inner.abort_uploads(prefix).await
+    }
+}
+
+/// A heartbeat that renews the lease while the run commits is not mistaken for another run
+/// taking it over: the commit and the renewal are written one after the other, each from the
+/// version the other left, and the lease is released (not left to lapse) afterwards.
+#[tokio::test]
+async fn a_heartbeat_during_the_commit_does_not_lose_the_lease() {
+    let s: Arc<dyn ObjectStorage> = Arc::new(MemoryStorage::new());
+    // Beats every 200 ms; the commit write takes 500 ms, so at least two beats fall inside it.
+    let ttl = chrono::Duration::milliseconds(600);
+    let slow = Arc::new(SlowCommit {
+        inner: s.clone(),
+        hold: Duration::from_millis(500),
+    });
+    let store: Arc<dyn Store> = Arc::new(DayStore::new(slow, Visibility::CopyParts));
+    let (lease, files) = write_run(&store, "run-1", &["segments"], 1, ttl).await;
+    store
+        .publish(&lease, &manifest(&lease, files))
+        .await
+        .expect("the run holding the lease publishes");
+    // The heartbeat still holds the lease: it has not taken the commit for a take-over.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (body, _) = s
+        .get(&format!(
+            "_leases/conversations/conversation_date={}.json",
+            date()
+        ))
+        .await
+        .expect("get")
+        .expect("the lease is still held");
+    let rec: serde_json::Value = serde_json::from_slice(&body).expect("lease json");
+    assert_eq!(rec["run"], "run-1");
+    let expires: chrono::DateTime<Utc> = rec["expires"]
+        .as_str()
+        .expect("expires")
+        .parse()
+        .expect("time");
+    assert!(expires > Utc::now(), "renewed: {rec}");
+    store.release_lease(&lease).await.expect("release");
+    assert!(s.list("_leases/").await.expect("list").is_empty());
+    let pointer = store
+        .manifest(&CONVERSATIONS, date())
+        .await
+        .expect("manifest")
+        .expect("pointer");
+    assert_eq!(pointer.run_id.0, "run-1");
 }
 
 /// `--lease-wait`: a run waits for a day another run holds, and takes it once that run's lease

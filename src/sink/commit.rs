@@ -121,6 +121,15 @@ impl PartitionKey {
         format!("{}run={run}/", self.staging())
     }
 
+    /// The raw page archive of the partition (not keyed by dataset yet: see issue 14's notes).
+    fn raw(&self) -> String {
+        format!("{RAW}/{}/", self.folder())
+    }
+
+    fn run_raw(&self, run: &str) -> String {
+        format!("{}run={run}/", self.raw())
+    }
+
     fn date(&self) -> Option<NaiveDate> {
         self.value.parse().ok()
     }
@@ -188,6 +197,10 @@ pub enum Visibility {
 #[derive(Debug)]
 struct Held {
     record: Mutex<(LeaseRecord, Version)>,
+    /// Held across each conditional write of the lease by this process (heartbeat, commit,
+    /// release): two of them from the same version would make the later one fail as if
+    /// another run had taken the lease.
+    writing: tokio::sync::Mutex<()>,
     lost: AtomicBool,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -465,7 +478,7 @@ impl CommitStore {
                 self.storage.delete(&m.key, None).await?;
             }
         }
-        let mut prefixes = vec![key.staging(), format!("{RAW}/{}/", key.folder())];
+        let mut prefixes = vec![key.staging(), key.raw()];
         if matches!(self.visibility, Visibility::Catalog { .. }) {
             prefixes.extend(
                 key.dataset()?
@@ -765,6 +778,7 @@ impl CommitStore {
                 let Some(held) = weak_held.upgrade() else {
                     return;
                 };
+                let _writing = held.writing.lock().await;
                 let (mut rec, v) = held
                     .record
                     .lock()
@@ -896,6 +910,7 @@ impl Store for DayStore {
         let (since, expires, holder) = (rec.since, rec.expires, rec.holder.clone());
         let held = Arc::new(Held {
             record: Mutex::new((rec, version)),
+            writing: tokio::sync::Mutex::new(()),
             lost: AtomicBool::new(false),
             heartbeat: Mutex::new(None),
         });
@@ -936,6 +951,8 @@ impl Store for DayStore {
             .remove(&(key.id(), lease.run.0.clone()))
             .and_then(|w| w.upgrade());
         let Some(held) = held else { return Ok(()) };
+        // A renewal in flight lands first; then the heartbeat is stopped between beats.
+        let _writing = held.writing.lock().await;
         if let Some(h) = held
             .heartbeat
             .lock()
@@ -998,6 +1015,7 @@ impl Store for DayStore {
             .get_manifest(&key.pointer_key())
             .await?
             .map(|m| m.run_id.0);
+        let writing = held.writing.lock().await;
         let (mut rec, v) = held
             .record
             .lock()
@@ -1039,9 +1057,11 @@ impl Store for DayStore {
             }
         };
         *held.record.lock().unwrap_or_else(|p| p.into_inner()) = (rec.clone(), committed);
-        // MakeVisible, Sweep.
+        drop(writing);
+        // MakeVisible, Sweep (the heartbeat renews the lease meanwhile).
         cs.roll_forward(&rec).await?;
         // Back to Writing: nothing left in flight (release deletes it next).
+        let _writing = held.writing.lock().await;
         let (mut rec, v) = held
             .record
             .lock()
@@ -1072,8 +1092,7 @@ impl Store for DayStore {
         }
         // Only this run's: if the lease was lost, another run may be writing the partition.
         cs.delete_prefix(&key.run_staging(&lease.run.0)).await?;
-        cs.delete_prefix(&format!("{RAW}/{}/run={}/", key.folder(), lease.run.0))
-            .await?;
+        cs.delete_prefix(&key.run_raw(&lease.run.0)).await?;
         if matches!(cs.visibility, Visibility::Catalog { .. }) {
             for t in lease.dataset.tables {
                 cs.delete_prefix(&format!(
@@ -1102,7 +1121,7 @@ impl Store for DayStore {
 
     async fn put_raw(&self, lease: &Lease, name: &str, data: Bytes) -> Result<(), StoreError> {
         let key = PartitionKey::new(lease.dataset, lease.date);
-        let k = format!("{RAW}/{}/run={}/{name}", key.folder(), lease.run.0);
+        let k = format!("{}{name}", key.run_raw(&lease.run.0));
         self.0
             .storage
             .put(&k, data, PutMode::Overwrite)
@@ -1111,11 +1130,8 @@ impl Store for DayStore {
     }
 
     fn raw_key(&self, lease: &Lease, name: &str) -> String {
-        format!(
-            "{RAW}/{}/run={}/{name}",
-            lease.dataset.partition_folder(lease.date),
-            lease.run.0
-        )
+        let key = PartitionKey::new(lease.dataset, lease.date);
+        format!("{}{name}", key.run_raw(&lease.run.0))
     }
 }
 
@@ -1130,4 +1146,43 @@ fn holder_is_dead(holder: &str) -> bool {
         && pid.parse::<u32>().is_ok_and(|pid| {
             pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::storage::MemoryStorage;
+
+    #[tokio::test]
+    async fn deleting_refuses_an_empty_prefix_and_folders_not_ours() {
+        let s = Arc::new(MemoryStorage::new());
+        let cs = CommitStore::new(s.clone(), Visibility::CopyParts);
+        let keys = [
+            "other-tool/x.parquet",
+            "segments/conversation_date=2026-11-20/part-r-00000.parquet",
+            "_staging/conversations/conversation_date=2026-11-20/run=r/x",
+        ];
+        for k in keys {
+            s.put(k, Bytes::from_static(b"x"), PutMode::Overwrite)
+                .await
+                .expect("put");
+        }
+        for prefix in ["", "/", "other-tool/", "other-tool", "segmentsX/"] {
+            let r = cs.delete_prefix(prefix).await;
+            assert!(
+                matches!(r, Err(StoreError::Corrupt { .. })),
+                "{prefix:?}: {r:?}"
+            );
+        }
+        assert_eq!(s.list("").await.expect("list").len(), keys.len());
+        cs.delete_prefix("_staging/").await.expect("ours");
+        let left: Vec<String> = s
+            .list("")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(left, keys[..2]);
+    }
 }
