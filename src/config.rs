@@ -14,6 +14,11 @@ use crate::sink::parquet::ParquetSettings;
 use crate::sink::{DayStore, Store};
 use crate::tables::ConvertOptions;
 
+/// Days before a nightly run's last day within which a partition whose manifest counts open
+/// records (a status or a conversation not ended) is extracted again (`--open-horizon-days`).
+/// Longer than the longest status the API documents (a 50-day OFFLINE).
+pub const DEFAULT_OPEN_HORIZON_DAYS: u32 = 60;
+
 /// A configuration mistake, named precisely.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -265,6 +270,11 @@ pub struct PipelineArgs {
     /// largest is written out, so larger values give larger row groups.
     #[arg(long, env = "GP_BUFFER_MB", default_value_t = 32)]
     pub buffer_mb: usize,
+    /// A nightly run also extracts again, whole, each day up to this many days before its last
+    /// day whose manifest still counts open records (statuses or conversations not ended);
+    /// 0: never.
+    #[arg(long, env = "GP_OPEN_HORIZON_DAYS", default_value_t = DEFAULT_OPEN_HORIZON_DAYS)]
+    pub open_horizon_days: u32,
 }
 
 impl PipelineArgs {
@@ -278,6 +288,7 @@ impl PipelineArgs {
             datasets: "all".into(),
             max_file_mb: 256,
             buffer_mb: 32,
+            open_horizon_days: DEFAULT_OPEN_HORIZON_DAYS,
         }
     }
 
@@ -297,6 +308,12 @@ impl PipelineArgs {
                 self.buffer_mb
             )));
         }
+        if self.open_horizon_days > 3660 {
+            return Err(ConfigError::Invalid(format!(
+                "--open-horizon-days {} is out of range (0 to 3660)",
+                self.open_horizon_days
+            )));
+        }
         let datasets = crate::datasets::parse_list(&self.datasets)
             .map_err(|e| ConfigError::Invalid(format!("--datasets {}: {e}", self.datasets)))?;
         Ok(PipelineConfig {
@@ -314,6 +331,7 @@ impl PipelineArgs {
             },
             max_file_bytes: self.max_file_mb << 20,
             archive_raw: self.archive_raw,
+            open_horizon_days: self.open_horizon_days,
             ..PipelineConfig::default()
         })
     }

@@ -22,6 +22,11 @@
 //! (`GP_LOOKBACK_DAYS + 1`) must fit `GP_MAX_DAYS_PER_INVOCATION`: a setting that does not is refused at start
 //! (`Config.Invalid`), not clamped, since clamping would silently stop re-exporting late days.
 //!
+//! A scheduled run also extracts again, whole, each earlier day (back to `GP_OPEN_HORIZON_DAYS`,
+//! default 60, before its last day) whose manifest still counts open records: a presence or
+//! routing status not ended, a conversation in progress ([`reopens_open_days`]). Those days come
+//! from one listing of each dataset's manifests, and are named in the summary's `reopened`.
+//!
 //! The handler is built on the first invocation that needs it ([`LazyHandler`]) and rebuilt after
 //! a failed build: a Secrets Manager hiccup at a cold start fails that invocation as retryable
 //! (`Genesys.Transient`) instead of leaving a container that can only report a configuration
@@ -431,6 +436,13 @@ pub fn datasets_for(
     }
 }
 
+/// Whether a run also extracts the earlier days whose manifest counts open records: the nightly
+/// run does (it closes, within the horizon, what earlier days left open); a manual or backfill
+/// run writes exactly its range.
+pub fn reopens_open_days(trigger: Trigger, horizon_days: u32) -> bool {
+    trigger == Trigger::Schedule && horizon_days > 0
+}
+
 /// The days of a backfill, as the state machine's map iterates them.
 pub fn plan_backfill(range: &Interval) -> Value {
     let days: Vec<Value> = range
@@ -504,6 +516,7 @@ impl Handler {
             cfg.mode = m;
         }
         cfg.datasets = datasets_for(trigger, datasets.unwrap_or(cfg.datasets));
+        cfg.reopen_open_days = reopens_open_days(trigger, cfg.open_horizon_days);
         let summary = pipeline::extract(
             &self.client,
             self.store.clone(),
@@ -684,6 +697,24 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn only_the_nightly_run_extracts_days_with_open_records_again() {
+        let horizon = settings()
+            .pipeline
+            .build()
+            .expect("config")
+            .open_horizon_days;
+        assert_eq!(horizon, crate::config::DEFAULT_OPEN_HORIZON_DAYS);
+        assert!(reopens_open_days(Trigger::Schedule, horizon));
+        assert!(!reopens_open_days(Trigger::Schedule, 0));
+        assert!(!reopens_open_days(Trigger::Manual, horizon));
+        assert!(!reopens_open_days(Trigger::Backfill, horizon));
+        // The nightly run's datasets (GP_DATASETS defaults to all) include the user details.
+        let all = settings().pipeline.build().expect("config").datasets;
+        let nightly = datasets_for(Trigger::Schedule, all);
+        assert!(nightly.contains(&&crate::datasets::user_details::DATASET));
     }
 
     #[test]

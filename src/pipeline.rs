@@ -56,6 +56,14 @@ pub struct PipelineConfig {
     /// Stop starting new pages after this instant (Lambda time budget); unfinished days are
     /// reported as such and keep their previous data.
     pub deadline: Option<Instant>,
+    /// Also extract again, whole, every earlier day of the datasets whose records can stay open
+    /// ([`crate::datasets::RecordSpec::end`]) whose manifest still counts open records, back
+    /// to [`Self::open_horizon_days`] before the range's last day (the nightly run: a status
+    /// or a conversation open for weeks gets its end once it has one).
+    pub reopen_open_days: bool,
+    /// How far back [`Self::reopen_open_days`] looks, in days before the range's last day;
+    /// records still open past it stay open in the tables.
+    pub open_horizon_days: u32,
 }
 
 impl Default for PipelineConfig {
@@ -71,6 +79,8 @@ impl Default for PipelineConfig {
             archive_raw: false,
             page_buffer: 4,
             deadline: None,
+            reopen_open_days: false,
+            open_horizon_days: crate::config::DEFAULT_OPEN_HORIZON_DAYS,
         }
     }
 }
@@ -308,6 +318,14 @@ pub struct RunSummary {
     /// the `_latest` view).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub unresolved_ids: BTreeMap<String, u64>,
+    /// Partitions (`dataset/date`) before the range extracted again because their manifest
+    /// counted open records ([`PipelineConfig::reopen_open_days`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reopened: Vec<String>,
+    /// Why the partitions with open records could not be listed (they are then left to the
+    /// next run; counted in `warnings`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reopen_error: Option<String>,
 }
 
 impl RunSummary {
@@ -333,6 +351,8 @@ impl RunSummary {
             unresolved_ids: BTreeMap::new(),
             days,
             convert: None,
+            reopened: Vec::new(),
+            reopen_error: None,
         }
     }
 
@@ -403,7 +423,19 @@ pub async fn extract(
     progress: Arc<dyn Progress>,
 ) -> RunSummary {
     let started = Instant::now();
-    let units = partitions(&cfg.datasets, &range);
+    let mut units = partitions(&cfg.datasets, &range);
+    let (reopened, reopen_error) = if cfg.reopen_open_days {
+        match open_days(&*store, cfg, &range).await {
+            Ok(days) => (days, None),
+            Err(e) => {
+                tracing::error!(error = %e, "could not list the partitions with open records; the next run tries again");
+                (Vec::new(), Some(e.to_string()))
+            }
+        }
+    } else {
+        (Vec::new(), None)
+    };
+    units.extend(reopened.iter().map(|(d, date)| (*d, Interval::day(*date))));
     // The first failure that no day can avoid, of the run (a refused login) or of one dataset
     // (a permission only it needs); days not started by then are not attempted.
     let fatal: std::sync::Mutex<Fatal> = std::sync::Mutex::new(Fatal::default());
@@ -470,7 +502,44 @@ pub async fn extract(
         .unwrap_or_else(|p| p.into_inner())
         .summary();
     summary.unresolved_ids = audit.unresolved();
+    summary.reopened = reopened
+        .iter()
+        .map(|(d, date)| format!("{}/{date}", d.name))
+        .collect();
+    if reopen_error.is_some() {
+        summary.warnings += 1;
+    }
+    summary.reopen_error = reopen_error;
     summary
+}
+
+/// The partitions before `range` (within the horizon) whose latest manifest counts open
+/// records, of every dataset partitioned by day whose records can stay open: one listing of
+/// manifests per dataset. No dataset is named: the descriptor says whether records can be open.
+async fn open_days(
+    store: &dyn Store,
+    cfg: &PipelineConfig,
+    range: &Interval,
+) -> Result<Vec<(&'static Dataset, NaiveDate)>, StoreError> {
+    let Some(last) = range.dates().last().copied() else {
+        return Ok(Vec::new());
+    };
+    let from = last - chrono::Duration::days(i64::from(cfg.open_horizon_days));
+    let to = range.start.date_naive();
+    let mut out = Vec::new();
+    for d in &cfg.datasets {
+        let by_day = matches!(
+            d.partitioning,
+            Partitioning::RecordDay { .. } | Partitioning::RowDay { .. }
+        );
+        if !by_day || d.record.end.is_none() || from >= to {
+            continue;
+        }
+        for date in store.open_partitions(d, from..to).await? {
+            out.push((*d, date));
+        }
+    }
+    Ok(out)
 }
 
 /// Failures that stop the rest of a run, or the rest of one dataset's days.
@@ -1635,6 +1704,7 @@ mod other_dataset {
         name: "status",
         id: "id",
         time: Some("startTime"),
+        end: None,
     };
 
     const fn spec(dataset: &'static Dataset, name: &'static str) -> TableSpec {

@@ -447,6 +447,7 @@ fn manifest(lease: &Lease, files: Vec<ManifestFile>) -> Manifest {
         started: Utc::now(),
         finished: Utc::now(),
         type_mismatches: 0,
+        open: 0,
         conversations: files.len() as u64,
         rows: Default::default(),
         files,
@@ -2254,6 +2255,7 @@ fn old_manifest(run: &str, files: &[(&str, String)]) -> Manifest {
         started: Utc::now(),
         finished: Utc::now(),
         type_mismatches: 0,
+        open: 0,
         conversations: 3,
         rows: files.iter().map(|(t, _)| (t.to_string(), 1)).collect(),
         files: files

@@ -557,3 +557,237 @@ async fn the_pipeline_writes_each_day_exactly_and_interact_segments_lie_in_inter
     );
     sim.shutdown().await;
 }
+
+/// The rows of one partition of `table` (`user_presence` or `user_routing_status`), read back
+/// from the Parquet files its manifest lists, as [`Row`]s.
+fn partition_rows(root: &std::path::Path, m: &genesys_parquet::sink::Manifest) -> Vec<Row> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int64Type};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut out = Vec::new();
+    for f in m.files.iter().filter(|f| f.table.starts_with("user_")) {
+        let file = std::fs::File::open(root.join(&f.key)).expect("part file");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let b = batch.expect("batch");
+            let col = |name: &str, ty: &DataType| {
+                arrow::compute::cast(b.column_by_name(name).expect(name), ty).expect("cast")
+            };
+            let users = col("user_id", &DataType::Utf8);
+            let starts = col("start_time", &DataType::Int64);
+            let ends = col("end_time", &DataType::Int64);
+            let routing = f.table == "user_routing_status";
+            let status = col(
+                if routing {
+                    "routing_status"
+                } else {
+                    "system_presence"
+                },
+                &DataType::Utf8,
+            );
+            let org = (!routing).then(|| col("organization_presence_id", &DataType::Utf8));
+            let (users, starts, ends, status) = (
+                users.as_string::<i32>(),
+                starts.as_primitive::<Int64Type>(),
+                ends.as_primitive::<Int64Type>(),
+                status.as_string::<i32>(),
+            );
+            for i in 0..b.num_rows() {
+                out.push((
+                    users.value(i).to_string(),
+                    if routing { "routing" } else { "presence" },
+                    starts.value(i),
+                    ends.is_valid(i).then(|| ends.value(i)),
+                    status.value(i).to_string(),
+                    org.as_ref()
+                        .map(|o| o.as_string::<i32>().value(i).to_string()),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The truth of `day` as the service knows it at `now` (rows of [`truth`]).
+fn truth_at(data: &Dataset, day: NaiveDate, now: DateTime<Utc>) -> Vec<Row> {
+    let mut v: Vec<Row> = data
+        .user_records_started_in(&Interval::day(day), now)
+        .into_iter()
+        .map(|r| {
+            (
+                data.agent_id(r.agent),
+                if r.routing { "routing" } else { "presence" },
+                r.start_ms,
+                r.end_ms,
+                r.system_presence()
+                    .or(r.routing_status())
+                    .unwrap_or_default()
+                    .to_string(),
+                r.organization_presence_id().map(str::to_string),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Records open for days: a nightly run extracts again, whole, each earlier day whose manifest
+/// still counts open records, within the horizon. A record open on day D when D was extracted
+/// (the manifest counts it) closes later; a nightly run days after, with D outside its
+/// lookback, extracts D again and the record gets its end; a run whose horizon ends after D
+/// leaves D as it was. The simulated service's clock moves between the runs.
+#[tokio::test]
+async fn nightly_runs_extract_again_the_days_with_open_records_within_the_horizon() {
+    use genesys_parquet::datasets::user_details;
+    use genesys_parquet::pipeline::{self, NoProgress, PipelineConfig};
+    use genesys_parquet::sink::{DayStore, Store};
+    use std::sync::Arc;
+
+    let d = day();
+    // The query path throughout (it answers as of the service's clock).
+    let sim = sim(|c| {
+        c.end_date = Some("2026-10-30".parse().expect("date"));
+        c.user_details.ud_availability_date = Some(at("2026-09-01T00:00:00Z"));
+        c.user_details.ud_redundant_copies = 0.0;
+    })
+    .await;
+    let c = client(&sim, |_| {});
+    let out = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(DayStore::local(out.path()).expect("store"));
+    let nightly = |horizon: u32| PipelineConfig {
+        datasets: vec![&user_details::DATASET],
+        reopen_open_days: true,
+        open_horizon_days: horizon,
+        ..PipelineConfig::default()
+    };
+    // A nightly run's days: yesterday of `at` and one lookback day.
+    let days_before = |at: DateTime<Utc>| {
+        let y = at.date_naive() - chrono::Duration::days(1);
+        Interval::new(
+            day_start(y - chrono::Duration::days(1)),
+            day_start(y + chrono::Duration::days(1)),
+        )
+        .expect("range")
+    };
+    let manifest = |date: NaiveDate| {
+        let store = store.clone();
+        async move {
+            store
+                .manifest(&user_details::DATASET, date)
+                .await
+                .expect("manifest")
+                .expect("published")
+        }
+    };
+    let open_of = |rows: &[Row]| rows.iter().filter(|r| r.3.is_none()).count() as u64;
+
+    // The night after D: D is yesterday, its last records still open.
+    let t1 = at("2026-10-20T03:00:00Z");
+    sim.set_now(Some(t1));
+    let s = pipeline::extract(
+        &c,
+        store.clone(),
+        days_before(t1),
+        &nightly(60),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(
+        s.ok,
+        "{}",
+        serde_json::to_string_pretty(&s).unwrap_or_default()
+    );
+    assert!(s.reopened.is_empty(), "{:?}", s.reopened);
+    let first = manifest(d).await;
+    let want1 = truth_at(sim.dataset(), d, t1);
+    assert_exact(&partition_rows(out.path(), &first), &want1, "D at t1");
+    assert_eq!(first.open, open_of(&want1));
+    assert!(first.open > 0, "records of D still open at t1");
+
+    // Six days later (D outside the lookback), records of D open at t1 have closed since.
+    let t2 = at("2026-10-26T03:00:00Z");
+    sim.set_now(Some(t2));
+    let want2 = truth_at(sim.dataset(), d, t2);
+    let closed = want1
+        .iter()
+        .filter(|r| r.3.is_none())
+        .filter(|r| {
+            want2
+                .iter()
+                .any(|w| (&w.0, w.1, w.2, w.3.is_some()) == (&r.0, r.1, r.2, true))
+        })
+        .count();
+    assert!(closed > 0, "some records of D open at t1 end before t2");
+
+    // A horizon of 5 days ends after D: D stays as written at t1.
+    let s = pipeline::extract(
+        &c,
+        store.clone(),
+        days_before(t2),
+        &nightly(5),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(
+        s.ok,
+        "{}",
+        serde_json::to_string_pretty(&s).unwrap_or_default()
+    );
+    assert!(
+        s.days
+            .iter()
+            .all(|x| x.date >= "2026-10-21".parse().expect("date")),
+        "{:?}",
+        s.reopened
+    );
+    assert_eq!(
+        manifest(d).await.run_id,
+        first.run_id,
+        "D not extracted again"
+    );
+
+    // The default horizon reaches D: it is extracted again, whole, and its records closed.
+    let s = pipeline::extract(
+        &c,
+        store.clone(),
+        days_before(t2),
+        &nightly(60),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(
+        s.ok,
+        "{}",
+        serde_json::to_string_pretty(&s).unwrap_or_default()
+    );
+    assert!(
+        s.reopened.contains(&format!("user_details/{d}")),
+        "{:?}",
+        s.reopened
+    );
+    assert!(s.days.iter().any(|x| x.date == d && x.status == "ok"));
+    // Only days with open records are extracted again: the days between are not.
+    for x in &s.reopened {
+        let date: NaiveDate = x.rsplit('/').next().expect("date").parse().expect("date");
+        assert!(
+            open_of(&truth_at(sim.dataset(), date, t1)) > 0
+                || date >= "2026-10-21".parse().expect("date"),
+            "{x} had no open record"
+        );
+    }
+    let again = manifest(d).await;
+    assert_ne!(again.run_id, first.run_id);
+    assert_exact(&partition_rows(out.path(), &again), &want2, "D at t2");
+    assert_eq!(again.open, open_of(&want2));
+    assert!(
+        again.open < first.open,
+        "{} of {} still open",
+        again.open,
+        first.open
+    );
+    sim.shutdown().await;
+}

@@ -203,6 +203,12 @@ pub struct RecordSpec {
     pub id: &'static str,
     /// Its time (`conversationStart`), for datasets partitioned by the record's day.
     pub time: Option<&'static str>,
+    /// Its end (`conversationEnd`, `endTime`), absent while the record is still open (a
+    /// conversation in progress, a status not ended yet). A partition's manifest counts its
+    /// root rows without it ([`crate::sink::Manifest::open`]), and a nightly run extracts such
+    /// partitions again, whole, until they close or pass the horizon
+    /// ([`crate::pipeline::PipelineConfig::open_horizon_days`]).
+    pub end: Option<&'static str>,
 }
 
 /// Which copy of a record is kept.

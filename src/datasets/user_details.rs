@@ -49,6 +49,7 @@ pub const RECORD: RecordSpec = RecordSpec {
     name: "status record",
     id: "userId",
     time: Some("startTime"),
+    end: Some("endTime"),
 };
 
 pub const USER_PRESENCE: Table = Table::of(&USER_PRESENCE_DEF);

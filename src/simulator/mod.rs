@@ -216,6 +216,11 @@ impl SimHandle {
         self.state.stats()
     }
 
+    /// Sets the instant the simulated service answers as of (`None`: the wall clock again).
+    pub fn set_now(&self, now: Option<chrono::DateTime<chrono::Utc>>) {
+        self.state.set_now(now)
+    }
+
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(());
         let _ = self.task.await;

@@ -74,6 +74,8 @@ struct Inner {
     stats: SimStats,
     query_cache: HashMap<(i64, i64), Arc<Vec<ConvRef>>>,
     ud_query_cache: HashMap<(i64, i64), Arc<Vec<Stored>>>,
+    /// The service's "now" when set ([`State::set_now`]), else the wall clock.
+    now: Option<DateTime<Utc>>,
 }
 
 pub struct State {
@@ -98,6 +100,7 @@ impl State {
                 stats: SimStats::default(),
                 query_cache: HashMap::new(),
                 ud_query_cache: HashMap::new(),
+                now: None,
             }),
             cfg,
         }
@@ -118,8 +121,23 @@ impl State {
     /// The jobs' data lake watermark now.
     fn availability(&self) -> DateTime<Utc> {
         self.cfg.extract.availability_date.unwrap_or_else(|| {
-            Utc::now() - Duration::seconds(self.cfg.availability_lag_secs as i64)
+            self.now() - Duration::seconds(self.cfg.availability_lag_secs as i64)
         })
+    }
+
+    /// The instant the service answers as of: which conversations have ended, which status
+    /// records are still open, the data lakes' watermarks.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.lock().now.unwrap_or_else(Utc::now)
+    }
+
+    /// Moves the service's clock (tests: records open at one instant closed later); the
+    /// cached query listings, computed as of the old clock, are dropped.
+    pub fn set_now(&self, now: Option<DateTime<Utc>>) {
+        let mut g = self.lock();
+        g.now = now;
+        g.query_cache.clear();
+        g.ud_query_cache.clear();
     }
 }
 
@@ -462,7 +480,7 @@ pub(super) fn parse_interval_limited(
 }
 
 fn records_json(state: &State, refs: &[ConvRef], with_attributes: bool) -> String {
-    let now = Utc::now();
+    let now = state.now();
     let mut s = String::with_capacity(refs.len() * 7000);
     for (i, c) in refs.iter().enumerate() {
         if i > 0 {
@@ -523,7 +541,7 @@ async fn details_query(
             let last = day_start(interval.end.date_naive() + Duration::days(1)).timestamp_millis();
             let v: Vec<ConvRef> = state
                 .data
-                .active_in(&interval, Utc::now())
+                .active_in(&interval, state.now())
                 .into_iter()
                 .filter(|c| c.start_ms >= first && c.start_ms < last)
                 .collect();

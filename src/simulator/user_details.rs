@@ -644,7 +644,7 @@ fn fmt_ms(ms: i64) -> String {
 fn availability(state: &server::State) -> DateTime<Utc> {
     let b = &state.cfg.user_details;
     b.ud_availability_date
-        .unwrap_or_else(|| Utc::now() - Duration::seconds(b.ud_availability_lag_secs as i64))
+        .unwrap_or_else(|| state.now() - Duration::seconds(b.ud_availability_lag_secs as i64))
 }
 
 const QUERY_FIELDS: &[&str] = &[
@@ -717,7 +717,7 @@ async fn query(AxState(state): AxState<Shared>, headers: HeaderMap, body: Bytes)
     }
     let desc = map.get("order").and_then(Value::as_str) == Some("desc");
     let all = server::ud_query_listing(&state, &interval, |iv| {
-        listing(&state, iv, Utc::now().timestamp_millis())
+        listing(&state, iv, state.now().timestamp_millis())
     });
     let from = ((number - 1) * size) as usize;
     let to = (from + size as usize).min(all.len());

@@ -1119,6 +1119,46 @@ impl Store for DayStore {
             .await
     }
 
+    async fn open_partitions(
+        &self,
+        dataset: &'static Dataset,
+        days: std::ops::Range<NaiveDate>,
+    ) -> Result<Vec<NaiveDate>, StoreError> {
+        use futures::StreamExt;
+        // `_manifests/{dataset}/{col}=D.json` are the pointers; run manifests and marks are
+        // one folder deeper.
+        let prefix = format!("{MANIFESTS}/{}/", dataset.name);
+        let folder = format!("{}=", dataset.partitioning.column());
+        let dates: Vec<NaiveDate> = self
+            .0
+            .storage
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(|m| {
+                let name = m.key.strip_prefix(&prefix)?.strip_suffix(".json")?;
+                name.strip_prefix(&folder)?.parse::<NaiveDate>().ok()
+            })
+            .filter(|d| days.contains(d))
+            .collect();
+        let reads = futures::stream::iter(dates)
+            .map(|date| async move {
+                let m = self
+                    .0
+                    .get_manifest(&PartitionKey::new(dataset, date).pointer_key())
+                    .await?;
+                Ok::<_, StoreError>(m.filter(|m| m.open > 0).map(|_| date))
+            })
+            .buffered(8)
+            .collect::<Vec<_>>()
+            .await;
+        let mut open = Vec::new();
+        for r in reads {
+            open.extend(r?);
+        }
+        Ok(open)
+    }
+
     async fn put_raw(&self, lease: &Lease, name: &str, data: Bytes) -> Result<(), StoreError> {
         let key = PartitionKey::new(lease.dataset, lease.date);
         let k = format!("{}{name}", key.run_raw(&lease.run.0));

@@ -189,6 +189,11 @@ pub struct Manifest {
     /// Values kept in `extra` because their type or shape was not the schema's.
     #[serde(default)]
     pub type_mismatches: u64,
+    /// Records still open when extracted (no end: [`crate::datasets::RecordSpec::end`]): a
+    /// nightly run extracts the partition again while this is not zero, within its horizon.
+    /// Manifests written before this count read as 0.
+    #[serde(default)]
+    pub open: u64,
 }
 
 /// A streaming upload of one object; invisible until [`Upload::complete`].
@@ -254,6 +259,15 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         dataset: &'static Dataset,
         date: NaiveDate,
     ) -> Result<Option<Manifest>, StoreError>;
+
+    /// The partitions of `dataset` dated in `days` whose visible run's manifest counts open
+    /// records ([`Manifest::open`] > 0), oldest first: one listing of the dataset's manifests,
+    /// then a read of each pointer manifest in `days` (never a scan of the tables).
+    async fn open_partitions(
+        &self,
+        dataset: &'static Dataset,
+        days: std::ops::Range<NaiveDate>,
+    ) -> Result<Vec<NaiveDate>, StoreError>;
 
     /// Stores one raw API page (gzipped NDJSON) of the run in the raw archive.
     async fn put_raw(&self, lease: &Lease, name: &str, data: Bytes) -> Result<(), StoreError>;

@@ -34,6 +34,8 @@ pub enum SinkError {
     },
     #[error("table {table}: batch has no partition column")]
     NoDateColumn { table: &'static str },
+    #[error("table {table}: batch has no column {column}, the record's end (open records are counted by it)")]
+    NoEndColumn { table: &'static str, column: String },
 }
 
 impl SinkError {
@@ -89,6 +91,9 @@ pub struct DayWriter {
     files: Vec<ManifestFile>,
     rows: BTreeMap<&'static str, u64>,
     type_mismatches: u64,
+    /// The root tables' column that is null while a record is open, and the count of those.
+    open_column: Option<String>,
+    open_records: u64,
 }
 
 impl DayWriter {
@@ -111,6 +116,8 @@ impl DayWriter {
             files: Vec::new(),
             rows: dataset.tables.iter().map(|t| (t.name(), 0)).collect(),
             type_mismatches: 0,
+            open_column: dataset.record.end.map(crate::tables::schema::snake_case),
+            open_records: 0,
         }
     }
 
@@ -140,6 +147,7 @@ impl DayWriter {
             return Ok(());
         }
         let table = tb.table;
+        self.open_records += self.open_rows(table, &batch)?;
         if !self.open.contains_key(&table) {
             let part = self.next_part.entry(table).or_insert(0);
             let (upload, key) = self
@@ -315,9 +323,27 @@ impl DayWriter {
             rows: self.rows.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             files: std::mem::take(&mut self.files),
             type_mismatches: self.type_mismatches,
+            open: self.open_records,
         };
         self.store.publish(&self.lease, &manifest).await?;
         Ok(manifest)
+    }
+
+    /// Open records in a batch: root rows whose end column is null.
+    fn open_rows(&self, table: Table, batch: &RecordBatch) -> Result<u64, SinkError> {
+        let Some(column) = self.open_column.as_deref() else {
+            return Ok(0);
+        };
+        if table.spec().parent.is_some() {
+            return Ok(0);
+        }
+        let Some(c) = batch.column_by_name(column) else {
+            return Err(SinkError::NoEndColumn {
+                table: table.name(),
+                column: column.to_string(),
+            });
+        };
+        Ok(c.null_count() as u64)
     }
 
     /// Gives up the run: aborts uploads and removes its staged parts; the day stays as it was.

@@ -63,6 +63,7 @@ pub const RECORD: RecordSpec = RecordSpec {
     name: "conversation",
     id: "conversationId",
     time: Some("conversationStart"),
+    end: Some("conversationEnd"),
 };
 
 /// Conversation details jobs up to the data lake's availability date, the synchronous query

@@ -96,6 +96,7 @@ macro_rules! reference_table {
                 name: $name,
                 id: $id,
                 time: None,
+                end: None,
             },
             dedupe: Dedupe::NewestCopy,
             partitioning: Partitioning::RunDate {
