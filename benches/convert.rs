@@ -1,19 +1,33 @@
-//! Conversion throughput and memory: N simulator conversations as NDJSON query pages → all
-//! tables as zstd Parquet, by `genesys-parquet convert` (a child process, so its peak RSS is its
-//! own), against DuckDB doing the same flattening of the same file in the same run.
+//! Conversion throughput and memory, in one run, on the same generated input: N simulator
+//! conversations (≈6.8 KB each) as NDJSON query pages, converted by
+//! - `genesys-parquet convert` (all fifteen tables, no `raw` column),
+//! - a pyarrow streaming reference (`reference_pyarrow.py`: pinned schema, `open_json`,
+//!   columnar flattening into five tables),
+//! - DuckDB (`reference_duckdb.py`: `read_json` + `unnest` into the same five tables; only up to
+//!   `GP_BENCH_DUCKDB_MAX` conversations, it needs about 1.3 GB per 50k).
 //!
-//! `cargo bench --bench convert` — env `GP_BENCH_CONVERSATIONS` (default 50000, several values
-//! comma-separated, e.g. `50000,500000`), `GP_PYTHON` (python with duckdb; without it only our
-//! side runs), `GP_BENCH_DUCKDB_MAX` (largest input DuckDB is run on, default 50000: it needs
-//! about 1.3 GB per 50k conversations), `GP_BENCH_KEEP_INPUT=DIR` (keep the generated NDJSON
-//! there, to profile `convert` on it by hand).
+//! Each runs as a child process under a small Python wrapper that reports the child's wall
+//! time, CPU seconds (user + sys, all threads) and peak RSS from its rusage. Printed per tool:
+//! wall, CPU, peak RSS, input MB/s (wall), and the references' wall and CPU over ours.
+//!
+//! `cargo bench --bench convert` — env `GP_BENCH_CONVERSATIONS` (default `50000`; the full
+//! comparison is `50000,500000`, comma-separated), `GP_PYTHON` (python with pyarrow and duckdb;
+//! required, see `.ci/run`), `GP_BENCH_DUCKDB_MAX` (default 50000), `GP_BENCH_RUNS` (repetitions
+//! of the whole comparison, default 1), `GP_BENCH_KEEP_INPUT=DIR` (generate the inputs there and
+//! reuse them in later runs: the generator is deterministic; also handy to profile `convert` by
+//! hand).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use genesys_parquet::interval::Interval;
 use genesys_parquet::simulator::{Dataset, SimConfig};
+
+struct Measured {
+    wall: f64,
+    cpu: f64,
+    peak_mib: f64,
+}
 
 fn main() {
     let sizes: Vec<u64> = std::env::var("GP_BENCH_CONVERSATIONS")
@@ -25,58 +39,120 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
+    let runs: usize = std::env::var("GP_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let python = std::env::var("GP_PYTHON")
+        .expect("GP_PYTHON: a python with pyarrow and duckdb (see .ci/run) runs the references");
+    let benches = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
     let bin = env!("CARGO_BIN_EXE_genesys-parquet");
-    let dir = tempfile::tempdir().expect("tempdir");
-    println!("conversations  input_MB  ours_s  ours_conv/s  ours_MB/s  ours_peak_MiB  out_MB  duckdb_s  duckdb_peak_MiB  speedup");
-    for n in sizes {
-        let input = dir.path().join(format!("pages-{n}.ndjson"));
-        let bytes = generate(n, &input);
-        let out = dir.path().join(format!("out-{n}"));
-        let t0b = Instant::now();
-        let (ok, peak_kib) = run_measured(
-            bin,
-            &[
-                "convert",
-                "--start",
-                "2026-10-20",
-                "--end",
-                "2026-10-21",
-                "--out",
-                out.to_str().expect("utf8"),
-                input.to_str().expect("utf8"),
-            ],
-        );
-        let ours = t0b.elapsed().as_secs_f64();
-        assert!(ok, "convert failed");
-        let out_bytes = dir_size(&out);
-        let mb = bytes as f64 / 1e6;
-        let (duck_s, duck_peak) = if n <= duckdb_max {
-            duckdb(&input, &dir.path().join(format!("duck-{n}")))
-        } else {
-            (f64::NAN, f64::NAN)
-        };
-        println!(
-            "{n:>13} {mb:>9.1} {ours:>7.2} {:>12.0} {:>10.1} {:>14.1} {:>7.1} {duck_s:>9.2} {duck_peak:>16.1} {:>8.2}",
-            n as f64 / ours,
-            mb / ours,
-            peak_kib as f64 / 1024.0,
-            out_bytes as f64 / 1e6,
-            duck_s / ours,
-        );
-        match std::env::var_os("GP_BENCH_KEEP_INPUT") {
-            // For profiling `convert` by hand on the same input.
-            Some(keep) => {
-                std::fs::create_dir_all(&keep).expect("mkdir");
-                let to = Path::new(&keep).join(input.file_name().expect("name"));
-                std::fs::rename(&input, &to)
-                    .or_else(|_| std::fs::copy(&input, &to).map(|_| ()))
-                    .expect("keep input");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keep = std::env::var_os("GP_BENCH_KEEP_INPUT").map(PathBuf::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "cores {}, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for run in 1..=runs {
+        for &n in &sizes {
+            let input = match &keep {
+                Some(dir) => dir.join(format!("pages-{n}.ndjson")),
+                None => tmp.path().join(format!("pages-{n}.ndjson")),
+            };
+            if !input.exists() {
+                std::fs::create_dir_all(input.parent().expect("parent")).expect("mkdir");
+                generate(n, &input);
             }
-            None => {
+            let mb = std::fs::metadata(&input).expect("input").len() as f64 / 1e6;
+            let input_s = input.to_str().expect("utf8");
+            let out = |name: &str| {
+                let d = tmp.path().join(format!("{name}-{n}-{run}"));
+                let _ = std::fs::remove_dir_all(&d);
+                d.to_str().expect("utf8").to_string()
+            };
+            println!(
+                "\nrun {run}/{runs}: {n} conversations, {mb:.1} MB of NDJSON ({:.1} KB each)",
+                mb * 1e3 / n as f64
+            );
+            println!(
+                "{:<28} {:>8} {:>8} {:>9} {:>8} {:>11} {:>10}",
+                "", "wall_s", "cpu_s", "peak_MiB", "MB/s", "wall/ours", "cpu/ours"
+            );
+            let ours_out = out("ours");
+            let ours = measure(
+                &python,
+                &[
+                    bin,
+                    "convert",
+                    "--start",
+                    "2026-10-20",
+                    "--end",
+                    "2026-10-21",
+                    "--out",
+                    &ours_out,
+                    input_s,
+                ],
+            )
+            .expect("genesys-parquet convert failed");
+            report("genesys-parquet convert", &ours, &ours, mb);
+            let script = benches.join("reference_pyarrow.py");
+            match measure(
+                &python,
+                &[
+                    &python,
+                    script.to_str().expect("utf8"),
+                    input_s,
+                    &out("pyarrow"),
+                ],
+            ) {
+                Some(m) => report("pyarrow 5 tables", &m, &ours, mb),
+                None => println!("pyarrow reference failed"),
+            }
+            if n <= duckdb_max {
+                let script = benches.join("reference_duckdb.py");
+                match measure(
+                    &python,
+                    &[
+                        &python,
+                        script.to_str().expect("utf8"),
+                        input_s,
+                        &out("duckdb"),
+                    ],
+                ) {
+                    Some(m) => report("duckdb 5 tables", &m, &ours, mb),
+                    None => println!("duckdb reference failed"),
+                }
+            }
+            println!(
+                "output of ours: {:.1} MB in {} files",
+                dir_size(Path::new(&ours_out)) as f64 / 1e6,
+                count_files(Path::new(&ours_out))
+            );
+            for name in ["ours", "pyarrow", "duckdb"] {
+                let _ = std::fs::remove_dir_all(out(name));
+            }
+            if keep.is_none() && run == runs {
                 let _ = std::fs::remove_file(&input);
             }
         }
     }
+}
+
+fn report(name: &str, m: &Measured, ours: &Measured, mb: f64) {
+    println!(
+        "{name:<28} {:>8.2} {:>8.2} {:>9.1} {:>8.1} {:>10.2}x {:>9.2}x",
+        m.wall,
+        m.cpu,
+        m.peak_mib,
+        mb / m.wall,
+        m.wall / ours.wall,
+        m.cpu / ours.cpu
+    );
 }
 
 fn generate(n: u64, path: &Path) -> u64 {
@@ -93,89 +169,68 @@ fn generate(n: u64, path: &Path) -> u64 {
     ds.write_ndjson_pages(&day, 100, f).expect("write pages")
 }
 
-/// Runs a command and returns (success, peak RSS in KiB) from its rusage.
-fn run_measured(bin: &str, args: &[&str]) -> (bool, u64) {
+/// Runs `args` as a child of a Python wrapper; its wall time, CPU seconds and peak RSS, or
+/// None when it failed (its stderr is shown).
+fn measure(python: &str, args: &[&str]) -> Option<Measured> {
     let script = r#"
-import resource, subprocess, sys
+import resource, subprocess, sys, time
+t0 = time.perf_counter()
 r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
-print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+wall = time.perf_counter() - t0
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(r.returncode, wall, u.ru_utime + u.ru_stime, u.ru_maxrss)
 "#;
-    let python = std::env::var("GP_PYTHON").unwrap_or_else(|_| "python3".into());
     let o = Command::new(python)
         .arg("-c")
         .arg(script)
-        .arg(bin)
         .args(args)
         .output()
         .expect("python");
     let text = String::from_utf8_lossy(&o.stdout);
-    let mut it = text.split_whitespace();
-    let code: i32 = it.next().and_then(|v| v.parse().ok()).unwrap_or(-1);
-    let peak: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-    (code == 0, peak)
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if v.len() != 4 || v[0] != 0.0 {
+        eprintln!(
+            "{:?} failed: {text} {}",
+            args.first(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return None;
+    }
+    Some(Measured {
+        wall: v[1],
+        cpu: v[2],
+        peak_mib: v[3] / 1024.0,
+    })
 }
 
 fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
+    walk(p)
+        .iter()
+        .map(|f| f.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+fn count_files(p: &Path) -> usize {
+    walk(p)
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "parquet"))
+        .count()
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
             let path = e.path();
-            total += if path.is_dir() {
-                dir_size(&path)
+            if path.is_dir() {
+                out.extend(walk(&path));
             } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            };
+                out.push(path);
+            }
         }
     }
-    total
-}
-
-/// DuckDB's fastest path: native nested types (`read_json`, full sampling), `unnest` of the
-/// lists, `COPY … (FORMAT parquet, COMPRESSION zstd)` for conversations, participants, sessions,
-/// segments and session metrics. Returns (seconds, peak MiB), or NaN without GP_PYTHON.
-fn duckdb(input: &Path, out: &Path) -> (f64, f64) {
-    let Ok(python) = std::env::var("GP_PYTHON") else {
-        eprintln!("GP_PYTHON not set: DuckDB reference skipped");
-        return (f64::NAN, f64::NAN);
-    };
-    std::fs::create_dir_all(out).expect("mkdir");
-    let script = r#"
-import duckdb, resource, sys, time
-src, out = sys.argv[1], sys.argv[2]
-t0 = time.time()
-con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-con.execute(f"CREATE TABLE pages AS SELECT * FROM read_json('{src}', format='newline_delimited', sample_size=-1, maximum_object_size=1000000000)")
-con.execute("CREATE TABLE c AS SELECT unnest(conversations) AS c FROM pages")
-con.execute(f"COPY (SELECT c.* EXCLUDE (participants) FROM (SELECT unnest(c) FROM c) c) TO '{out}/conversations.parquet' (FORMAT parquet, COMPRESSION zstd)")
-con.execute("CREATE TABLE p AS SELECT c.conversationId AS conversation_id, c.conversationStart AS conversation_start, unnest(c.participants) AS p FROM c")
-con.execute(f"COPY (SELECT conversation_id, conversation_start, unnest(p) FROM p) TO '{out}/participants.parquet' (FORMAT parquet, COMPRESSION zstd)")
-con.execute("CREATE TABLE s AS SELECT conversation_id, conversation_start, p.participantId AS participant_id, unnest(p.sessions) AS s FROM p")
-con.execute(f"COPY (SELECT conversation_id, conversation_start, participant_id, unnest(s) FROM s) TO '{out}/sessions.parquet' (FORMAT parquet, COMPRESSION zstd)")
-con.execute(f"COPY (SELECT conversation_id, conversation_start, participant_id, s.sessionId AS session_id, unnest(s.segments, recursive := true) FROM s) TO '{out}/segments.parquet' (FORMAT parquet, COMPRESSION zstd)")
-con.execute(f"COPY (SELECT conversation_id, conversation_start, participant_id, s.sessionId AS session_id, unnest(s.metrics, recursive := true) FROM s) TO '{out}/session_metrics.parquet' (FORMAT parquet, COMPRESSION zstd)")
-print(time.time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"#;
-    let o = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(input)
-        .arg(out)
-        .output()
-        .expect("python");
-    if !o.status.success() {
-        eprintln!("duckdb failed: {}", String::from_utf8_lossy(&o.stderr));
-        return (f64::NAN, f64::NAN);
-    }
-    let text = String::from_utf8_lossy(&o.stdout);
-    let mut it = text.split_whitespace();
-    let secs: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-    let kib: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-    if secs.is_nan() || kib.is_nan() {
-        eprintln!(
-            "duckdb printed no timing: stdout {text:?}, stderr {:?}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    (secs, kib / 1024.0)
+    out
 }
