@@ -275,6 +275,10 @@ pub struct PipelineArgs {
     /// 0: never.
     #[arg(long, env = "GP_OPEN_HORIZON_DAYS", default_value_t = DEFAULT_OPEN_HORIZON_DAYS)]
     pub open_horizon_days: u32,
+    /// Threads that parse and convert `convert`'s pages (0: one per core). The output is the
+    /// same for any number.
+    #[arg(long, env = "GP_THREADS", default_value_t = 0)]
+    pub threads: usize,
 }
 
 impl PipelineArgs {
@@ -289,6 +293,7 @@ impl PipelineArgs {
             max_file_mb: 256,
             buffer_mb: 32,
             open_horizon_days: DEFAULT_OPEN_HORIZON_DAYS,
+            threads: 0,
         }
     }
 
@@ -332,6 +337,10 @@ impl PipelineArgs {
             max_file_bytes: self.max_file_mb << 20,
             archive_raw: self.archive_raw,
             open_horizon_days: self.open_horizon_days,
+            threads: match self.threads {
+                0 => crate::par::workers(),
+                n => n.min(64),
+            },
             ..PipelineConfig::default()
         })
     }

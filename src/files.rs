@@ -78,18 +78,18 @@ impl PageReader {
     }
 }
 
-impl Iterator for PageReader {
-    type Item = Result<Page, FileError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl PageReader {
+    /// The next page's text, not parsed yet (so that parsing can run on other threads).
+    pub fn next_raw(&mut self) -> Option<Result<RawPage, FileError>> {
         match &mut self.kind {
             Kind::Whole(buf) => {
                 let body = buf.take()?;
-                let origin = PageOrigin::new(format!("file {}", self.name));
-                Some(
-                    Page::parse_page_or_list(Bytes::from(body), origin, self.envelope)
-                        .map_err(Into::into),
-                )
+                Some(Ok(RawPage {
+                    body,
+                    origin: PageOrigin::new(format!("file {}", self.name)),
+                    list: true,
+                    envelope: self.envelope,
+                }))
             }
             Kind::Lines { reader, line } => loop {
                 let mut buf = Vec::new();
@@ -100,11 +100,12 @@ impl Iterator for PageReader {
                         if buf.iter().all(u8::is_ascii_whitespace) {
                             continue;
                         }
-                        let origin = PageOrigin::new(format!("file {} line {line}", self.name));
-                        return Some(
-                            Page::parse(Bytes::from(buf), origin, self.envelope)
-                                .map_err(Into::into),
-                        );
+                        return Some(Ok(RawPage {
+                            body: buf,
+                            origin: PageOrigin::new(format!("file {} line {line}", self.name)),
+                            list: false,
+                            envelope: self.envelope,
+                        }));
                     }
                     Err(source) => {
                         return Some(Err(FileError::Io {
@@ -116,6 +117,69 @@ impl Iterator for PageReader {
             },
         }
     }
+}
+
+impl Iterator for PageReader {
+    type Item = Result<Page, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_raw().map(|r| r.and_then(RawPage::parse))
+    }
+}
+
+/// One page of a file as read: its text and where it is.
+pub struct RawPage {
+    body: Vec<u8>,
+    origin: PageOrigin,
+    /// A whole file, which may also be a bare array of records.
+    list: bool,
+    envelope: &'static str,
+}
+
+impl RawPage {
+    pub fn parse(self) -> Result<Page, FileError> {
+        let body = Bytes::from(self.body);
+        let page = if self.list {
+            Page::parse_page_or_list(body, self.origin, self.envelope)
+        } else {
+            Page::parse(body, self.origin, self.envelope)
+        };
+        page.map_err(Into::into)
+    }
+}
+
+/// The unparsed pages of several files in order, each with the index of its file; stops
+/// after the first error (a file that cannot be opened or read).
+pub fn raw_pages<'a>(
+    paths: &'a [PathBuf],
+    envelope: &'static str,
+) -> impl Iterator<Item = (usize, Result<RawPage, FileError>)> + 'a {
+    let (mut file, mut reader, mut failed) = (0usize, None::<PageReader>, false);
+    std::iter::from_fn(move || loop {
+        if failed {
+            return None;
+        }
+        let r = match reader.as_mut() {
+            Some(r) => r,
+            None => match PageReader::open(paths.get(file)?, envelope) {
+                Ok(r) => reader.insert(r),
+                Err(e) => {
+                    failed = true;
+                    return Some((file, Err(e)));
+                }
+            },
+        };
+        match r.next_raw() {
+            Some(page) => {
+                failed = page.is_err();
+                return Some((file, page));
+            }
+            None => {
+                reader = None;
+                file += 1;
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod genesys;
 pub mod interval;
 pub mod lambda;
 pub mod page;
+pub mod par;
 pub mod pipeline;
 pub mod simulator;
 pub mod sink;

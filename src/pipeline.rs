@@ -53,6 +53,9 @@ pub struct PipelineConfig {
     pub archive_raw: bool,
     /// Pages fetched ahead of the converter.
     pub page_buffer: usize,
+    /// Threads parsing and converting `convert`'s pages (API pages arrive one at a time and
+    /// are converted on one).
+    pub threads: usize,
     /// Stop starting new pages after this instant (Lambda time budget); unfinished days are
     /// reported as such and keep their previous data.
     pub deadline: Option<Instant>,
@@ -78,6 +81,7 @@ impl Default for PipelineConfig {
             lease_ttl: chrono::Duration::minutes(2),
             archive_raw: false,
             page_buffer: 4,
+            threads: crate::par::workers(),
             deadline: None,
             reopen_open_days: false,
             open_horizon_days: crate::config::DEFAULT_OPEN_HORIZON_DAYS,
@@ -667,6 +671,9 @@ struct Feed {
     done: tokio::task::JoinHandle<Result<u64, PipelineError>>,
     /// Pages read so far (for a deadline's message).
     read: Arc<std::sync::atomic::AtomicU64>,
+    /// Threads converting its pages: API pages arrive one at a time, files as fast as the
+    /// cores parse them.
+    workers: usize,
 }
 
 impl Feed {
@@ -713,51 +720,68 @@ impl Feed {
             pages: rx,
             done,
             read,
+            workers: 1,
         }
     }
 
     /// The second read of `convert`'s files: only the winning copy of each record, on a
-    /// blocking thread. Fails if the input reads differently than in the first pass.
-    fn files(dataset: &'static Dataset, paths: Vec<std::path::PathBuf>, plan: ConvertPlan) -> Feed {
+    /// blocking thread (pages parsed on all cores, in order). Fails if the input reads
+    /// differently than in the first pass.
+    fn files(
+        dataset: &'static Dataset,
+        paths: Vec<std::path::PathBuf>,
+        plan: ConvertPlan,
+        threads: usize,
+    ) -> Feed {
         let (tx, rx) = mpsc::channel::<Fed>(2);
         let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = read.clone();
+        let workers = threads.max(1);
         let done = tokio::task::spawn_blocking(move || {
             let ConvertPlan {
                 winners, records, ..
             } = plan;
             let (mut seq, mut kept) = (0u64, 0usize);
-            for path in paths {
-                let pages =
-                    crate::files::PageReader::open(&path, dataset.envelope).map_err(input_error)?;
-                for page in pages {
-                    let mut page = page.map_err(input_error)?;
-                    let origin = page.origin.clone();
+            let mut failed: Result<(), PipelineError> = Ok(());
+            crate::par::ordered_map(
+                crate::files::raw_pages(&paths, dataset.envelope),
+                vec![(); workers],
+                |(), (_, raw)| keyed_page(dataset, raw),
+                |keyed| {
+                    let (mut page, keys) = match keyed {
+                        Ok(k) => k,
+                        Err(e) => {
+                            failed = Err(e);
+                            return false;
+                        }
+                    };
                     let mut days: Vec<(NaiveDate, u64)> = Vec::new();
-                    page.try_retain(|i, text| {
-                        let key = record_key(text, &dataset.record).map_err(|reason| {
-                            PipelineError::Input(format!("{origin}: record {i}: {reason}"))
-                        })?;
+                    let retained = page.try_retain(|i, _| {
+                        // One key per record of the page.
+                        let (id, date) = keys[i];
                         let this = seq;
                         seq += 1;
-                        let id = crate::genesys::id_key(&key.id);
                         if winners.get(&id) != Some(&this) {
                             return Ok(false);
                         }
                         kept += 1;
-                        let date = record_day(dataset, &key);
                         match days.iter_mut().find(|(d, _)| *d == date) {
                             Some((_, n)) => *n += 1,
                             None => days.push((date, 1)),
                         }
-                        Ok::<bool, PipelineError>(true)
-                    })?;
-                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if tx.blocking_send(Fed { page, days }).is_err() {
-                        // The converter or the writer stopped; theirs is the error to report.
-                        return Ok(counter.load(std::sync::atomic::Ordering::Relaxed));
+                        Ok::<bool, std::convert::Infallible>(true)
+                    });
+                    if let Err(never) = retained {
+                        match never {}
                     }
-                }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // An error: the converter or the writer stopped; theirs is the one to report.
+                    tx.blocking_send(Fed { page, days }).is_ok()
+                },
+            );
+            failed?;
+            if tx.is_closed() {
+                return Ok(counter.load(std::sync::atomic::Ordering::Relaxed));
             }
             // The plan holds only for the input it read: a pipe reads empty the second time, a
             // file written to meanwhile holds other records.
@@ -774,8 +798,30 @@ impl Feed {
             pages: rx,
             done,
             read,
+            workers,
         }
     }
+}
+
+/// A page of `convert`'s files, parsed, with its records' id keys and partitions.
+type KeyedPage = (Page, Vec<(u128, NaiveDate)>);
+
+fn keyed_page(
+    dataset: &'static Dataset,
+    raw: Result<crate::files::RawPage, crate::files::FileError>,
+) -> Result<KeyedPage, PipelineError> {
+    let page = raw.and_then(|r| r.parse()).map_err(input_error)?;
+    let keys = page
+        .records()
+        .enumerate()
+        .map(|(i, text)| {
+            let key = record_key(text, &dataset.record).map_err(|reason| {
+                PipelineError::Input(format!("{}: record {i}: {reason}", page.origin))
+            })?;
+            Ok((crate::genesys::id_key(&key.id), record_day(dataset, &key)))
+        })
+        .collect::<Result<Vec<_>, PipelineError>>()?;
+    Ok((page, keys))
 }
 
 /// The partition a record's rows go to, for datasets partitioned by the record's day.
@@ -998,6 +1044,7 @@ impl PartitionRun {
             pages,
             done: fetch,
             read,
+            workers,
         } = feed;
         let first = self
             .targets
@@ -1016,7 +1063,9 @@ impl PartitionRun {
         let mut writer_idle = Duration::ZERO;
         let t_start = Instant::now();
         let convert = tokio::task::spawn_blocking(move || {
-            convert_loop(dataset, pages, out_tx, opts, archive, first, &waited)
+            convert_loop(
+                dataset, pages, out_tx, opts, archive, first, workers, &waited,
+            )
         });
         let deadline = cfg.deadline;
         let raw_date = archive.map(|s| s.interval.start.date_naive());
@@ -1156,7 +1205,10 @@ impl PartitionRun {
 const RAW_FILE_BYTES: usize = 64 << 20;
 
 /// The converter thread: pages in, batches (and raw archive files, and progress) out; returns
-/// the type mismatches per partition once the feed ends.
+/// the type mismatches per partition once the feed ends. With several workers, each converts
+/// every `workers`-th page into batches of its own; what they send is handed on in page order,
+/// so the output does not depend on the threads' timing.
+#[allow(clippy::too_many_arguments)]
 fn convert_loop(
     dataset: &'static Dataset,
     mut rx: mpsc::Receiver<Fed>,
@@ -1164,51 +1216,81 @@ fn convert_loop(
     opts: ConvertOptions,
     archive: Option<ArchiveStamp>,
     date: NaiveDate,
+    workers: usize,
     waited: &std::sync::atomic::AtomicU64,
 ) -> Result<BTreeMap<NaiveDate, u64>, PipelineError> {
-    // One converter per root table; a page names its root (PageMeta::root), else the first.
-    let mut convs: Vec<(&'static str, Converter)> = dataset
-        .roots()
-        .map(|r| (r.name(), Converter::for_root(r, opts.clone())))
+    // Per worker, one converter per root table; a page names its root (PageMeta::root), else
+    // the first.
+    let states: Vec<Vec<(&'static str, Converter)>> = (0..workers.max(1))
+        .map(|_| {
+            dataset
+                .roots()
+                .map(|r| (r.name(), Converter::for_root(r, opts.clone())))
+                .collect()
+        })
         .collect();
     let mut raw = archive.map(|s| RawArchive::new(s, dataset.envelope));
     let mut pending = PendingProgress::default();
     let err = |date, source| PipelineError::Convert { date, source };
-    while let Some(Fed { page, days }) = rx.blocking_recv() {
-        #[cfg(test)]
-        if page.origin.0.contains("converter-panics") {
-            panic!("injected converter panic");
-        }
-        let page_date = days.first().map_or(date, |(d, _)| *d);
-        let i = page
-            .meta
-            .root
-            .and_then(|r| convs.iter().position(|(name, _)| *name == r))
-            .unwrap_or(0);
-        let batches = convs[i].1.push_page(&page).map_err(|e| err(page_date, e))?;
-        if let Some(raw) = raw.as_mut() {
-            raw.add(&page);
-            if raw.len() >= RAW_FILE_BYTES && tx.blocking_send(Converted::Raw(raw.take())).is_err()
-            {
+    let mut failed: Result<(), PipelineError> = Ok(());
+    let mut stopped = false;
+    let mut states = crate::par::ordered_map(
+        std::iter::from_fn(|| rx.blocking_recv()),
+        states,
+        |convs, Fed { page, days }| {
+            #[cfg(test)]
+            if page.origin.0.contains("converter-panics") {
+                panic!("injected converter panic");
+            }
+            let page_date = days.first().map_or(date, |(d, _)| *d);
+            let i = page
+                .meta
+                .root
+                .and_then(|r| convs.iter().position(|(name, _)| *name == r))
+                .unwrap_or(0);
+            let batches = convs[i].1.push_page(&page).map_err(|e| err(page_date, e));
+            (page, days, batches)
+        },
+        |(page, days, batches)| {
+            let batches = match batches {
+                Ok(b) => b,
+                Err(e) => {
+                    failed = Err(e);
+                    return false;
+                }
+            };
+            if let Some(raw) = raw.as_mut() {
+                raw.add(&page);
+                if raw.len() >= RAW_FILE_BYTES
+                    && tx.blocking_send(Converted::Raw(raw.take())).is_err()
+                {
+                    stopped = true;
+                    return false;
+                }
+            }
+            pending.add(&days);
+            let t0 = Instant::now();
+            let sent = (batches.is_empty()
+                || tx.blocking_send(Converted::Batches(batches)).is_ok())
+                && pending.offer(&tx).is_ok();
+            waited.fetch_add(
+                t0.elapsed().as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            stopped = !sent;
+            sent
+        },
+    );
+    failed?;
+    if stopped {
+        return Ok(BTreeMap::new());
+    }
+    for convs in states.iter_mut() {
+        for (_, conv) in convs.iter_mut() {
+            let batches = conv.finish().map_err(|e| err(date, e))?;
+            if !batches.is_empty() && tx.blocking_send(Converted::Batches(batches)).is_err() {
                 return Ok(BTreeMap::new());
             }
-        }
-        pending.add(&days);
-        let t0 = Instant::now();
-        let sent = (batches.is_empty() || tx.blocking_send(Converted::Batches(batches)).is_ok())
-            && pending.offer(&tx).is_ok();
-        waited.fetch_add(
-            t0.elapsed().as_millis() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        if !sent {
-            return Ok(BTreeMap::new());
-        }
-    }
-    for (_, conv) in convs.iter_mut() {
-        let batches = conv.finish().map_err(|e| err(date, e))?;
-        if !batches.is_empty() && tx.blocking_send(Converted::Batches(batches)).is_err() {
-            return Ok(BTreeMap::new());
         }
     }
     if !pending.0.is_empty() && tx.blocking_send(Converted::Pages(pending.0)).is_err() {
@@ -1220,7 +1302,7 @@ fn convert_loop(
         }
     }
     let mut mismatches: BTreeMap<NaiveDate, u64> = BTreeMap::new();
-    for (_, conv) in &convs {
+    for (_, conv) in states.iter().flatten() {
         for (d, n) in &conv.stats().type_mismatches_by_date {
             *mismatches.entry(*d).or_default() += n;
         }
@@ -1324,32 +1406,42 @@ fn plan_convert(
     dataset: &'static Dataset,
     paths: &[std::path::PathBuf],
     range: Option<Interval>,
+    threads: usize,
 ) -> Result<ConvertPlan, PipelineError> {
     use std::collections::hash_map::Entry;
     let mut days: std::collections::BTreeSet<NaiveDate> =
         range.iter().flat_map(whole_days).collect();
     // Per record id: (extraction time if known, sequence number, start day).
     let mut best: HashMap<u128, (Option<DateTime<Utc>>, u64, NaiveDate)> = HashMap::new();
-    let mut unstamped = Vec::new();
     let (mut seq, mut duplicates) = (0u64, 0u64);
-    for path in paths {
-        let mut stamped = true;
-        for page in crate::files::PageReader::open(path, dataset.envelope).map_err(input_error)? {
-            let page = page.map_err(input_error)?;
+    // Files holding a page without an archive stamp.
+    let mut unstamped_files = std::collections::BTreeSet::new();
+    let mut failed: Result<(), PipelineError> = Ok(());
+    crate::par::ordered_map(
+        crate::files::raw_pages(paths, dataset.envelope),
+        vec![(); threads.max(1)],
+        |(), (file, raw)| keyed_page(dataset, raw).map(|k| (file, k)),
+        |keyed| {
+            let (file, (page, keys)) = match keyed {
+                Ok(k) => k,
+                Err(e) => {
+                    failed = Err(e);
+                    return false;
+                }
+            };
             let stamp = page.meta.archive;
             match stamp {
-                None => stamped = false,
+                None => {
+                    unstamped_files.insert(file);
+                }
                 Some(st) if range.is_none() => days.extend(whole_days(&st.interval)),
                 Some(_) => {}
             }
             let at = stamp.map(|s| s.extracted_at);
-            for (i, text) in page.records().enumerate() {
-                let key = record_key(text, &dataset.record).map_err(|reason| {
-                    input_error(format!("{}: record {i}: {reason}", page.origin))
-                })?;
-                let copy = (at, seq, record_day(dataset, &key));
+            for (id, day) in keys {
+                let copy = (at, seq, day);
                 seq += 1;
-                match best.entry(crate::genesys::id_key(&key.id)) {
+                match best.entry(id) {
                     Entry::Vacant(v) => {
                         v.insert(copy);
                     }
@@ -1363,11 +1455,14 @@ fn plan_convert(
                     }
                 }
             }
-        }
-        if !stamped {
-            unstamped.push(path.display().to_string());
-        }
-    }
+            true
+        },
+    );
+    failed?;
+    let unstamped: Vec<String> = unstamped_files
+        .into_iter()
+        .map(|i| paths[i].display().to_string())
+        .collect();
     if range.is_none() && !unstamped.is_empty() {
         return Err(PipelineError::Input(format!(
             "{} {} not say which days {} fully cover{}, so convert cannot tell a whole day from \
@@ -1440,8 +1535,9 @@ pub async fn convert_files(
             dataset.name
         )));
     }
+    let threads = cfg.threads;
     let (paths, plan) = tokio::task::spawn_blocking(move || {
-        let plan = plan_convert(dataset, &paths, range);
+        let plan = plan_convert(dataset, &paths, range, threads);
         (paths, plan)
     })
     .await
@@ -1465,7 +1561,7 @@ pub async fn convert_files(
         run_started,
         covered.iter().map(|d| (*d, Interval::day(*d))),
     );
-    let feed = Feed::files(dataset, paths, plan);
+    let feed = Feed::files(dataset, paths, plan, cfg.threads);
     if let Err(e) = parts.stream(feed, cfg, &*progress, None).await {
         parts.abort().await;
         return Err(e);
@@ -1804,6 +1900,7 @@ mod other_dataset {
             pages: rx,
             done,
             read: Arc::default(),
+            workers: 1,
         };
         let r = parts.stream(feed, &cfg, &NoProgress, None).await;
         let out = match r {
