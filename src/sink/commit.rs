@@ -1197,17 +1197,22 @@ mod tests {
     async fn deleting_refuses_an_empty_prefix_and_folders_not_ours() {
         let s = Arc::new(MemoryStorage::new());
         let cs = CommitStore::new(s.clone(), Visibility::CopyParts);
+        // A table's part and a run's staged part of some dataset, and another tool's file.
+        let ds = &crate::datasets::conversations::DATASET;
+        let part = ds.partition_folder("2026-11-20".parse().expect("date"));
+        let table = ds.tables[ds.tables.len() - 1].name();
         let keys = [
-            "other-tool/x.parquet",
-            "segments/conversation_date=2026-11-20/part-r-00000.parquet",
-            "_staging/conversations/conversation_date=2026-11-20/run=r/x",
+            "other-tool/x.parquet".to_string(),
+            format!("{table}/{part}/part-r-00000.parquet"),
+            format!("_staging/{}/{part}/run=r/x", ds.name),
         ];
-        for k in keys {
+        for k in &keys {
             s.put(k, Bytes::from_static(b"x"), PutMode::Overwrite)
                 .await
                 .expect("put");
         }
-        for prefix in ["", "/", "other-tool/", "other-tool", "segmentsX/"] {
+        let near = format!("{table}X/");
+        for prefix in ["", "/", "other-tool/", "other-tool", near.as_str()] {
             let r = cs.delete_prefix(prefix).await;
             assert!(
                 matches!(r, Err(StoreError::Corrupt { .. })),
