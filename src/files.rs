@@ -37,6 +37,10 @@ enum Kind {
     Lines {
         reader: Box<dyn BufRead + Send>,
         line: usize,
+        /// The capacity to give the next line's buffer: the last line's length and some.
+        /// Pages are lines of about the same size (hundreds of KB): a buffer grown from empty
+        /// would copy each line about twice more.
+        hint: usize,
     },
     Whole(Option<Vec<u8>>),
 }
@@ -63,6 +67,7 @@ impl PageReader {
             Kind::Lines {
                 reader: Box::new(BufReader::with_capacity(1 << 20, reader)),
                 line: 0,
+                hint: 0,
             }
         } else {
             let mut buf = Vec::new();
@@ -91,11 +96,12 @@ impl PageReader {
                     envelope: self.envelope,
                 }))
             }
-            Kind::Lines { reader, line } => loop {
-                let mut buf = Vec::new();
+            Kind::Lines { reader, line, hint } => loop {
+                let mut buf = Vec::with_capacity(*hint);
                 match reader.read_until(b'\n', &mut buf) {
                     Ok(0) => return None,
-                    Ok(_) => {
+                    Ok(n) => {
+                        *hint = n + n / 8;
                         *line += 1;
                         if buf.iter().all(u8::is_ascii_whitespace) {
                             continue;
@@ -137,6 +143,21 @@ pub struct RawPage {
 }
 
 impl RawPage {
+    /// The page's length and a hash of its bytes: whether a second read of the input found
+    /// the same page (not a cryptographic check; it catches files changed between reads).
+    pub fn fingerprint(&self) -> (usize, u64) {
+        use std::hash::Hasher;
+        let mut h = rustc_hash::FxHasher::default();
+        h.write(&self.body);
+        (self.body.len(), h.finish())
+    }
+
+    /// The page, split where an earlier read of the same bytes found its records
+    /// ([`Page::from_ranges`]): no JSON parsed.
+    pub fn with_records(self, records: Vec<std::ops::Range<usize>>) -> Result<Page, FileError> {
+        Page::from_ranges(Bytes::from(self.body), records, self.origin).map_err(Into::into)
+    }
+
     pub fn parse(self) -> Result<Page, FileError> {
         let body = Bytes::from(self.body);
         let page = if self.list {

@@ -724,9 +724,10 @@ impl Feed {
         }
     }
 
-    /// The second read of `convert`'s files: only the winning copy of each record, on a
-    /// blocking thread (pages parsed on all cores, in order). Fails if the input reads
-    /// differently than in the first pass.
+    /// The second read of `convert`'s files: only the kept copy of each record, on a
+    /// blocking thread. Pages are not parsed again: each must be the page the first read
+    /// found (length and hash), and is split where that read found its records; the
+    /// converter then parses each record in full.
     fn files(
         dataset: &'static Dataset,
         paths: Vec<std::path::PathBuf>,
@@ -738,33 +739,43 @@ impl Feed {
         let counter = read.clone();
         let workers = threads.max(1);
         let done = tokio::task::spawn_blocking(move || {
-            let ConvertPlan {
-                winners, records, ..
-            } = plan;
-            let (mut seq, mut kept) = (0u64, 0usize);
+            let (mut seq, mut pages_read) = (0usize, 0usize);
             let mut failed: Result<(), PipelineError> = Ok(());
+            let plan = &plan;
             crate::par::ordered_map(
-                crate::files::raw_pages(&paths, dataset.envelope),
+                crate::files::raw_pages(&paths, dataset.envelope).enumerate(),
                 vec![(); workers],
-                |(), (_, raw)| keyed_page(dataset, raw),
-                |keyed| {
-                    let (mut page, keys) = match keyed {
-                        Ok(k) => k,
+                |(), (i, (_, raw))| {
+                    let raw = raw.map_err(input_error)?;
+                    match plan.pages.get(i) {
+                        Some(p) if p.fingerprint == raw.fingerprint() => {
+                            raw.with_records(p.records.clone()).map_err(input_error)
+                        }
+                        _ => Err(plan.input_changed(
+                            plan.pages[..i.min(plan.pages.len())]
+                                .iter()
+                                .map(|p| p.records.len())
+                                .sum(),
+                        )),
+                    }
+                },
+                |page| {
+                    let mut page = match page {
+                        Ok(p) => p,
                         Err(e) => {
                             failed = Err(e);
                             return false;
                         }
                     };
+                    pages_read += 1;
                     let mut days: Vec<(NaiveDate, u64)> = Vec::new();
-                    let retained = page.try_retain(|i, _| {
-                        // One key per record of the page.
-                        let (id, date) = keys[i];
+                    let retained = page.try_retain(|_, _| {
                         let this = seq;
                         seq += 1;
-                        if winners.get(&id) != Some(&this) {
+                        if !plan.kept[this] {
                             return Ok(false);
                         }
-                        kept += 1;
+                        let date = plan.record_days[this];
                         match days.iter_mut().find(|(d, _)| *d == date) {
                             Some((_, n)) => *n += 1,
                             None => days.push((date, 1)),
@@ -783,14 +794,9 @@ impl Feed {
             if tx.is_closed() {
                 return Ok(counter.load(std::sync::atomic::Ordering::Relaxed));
             }
-            // The plan holds only for the input it read: a pipe reads empty the second time, a
-            // file written to meanwhile holds other records.
-            if seq != records || kept != winners.len() {
-                return Err(PipelineError::Input(format!(
-                    "the input changed between convert's two reads of it ({records} records, \
-                     then {seq}): convert reads its files twice, so give files that stay as they \
-                     are while it runs, not pipes"
-                )));
+            // The plan holds only for the input it read: a pipe reads empty the second time.
+            if pages_read != plan.pages.len() || seq != plan.kept.len() {
+                return Err(plan.input_changed(seq));
             }
             Ok(counter.load(std::sync::atomic::Ordering::Relaxed))
         });
@@ -1373,16 +1379,36 @@ pub struct ConvertTotals {
     pub duplicates: u64,
 }
 
-/// The first pass of `convert`: which days it may replace, and which copy of each record is
-/// kept.
+/// The first pass of `convert`: which days it may replace, which copy of each record is
+/// kept, and where each page's records are (so that the second pass does not split the pages
+/// again).
 struct ConvertPlan {
     days: std::collections::BTreeSet<NaiveDate>,
-    /// Per record id, the sequence number (over all records of all files, in order) of the
-    /// copy that wins.
-    winners: HashMap<u128, u64>,
-    /// Records read, all files: the second pass must meet the same ones for `winners` to hold.
-    records: u64,
+    /// Per page of the input, in order.
+    pages: Vec<PagePlan>,
+    /// Per record (all files, in order): whether this copy is the one kept…
+    kept: Vec<bool>,
+    /// …and its partition.
+    record_days: Vec<NaiveDate>,
     totals: ConvertTotals,
+}
+
+/// One page as the first pass read it: the second must find the same bytes.
+struct PagePlan {
+    /// [`crate::files::RawPage::fingerprint`].
+    fingerprint: (usize, u64),
+    records: Vec<std::ops::Range<usize>>,
+}
+
+impl ConvertPlan {
+    fn input_changed(&self, seq: usize) -> PipelineError {
+        PipelineError::Input(format!(
+            "the input changed between convert's two reads of it ({} records, then {seq} \
+             before it differed): convert reads its files twice, so give files that stay as \
+             they are while it runs, not pipes",
+            self.kept.len(),
+        ))
+    }
 }
 
 /// The UTC days `interval` covers whole.
@@ -1414,15 +1440,20 @@ fn plan_convert(
     // Per record id: (extraction time if known, sequence number, start day).
     let mut best: HashMap<u128, (Option<DateTime<Utc>>, u64, NaiveDate)> = HashMap::new();
     let (mut seq, mut duplicates) = (0u64, 0u64);
+    let mut pages = Vec::new();
+    let mut record_days = Vec::new();
     // Files holding a page without an archive stamp.
     let mut unstamped_files = std::collections::BTreeSet::new();
     let mut failed: Result<(), PipelineError> = Ok(());
     crate::par::ordered_map(
         crate::files::raw_pages(paths, dataset.envelope),
         vec![(); threads.max(1)],
-        |(), (file, raw)| keyed_page(dataset, raw).map(|k| (file, k)),
+        |(), (file, raw)| {
+            let fingerprint = raw.as_ref().map(|r| r.fingerprint()).unwrap_or_default();
+            keyed_page(dataset, raw).map(|k| (file, fingerprint, k))
+        },
         |keyed| {
-            let (file, (page, keys)) = match keyed {
+            let (file, fingerprint, (page, keys)) = match keyed {
                 Ok(k) => k,
                 Err(e) => {
                     failed = Err(e);
@@ -1438,7 +1469,12 @@ fn plan_convert(
                 Some(_) => {}
             }
             let at = stamp.map(|s| s.extracted_at);
+            pages.push(PagePlan {
+                fingerprint,
+                records: page.record_ranges().to_vec(),
+            });
             for (id, day) in keys {
+                record_days.push(day);
                 let copy = (at, seq, day);
                 seq += 1;
                 match best.entry(id) {
@@ -1486,17 +1522,14 @@ fn plan_convert(
         ));
     }
     let mut outside = 0u64;
-    let winners = best
-        .into_iter()
-        .filter_map(|(id, (_, seq, day))| {
-            if days.contains(&day) {
-                Some((id, seq))
-            } else {
-                outside += 1;
-                None
-            }
-        })
-        .collect();
+    let mut kept = vec![false; record_days.len()];
+    for (_, seq, day) in best.into_values() {
+        if days.contains(&day) {
+            kept[seq as usize] = true;
+        } else {
+            outside += 1;
+        }
+    }
     Ok(ConvertPlan {
         totals: ConvertTotals {
             covered_days: days.iter().copied().collect(),
@@ -1505,8 +1538,9 @@ fn plan_convert(
             duplicates,
         },
         days,
-        winners,
-        records: seq,
+        pages,
+        kept,
+        record_days,
     })
 }
 
@@ -1548,7 +1582,7 @@ pub async fn convert_files(
     tracing::info!(
         dataset = dataset.name,
         days = covered.len(),
-        records = plan.winners.len(),
+        records = plan.kept.iter().filter(|k| **k).count(),
         outside_coverage = totals.outside_coverage,
         duplicates = totals.duplicates,
         "convert planned"
@@ -1717,6 +1751,38 @@ mod tests {
     /// empty the second time), which must not replace the day with an empty one.
     #[cfg(target_os = "linux")]
     #[tokio::test]
+    async fn a_page_that_changed_between_the_reads_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pages.ndjson");
+        std::fs::write(&path, format!("{PAGE}\n{PAGE}\n")).expect("write");
+        let range = Some(Interval::day(day("2026-11-20")));
+        let plan =
+            plan_convert(&CONVERSATIONS, std::slice::from_ref(&path), range, 2).expect("plan");
+        // The later copy of c1 is kept; c0 started the day before, outside the range.
+        assert_eq!(plan.kept, [false, false, true, false]);
+        // The same length, another conversation in the second page: the second read refuses
+        // it rather than trust the first read's record ranges and choice of copies.
+        let changed = PAGE.replace("\"c1\"", "\"c9\"");
+        std::fs::write(&path, format!("{PAGE}\n{changed}\n")).expect("write");
+        let mut feed = Feed::files(&CONVERSATIONS, vec![path], plan, 2);
+        let mut pages = 0;
+        while feed.pages.recv().await.is_some() {
+            pages += 1;
+        }
+        let err = feed
+            .done
+            .await
+            .expect("join")
+            .expect_err("the second page changed");
+        assert_eq!(pages, 1);
+        assert_eq!(err.error_type(), "Input.Invalid", "{err}");
+        assert!(
+            err.to_string().contains("4 records, then 2 before"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn input_that_reads_differently_the_second_time_is_refused() {
         use std::io::Write;
         use std::os::fd::AsRawFd;
@@ -1818,6 +1884,7 @@ mod other_dataset {
             lead: &[],
             required: &["id", "startTime"],
             free_text: &[],
+            distinct: &[],
             children: &[],
             flatten: None,
             map: None,

@@ -144,7 +144,7 @@ pub fn writer_properties(
                 meta.extracted_at.to_rfc3339(),
             ),
         ]));
-    // Dictionaries pay off for ids and enumerations, not for JSON and free text.
+    // Dictionaries only where they pay (`Column::dictionary`); no statistics for free text.
     for c in table.columns() {
         // The raw record is most of a file's bytes and is read only to rebuild tables: zstd's
         // fastest level halves the encoding time for a few percent more bytes.
@@ -158,13 +158,14 @@ pub fn writer_properties(
                 }
             }
         }
+        if !c.dictionary {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
+        }
         if c.free_text && c.ty == Ty::Str {
-            b = b
-                .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false)
-                .set_column_statistics_enabled(
-                    ColumnPath::from(c.name.as_str()),
-                    EnabledStatistics::None,
-                );
+            b = b.set_column_statistics_enabled(
+                ColumnPath::from(c.name.as_str()),
+                EnabledStatistics::None,
+            );
         }
     }
     b.build()

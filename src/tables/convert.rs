@@ -258,6 +258,7 @@ impl Converter {
             let buf = &mut self.bufs[t.idx()];
             let n = buf.len;
             *self.stats.rows.entry(t.name()).or_default() += n as u64;
+            buf.pad();
             let parent_rows = UInt32Array::from(std::mem::take(&mut buf.parent_rows));
             let mut own: Vec<Option<ArrayRef>> =
                 buf.cols.iter_mut().map(|c| Some(c.finish())).collect();
@@ -389,14 +390,10 @@ impl TableBuf {
         }
     }
 
-    /// Ends row `self.len`: columns its object did not set get a null.
+    /// Ends row `self.len`. Columns its object did not set stay short: their nulls are
+    /// appended in bulk when a later row sets them, or at [`TableBuf::pad`] (most columns of a
+    /// row are absent, and a per-row pass over every column cost more than the values).
     fn end_row(&mut self, extra: Extra, parent_row: u32, index: i64) {
-        let row = self.len;
-        for col in &mut self.cols {
-            if col.len() == row {
-                col.append_null();
-            }
-        }
         match extra.finish() {
             Some(e) => self.extra.append_value(e),
             None => self.extra.append_null(),
@@ -404,6 +401,16 @@ impl TableBuf {
         self.parent_rows.push(parent_row);
         self.index.push(index);
         self.len += 1;
+    }
+
+    /// Brings every column to `self.len` rows (nulls for the rows that did not set it).
+    fn pad(&mut self) {
+        for col in &mut self.cols {
+            let missing = self.len - col.len();
+            if missing > 0 {
+                col.append_nulls(missing);
+            }
+        }
     }
 
     /// Whether the current row (`self.len`) has a non-null value in column `slot`.
@@ -428,7 +435,14 @@ impl TableBuf {
     fn set(&mut self, slot: usize, raw: &str) -> bool {
         let row = self.len;
         let col = &mut self.cols[slot];
-        col.len() == row && col.append_json(raw)
+        let have = col.len();
+        if have > row {
+            return false;
+        }
+        if have < row {
+            col.append_nulls(row - have);
+        }
+        col.append_json(raw)
     }
 }
 
@@ -477,6 +491,18 @@ impl Col {
             Col::Time(b) => b.append_null(),
             Col::StrList(b) => b.append(false),
             Col::IntList(b) => b.append(false),
+        }
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            Col::Str(b) => b.append_nulls(n),
+            Col::Int(b) => b.append_nulls(n),
+            Col::Float(b) => b.append_nulls(n),
+            Col::Bool(b) => b.append_nulls(n),
+            Col::Time(b) => b.append_nulls(n),
+            Col::StrList(b) => b.append_nulls(n),
+            Col::IntList(b) => b.append_nulls(n),
         }
     }
 

@@ -214,6 +214,10 @@ pub struct TableSpec {
     pub required: &'static [&'static str],
     /// Fields holding free text (names, notes, values): never dictionary-encoded.
     pub free_text: &'static [&'static str],
+    /// Fields whose value differs in (nearly) every row, like the row's own id: not
+    /// dictionary-encoded (the dictionary would outgrow its page and be dropped after its
+    /// hashing was paid for).
+    pub distinct: &'static [&'static str],
     /// Lists of objects under this object, each its own table.
     pub children: &'static [(&'static str, Table)],
     /// A nested object flattened into this table's columns, its fields prefixed.
@@ -256,6 +260,7 @@ impl TableSpec {
             lead: &[],
             required: &[],
             free_text: &[],
+            distinct: &[],
             children: &[],
             flatten: None,
             map: None,
@@ -311,8 +316,17 @@ pub struct Column {
     /// JSON path of the value in a record.
     pub source: String,
     pub doc: String,
-    /// Free text (or JSON): never dictionary-encoded.
+    /// Free text (or JSON): never dictionary-encoded, no statistics.
     pub free_text: bool,
+    /// Whether a Parquet dictionary pays for this column: not for free text, values that
+    /// differ in nearly every row (times in milliseconds, measurements, a row's own id) nor
+    /// ids copied from the parent row (zstd compresses their runs as well).
+    pub dictionary: bool,
+}
+
+/// Millisecond times and floating-point measurements are nearly all distinct.
+fn pays_dictionary(ty: Ty) -> bool {
+    !matches!(ty, Ty::Time | Ty::Float)
 }
 
 /// How the converter fills a table: columns plus the JSON name → slot lookup.
@@ -402,6 +416,7 @@ fn build_layout(table: Table) -> Layout {
             source: String::new(),
             doc: k.doc.into(),
             free_text: false,
+            dictionary: false,
         });
     }
     if let Some(index) = spec.index {
@@ -412,6 +427,7 @@ fn build_layout(table: Table) -> Layout {
             source: String::new(),
             doc: format!("0-based position in {}", spec.source),
             free_text: false,
+            dictionary: true,
         });
     }
     for f in ordered(spec.fields, spec.lead) {
@@ -426,6 +442,9 @@ fn build_layout(table: Table) -> Layout {
             source: src(f.json),
             doc: f.doc.into(),
             free_text: spec.free_text.contains(&f.json),
+            dictionary: pays_dictionary(f.ty)
+                && !spec.free_text.contains(&f.json)
+                && !spec.distinct.contains(&f.json),
         });
     }
     if let Some(flat) = &spec.flatten {
@@ -442,6 +461,7 @@ fn build_layout(table: Table) -> Layout {
                 source: src(&format!("{}.{}", flat.json, f.json)),
                 doc: f.doc.into(),
                 free_text: false,
+                dictionary: pays_dictionary(f.ty),
             });
         }
         for (json, t) in flat.children {
@@ -464,6 +484,7 @@ fn build_layout(table: Table) -> Layout {
                   type, as a JSON object (null when none)"
                 .into(),
             free_text: true,
+            dictionary: false,
         });
     }
     if spec.raw {
@@ -477,6 +498,7 @@ fn build_layout(table: Table) -> Layout {
                 table.dataset().record.name
             ),
             free_text: true,
+            dictionary: false,
         });
     }
     let mut child_keys: Vec<&'static str> = Vec::new();

@@ -181,6 +181,7 @@ static CONVERSATIONS_DEF: TableDef = TableDef::new(TableSpec {
     lead: &["conversationId", "conversationStart", "conversationEnd"],
     required: &["conversationId", "conversationStart"],
     free_text: &[],
+    distinct: &["conversationId"],
     children: &[
         ("participants", PARTICIPANTS),
         ("evaluations", EVALUATIONS),
@@ -196,6 +197,7 @@ static CONVERSATIONS_DEF: TableDef = TableDef::new(TableSpec {
 static PARTICIPANTS_DEF: TableDef = TableDef::new(TableSpec {
     lead: &["participantId"],
     free_text: &["participantName"],
+    distinct: &["participantId"],
     children: &[("sessions", SESSIONS)],
     map: Some(("attributes", PARTICIPANT_ATTRIBUTES)),
     ..child(
@@ -231,6 +233,7 @@ static PARTICIPANT_ATTRIBUTES_DEF: TableDef = TableDef::new(TableSpec {
 
 static SESSIONS_DEF: TableDef = TableDef::new(TableSpec {
     lead: &["sessionId", "mediaType"],
+    distinct: &["sessionId"],
     children: &[
         ("segments", SEGMENTS),
         ("metrics", SESSION_METRICS),

@@ -67,6 +67,7 @@ const fn spec(
         lead,
         required: &[],
         free_text: &["name", "description", "labels"],
+        distinct: &["id"],
         children: &[],
         flatten,
         map: None,
