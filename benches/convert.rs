@@ -1,5 +1,5 @@
 //! Conversion throughput and memory, in one run, on the same generated input: N simulator
-//! conversations (≈6.8 KB each) as NDJSON query pages, converted by
+//! conversations (≈5.6 KB each; real ones run 6–7 KB) as NDJSON query pages, converted by
 //! - `genesys-parquet convert` (all fifteen tables, no `raw` column),
 //! - a pyarrow streaming reference (`reference_pyarrow.py`: pinned schema, `open_json`,
 //!   columnar flattening into five tables),
