@@ -1747,9 +1747,8 @@ mod tests {
         );
     }
 
-    /// The two reads must meet the same records: here the second meets none (a pipe, read
-    /// empty the second time), which must not replace the day with an empty one.
-    #[cfg(target_os = "linux")]
+    /// A page that changed between the reads (same length, other content) is refused, not
+    /// split where the first read found its records.
     #[tokio::test]
     async fn a_page_that_changed_between_the_reads_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1782,6 +1781,9 @@ mod tests {
         );
     }
 
+    /// The two reads must meet the same records: here the second meets none (a pipe, read
+    /// empty the second time), which must not replace the day with an empty one.
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn input_that_reads_differently_the_second_time_is_refused() {
         use std::io::Write;

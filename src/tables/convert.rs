@@ -406,7 +406,7 @@ impl TableBuf {
     /// Brings every column to `self.len` rows (nulls for the rows that did not set it).
     fn pad(&mut self) {
         for col in &mut self.cols {
-            let missing = self.len - col.len();
+            let missing = self.len.saturating_sub(col.len());
             if missing > 0 {
                 col.append_nulls(missing);
             }
