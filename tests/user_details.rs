@@ -106,8 +106,13 @@ fn rows_of(u: &UserDetails) -> Vec<Row> {
 type Span = (bool, i64, Option<i64>, &'static str);
 
 fn truth(data: &Dataset, interval: &Interval) -> Vec<Row> {
+    truth_in(data, interval, Utc::now())
+}
+
+/// The records starting in `interval`, as the service knows them at `now`, as table rows.
+fn truth_in(data: &Dataset, interval: &Interval, now: DateTime<Utc>) -> Vec<Row> {
     let mut v: Vec<Row> = data
-        .user_records_started_in(interval, Utc::now())
+        .user_records_started_in(interval, now)
         .into_iter()
         .map(|r| {
             (
@@ -614,25 +619,7 @@ fn partition_rows(root: &std::path::Path, m: &genesys_parquet::sink::Manifest) -
 
 /// The truth of `day` as the service knows it at `now` (rows of [`truth`]).
 fn truth_at(data: &Dataset, day: NaiveDate, now: DateTime<Utc>) -> Vec<Row> {
-    let mut v: Vec<Row> = data
-        .user_records_started_in(&Interval::day(day), now)
-        .into_iter()
-        .map(|r| {
-            (
-                data.agent_id(r.agent),
-                if r.routing { "routing" } else { "presence" },
-                r.start_ms,
-                r.end_ms,
-                r.system_presence()
-                    .or(r.routing_status())
-                    .unwrap_or_default()
-                    .to_string(),
-                r.organization_presence_id().map(str::to_string),
-            )
-        })
-        .collect();
-    v.sort();
-    v
+    truth_in(data, &Interval::day(day), now)
 }
 
 /// Records open for days: a nightly run extracts again, whole, each earlier day whose manifest
