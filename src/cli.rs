@@ -82,9 +82,11 @@ struct SimulateCmd {
     outside the covered days are dropped and counted; a covered day without records is \
     replaced by an empty day.\n\nDuplicates: where a conversation appears more than once, \
     the copy from the most recently extracted page wins (archives record when they were \
-    extracted); otherwise the later file on the command line wins.\n\nThe files are read twice: \
-    first only each record's id and start (which days, which copy), then to convert. Give \
-    files that stay as they are while convert runs, not pipes."
+    extracted); otherwise the later file on the command line wins.\n\nReads: with --start/--end \
+    the files are read once, unless a conversation appears twice: then that read is discarded \
+    and the files are read twice (first each record's id and start, to choose the copies, then \
+    to convert), which takes files that stay as they are while convert runs, not pipes. \
+    Without --start/--end they are always read twice (the archives' coverage comes first)."
 )]
 struct ConvertCmd {
     /// Saved pages: NDJSON (one page object a line), a JSON page, or a JSON array of

@@ -807,6 +807,92 @@ impl Feed {
             workers,
         }
     }
+
+    /// `convert`'s files read once, when the days it replaces are known before reading
+    /// (`--start`/`--end`): each page is split and its records' keys read as it arrives, records
+    /// outside `days` are dropped (counted in `once.outside`). Which copy of a record to keep
+    /// cannot be chosen in one read, so the first record seen twice stops the feed
+    /// (`once.duplicate`); the caller discards what was written and reads twice.
+    fn files_once(
+        dataset: &'static Dataset,
+        paths: Vec<std::path::PathBuf>,
+        days: std::collections::BTreeSet<NaiveDate>,
+        threads: usize,
+        once: Arc<OnceRead>,
+    ) -> Feed {
+        let (tx, rx) = mpsc::channel::<Fed>(2);
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = read.clone();
+        let workers = threads.max(1);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut seen: rustc_hash::FxHashSet<u128> = Default::default();
+            let mut failed: Result<(), PipelineError> = Ok(());
+            crate::par::ordered_map(
+                crate::files::raw_pages(&paths, dataset.envelope),
+                vec![(); workers],
+                |(), (_, raw)| keyed_page(dataset, raw),
+                |keyed| {
+                    let (mut page, keys) = match keyed {
+                        Ok(k) => k,
+                        Err(e) => {
+                            failed = Err(e);
+                            return false;
+                        }
+                    };
+                    let mut counts: Vec<(NaiveDate, u64)> = Vec::new();
+                    let mut outside = 0u64;
+                    let retained = page.try_retain(|i, text| {
+                        let (id, date) = keys[i];
+                        if !seen.insert(id) {
+                            let id = record_key(text, &dataset.record)
+                                .map(|k| k.id.to_string())
+                                .unwrap_or_default();
+                            return Err((i, id));
+                        }
+                        if !days.contains(&date) {
+                            outside += 1;
+                            return Ok(false);
+                        }
+                        match counts.iter_mut().find(|(d, _)| *d == date) {
+                            Some((_, n)) => *n += 1,
+                            None => counts.push((date, 1)),
+                        }
+                        Ok(true)
+                    });
+                    if let Err((i, id)) = retained {
+                        once.duplicate
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        failed = Err(PipelineError::Input(format!(
+                            "{}: record {i}: {} {id} appears a second time in the input",
+                            page.origin, dataset.record.name,
+                        )));
+                        return false;
+                    }
+                    once.outside
+                        .fetch_add(outside, std::sync::atomic::Ordering::Relaxed);
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tx.blocking_send(Fed { page, days: counts }).is_ok()
+                },
+            );
+            failed?;
+            Ok(counter.load(std::sync::atomic::Ordering::Relaxed))
+        });
+        Feed {
+            pages: rx,
+            done,
+            read,
+            workers,
+        }
+    }
+}
+
+/// What [`Feed::files_once`] reports besides its pages.
+#[derive(Default)]
+struct OnceRead {
+    /// Records dropped for starting outside the covered days.
+    outside: std::sync::atomic::AtomicU64,
+    /// A record appeared twice: the read stopped there.
+    duplicate: std::sync::atomic::AtomicBool,
 }
 
 /// A page of `convert`'s files, parsed, with its records' id keys and partitions.
@@ -1366,6 +1452,116 @@ impl RawArchive {
     }
 }
 
+/// A `convert` whose days are written (not yet published).
+struct ConvertedRun {
+    run: RunId,
+    parts: PartitionRun,
+    covered: std::collections::BTreeSet<NaiveDate>,
+    totals: ConvertTotals,
+}
+
+/// Reads the files once (see [`Feed::files_once`]) into partitions `days`. On an error, what
+/// was written is discarded; the flag says whether the error is a record met twice.
+async fn convert_once(
+    dataset: &'static Dataset,
+    paths: &[std::path::PathBuf],
+    days: std::collections::BTreeSet<NaiveDate>,
+    store: &Arc<dyn Store>,
+    cfg: &PipelineConfig,
+    progress: &dyn Progress,
+) -> Result<ConvertedRun, (PipelineError, bool)> {
+    let run_started = Utc::now();
+    let run = RunId::new(run_started);
+    let mut parts = PartitionRun::new(
+        dataset,
+        store.clone(),
+        run.clone(),
+        run_started,
+        days.iter().map(|d| (*d, Interval::day(*d))),
+    );
+    let once = Arc::new(OnceRead::default());
+    let feed = Feed::files_once(
+        dataset,
+        paths.to_vec(),
+        days.clone(),
+        cfg.threads,
+        once.clone(),
+    );
+    if let Err(e) = parts.stream(feed, cfg, progress, None).await {
+        parts.abort().await;
+        return Err((e, once.duplicate.load(std::sync::atomic::Ordering::Relaxed)));
+    }
+    Ok(ConvertedRun {
+        run,
+        parts,
+        totals: ConvertTotals {
+            covered_days: days.iter().copied().collect(),
+            coverage: "range",
+            outside_coverage: once.outside.load(std::sync::atomic::Ordering::Relaxed),
+            duplicates: 0,
+        },
+        covered: days,
+    })
+}
+
+/// Reads the files twice: a plan first ([`plan_convert`]: coverage, which copy of each record
+/// is kept), then the conversion.
+async fn convert_twice(
+    dataset: &'static Dataset,
+    paths: Vec<std::path::PathBuf>,
+    range: Option<Interval>,
+    store: &Arc<dyn Store>,
+    cfg: &PipelineConfig,
+    progress: &dyn Progress,
+) -> Result<ConvertedRun, PipelineError> {
+    let threads = cfg.threads;
+    let (paths, plan) = tokio::task::spawn_blocking(move || {
+        let plan = plan_convert(dataset, &paths, range, threads);
+        (paths, plan)
+    })
+    .await
+    .map_err(|e| PipelineError::Internal(format!("reading the input: {e}")))?;
+    let plan = plan?;
+    let covered = plan.days.clone();
+    let totals = plan.totals.clone();
+    tracing::info!(
+        dataset = dataset.name,
+        days = covered.len(),
+        records = plan.kept.iter().filter(|k| **k).count(),
+        outside_coverage = totals.outside_coverage,
+        duplicates = totals.duplicates,
+        "convert planned"
+    );
+    let run_started = Utc::now();
+    let run = RunId::new(run_started);
+    let mut parts = PartitionRun::new(
+        dataset,
+        store.clone(),
+        run.clone(),
+        run_started,
+        covered.iter().map(|d| (*d, Interval::day(*d))),
+    );
+    let feed = Feed::files(dataset, paths, plan, cfg.threads);
+    if let Err(e) = parts.stream(feed, cfg, progress, None).await {
+        parts.abort().await;
+        return Err(e);
+    }
+    Ok(ConvertedRun {
+        run,
+        parts,
+        covered,
+        totals,
+    })
+}
+
+fn no_whole_day() -> PipelineError {
+    PipelineError::Input(
+        "the input covers no whole UTC day (archives of part of a day, or --start/--end inside \
+         one day): nothing to replace. Give the whole days the files hold with --start and --end"
+            .into(),
+    )
+}
+
 /// What `convert` did besides writing days (in its [`RunSummary`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConvertTotals {
@@ -1514,12 +1710,7 @@ fn plan_convert(
         )));
     }
     if days.is_empty() {
-        return Err(PipelineError::Input(
-            "the input covers no whole UTC day (archives of part of a day, or --start/--end \
-             inside one day): nothing to replace. Give the whole days the files hold with \
-             --start and --end"
-                .into(),
-        ));
+        return Err(no_whole_day());
     }
     let mut outside = 0u64;
     let mut kept = vec![false; record_days.len()];
@@ -1550,6 +1741,11 @@ fn plan_convert(
 /// Records outside those days are dropped and counted. Where a record appears more than once,
 /// the most recently extracted copy wins (archives record when); otherwise the later one
 /// (files in the order given).
+///
+/// With `range`, the files are read once; a record met twice discards what that read wrote
+/// and starts over with two reads (the first chooses the copies), which needs files that can be
+/// read again. Without `range`, the covered days are known only once every page's stamp is
+/// read, so there are always two reads.
 pub async fn convert_files(
     paths: Vec<std::path::PathBuf>,
     range: Option<Interval>,
@@ -1558,7 +1754,6 @@ pub async fn convert_files(
     progress: Arc<dyn Progress>,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
-    let run_started = Utc::now();
     let dataset = *cfg
         .datasets
         .first()
@@ -1569,37 +1764,43 @@ pub async fn convert_files(
             dataset.name
         )));
     }
-    let threads = cfg.threads;
-    let (paths, plan) = tokio::task::spawn_blocking(move || {
-        let plan = plan_convert(dataset, &paths, range, threads);
-        (paths, plan)
-    })
-    .await
-    .map_err(|e| PipelineError::Internal(format!("reading the input: {e}")))?;
-    let plan = plan?;
-    let covered = plan.days.clone();
-    let totals = plan.totals.clone();
-    tracing::info!(
-        dataset = dataset.name,
-        days = covered.len(),
-        records = plan.kept.iter().filter(|k| **k).count(),
-        outside_coverage = totals.outside_coverage,
-        duplicates = totals.duplicates,
-        "convert planned"
-    );
-    let run = RunId::new(run_started);
-    let mut parts = PartitionRun::new(
-        dataset,
-        store.clone(),
-        run.clone(),
-        run_started,
-        covered.iter().map(|d| (*d, Interval::day(*d))),
-    );
-    let feed = Feed::files(dataset, paths, plan, cfg.threads);
-    if let Err(e) = parts.stream(feed, cfg, &*progress, None).await {
-        parts.abort().await;
-        return Err(e);
-    }
+    let converted = match range {
+        Some(range) => {
+            let days: std::collections::BTreeSet<NaiveDate> = whole_days(&range).collect();
+            if days.is_empty() {
+                return Err(no_whole_day());
+            }
+            match convert_once(dataset, &paths, days, &store, cfg, &*progress).await {
+                Ok(c) => c,
+                Err((e, true)) => {
+                    let rereadable = paths
+                        .iter()
+                        .all(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()));
+                    if !rereadable {
+                        return Err(PipelineError::Input(format!(
+                            "{e}: convert keeps the most recent copy of a record, which takes \
+                             a second read of the input, and this input is not all regular \
+                             files (a pipe?): save it to a file first"
+                        )));
+                    }
+                    tracing::info!(
+                        dataset = dataset.name,
+                        "a record appears twice in the input: reading it again to keep the \
+                         newest copy of each"
+                    );
+                    convert_twice(dataset, paths, Some(range), &store, cfg, &*progress).await?
+                }
+                Err((e, false)) => return Err(e),
+            }
+        }
+        None => convert_twice(dataset, paths, None, &store, cfg, &*progress).await?,
+    };
+    let ConvertedRun {
+        run,
+        mut parts,
+        covered,
+        totals,
+    } = converted;
     let mut days = Vec::new();
     for date in covered {
         let t0 = Instant::now();
@@ -1781,20 +1982,26 @@ mod tests {
         );
     }
 
-    /// The two reads must meet the same records: here the second meets none (a pipe, read
-    /// empty the second time), which must not replace the day with an empty one.
+    /// A pipe, which reads once: `path` names its read end.
     #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn input_that_reads_differently_the_second_time_is_refused() {
+    fn pipe_with(dir: &std::path::Path, text: &str) -> (std::path::PathBuf, std::io::PipeReader) {
         use std::io::Write;
         use std::os::fd::AsRawFd;
-        let dir = tempfile::tempdir().expect("tempdir");
         let (reader, mut writer) = std::io::pipe().expect("pipe");
-        writeln!(writer, "{PAGE}").expect("write");
+        writer.write_all(text.as_bytes()).expect("write");
         drop(writer);
-        let path = dir.path().join("pages.ndjson");
+        let path = dir.join("pages.ndjson");
         std::os::unix::fs::symlink(format!("/proc/self/fd/{}", reader.as_raw_fd()), &path)
             .expect("symlink");
+        (path, reader)
+    }
+
+    /// With the days given, convert reads its input once: a pipe converts.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn with_the_days_given_the_input_is_read_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, reader) = pipe_with(dir.path(), &format!("{PAGE}\n"));
         let store: Arc<dyn Store> =
             Arc::new(DayStore::local(dir.path().join("out")).expect("store"));
         let r = convert_files(
@@ -1806,9 +2013,59 @@ mod tests {
         )
         .await;
         drop(reader);
-        let err = r.expect_err("the second read met no records");
+        let s = r.expect("a pipe converts in one read");
+        let totals = s.convert.expect("totals");
+        assert_eq!((totals.outside_coverage, totals.duplicates), (1, 0));
+        let m = store
+            .manifest(&CONVERSATIONS, day("2026-11-20"))
+            .await
+            .expect("manifest")
+            .expect("published");
+        assert_eq!(m.conversations, 1);
+    }
+
+    /// A record met twice needs a second read to choose its copy: files are read again (the
+    /// later copy wins), a pipe is refused with nothing replaced.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_record_met_twice_is_read_again_from_files_and_refused_from_a_pipe() {
+        let twice = format!("{PAGE}\n{PAGE}\n");
+        let range = Some(Interval::day(day("2026-11-20")));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (r, store) = convert(dir.path(), &[("pages.ndjson", &twice)], range).await;
+        let s = r.expect("files are read again");
+        let totals = s.convert.expect("totals");
+        assert_eq!((totals.outside_coverage, totals.duplicates), (1, 2));
+        let m = store
+            .manifest(&CONVERSATIONS, day("2026-11-20"))
+            .await
+            .expect("manifest")
+            .expect("published");
+        assert_eq!(m.conversations, 1);
+        // Which copy wins is read back in tests/cli_e2e.rs (plain files, --start/--end).
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, reader) = pipe_with(dir.path(), &twice);
+        let store: Arc<dyn Store> =
+            Arc::new(DayStore::local(dir.path().join("out")).expect("store"));
+        let r = convert_files(
+            vec![path],
+            range,
+            store.clone(),
+            &PipelineConfig::default(),
+            Arc::new(NoProgress),
+        )
+        .await;
+        drop(reader);
+        let err = r.expect_err("a pipe cannot be read again");
         assert_eq!(err.error_type(), "Input.Invalid", "{err}");
-        assert!(err.to_string().contains("2 records, then 0"), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("record 0: conversation c1 appears a second time")
+                && msg.contains("save it to a file"),
+            "{msg}"
+        );
         assert_eq!(
             store
                 .manifest(&CONVERSATIONS, day("2026-11-20"))

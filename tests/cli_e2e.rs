@@ -763,7 +763,12 @@ fn convert_rebuilds_days_from_extract_archives_and_the_newest_copy_wins() {
         )
     };
     let o = dir.path().join("plain-newer-last");
-    run_ok(convert_cmd(&o, &range, &[&older_plain, &plain]));
+    let s = run_ok(convert_cmd(&o, &range, &[&older_plain, &plain]));
+    // Read once, met a conversation twice, read again with a plan: every copy counted.
+    assert!(
+        s["convert"]["duplicates"].as_u64().unwrap_or(0) > 100,
+        "{s}"
+    );
     let v = stale(&o);
     assert_eq!(v[0], 0, "{v}");
     assert!(v[1].as_u64().unwrap_or(0) > 100, "{v}");

@@ -161,6 +161,14 @@ pub fn writer_properties(
         if !c.dictionary {
             b = b.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
         }
+        if c.id {
+            // Random UUIDs: every row group spans nearly all of them, so min/max prune nothing,
+            // and comparing every value cost more than the rest of the column's statistics.
+            b = b.set_column_statistics_enabled(
+                ColumnPath::from(c.name.as_str()),
+                EnabledStatistics::None,
+            );
+        }
         if c.free_text && c.ty == Ty::Str {
             b = b.set_column_statistics_enabled(
                 ColumnPath::from(c.name.as_str()),

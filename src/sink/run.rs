@@ -413,7 +413,9 @@ pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, Si
     let batch = &tb.batch;
     let table = tb.table.name();
     let dates = date_column(tb)?;
+    // Rows come grouped by record, so runs of one date are long: drop repeats before sorting.
     let mut distinct: Vec<&str> = dates.iter().flatten().collect();
+    distinct.dedup();
     distinct.sort_unstable();
     distinct.dedup();
     if dates.null_count() > 0 {

@@ -23,8 +23,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, ListBuilder, RecordBatch,
-    StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder, UInt32Array,
+    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, ListBuilder,
+    RecordBatch, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
+    UInt32Array,
 };
 use arrow::compute::take;
 use arrow::error::ArrowError;
@@ -259,10 +260,16 @@ impl Converter {
             let n = buf.len;
             *self.stats.rows.entry(t.name()).or_default() += n as u64;
             buf.pad();
-            let parent_rows = UInt32Array::from(std::mem::take(&mut buf.parent_rows));
+            let parent_rows = UInt32Array::from(std::mem::replace(
+                &mut buf.parent_rows,
+                Vec::with_capacity(n),
+            ));
             let mut own: Vec<Option<ArrayRef>> =
                 buf.cols.iter_mut().map(|c| Some(c.finish())).collect();
-            let index: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut buf.index)));
+            let index: ArrayRef = Arc::new(Int64Array::from(std::mem::replace(
+                &mut buf.index,
+                Vec::with_capacity(n),
+            )));
             let extra: ArrayRef = Arc::new(buf.extra.finish());
             let raw: ArrayRef = Arc::new(buf.raw.finish());
             buf.len = 0;
@@ -554,13 +561,32 @@ impl Col {
         }
     }
 
+    /// The column so far; the builder starts again with the room this batch took (batches are
+    /// alike, and growing from nothing each time copied every buffer several times).
     fn finish(&mut self) -> ArrayRef {
         match self {
-            Col::Str(b) => Arc::new(b.finish()),
-            Col::Int(b) => Arc::new(b.finish()),
-            Col::Float(b) => Arc::new(b.finish()),
+            Col::Str(b) => {
+                let bytes = b.values_slice().len();
+                let a = b.finish();
+                *b = StringBuilder::with_capacity(a.len(), bytes);
+                Arc::new(a)
+            }
+            Col::Int(b) => {
+                let a = b.finish();
+                *b = Int64Builder::with_capacity(a.len());
+                Arc::new(a)
+            }
+            Col::Float(b) => {
+                let a = b.finish();
+                *b = Float64Builder::with_capacity(a.len());
+                Arc::new(a)
+            }
             Col::Bool(b) => Arc::new(b.finish()),
-            Col::Time(b) => Arc::new(b.finish()),
+            Col::Time(b) => {
+                let a = b.finish();
+                *b = TimestampMillisecondBuilder::with_capacity(a.len()).with_timezone("UTC");
+                Arc::new(a)
+            }
             Col::StrList(b) => Arc::new(b.finish()),
             Col::IntList(b) => Arc::new(b.finish()),
         }

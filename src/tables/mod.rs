@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod ddl;
 pub mod docs;
+pub mod lookup;
 pub mod schema;
 
 pub use convert::{ConvertError, ConvertOptions, ConvertStats, Converter, TableBatch};

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use rustc_hash::FxHashMap;
+use super::lookup::KeyMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
@@ -322,6 +322,9 @@ pub struct Column {
     /// differ in nearly every row (times in milliseconds, measurements, a row's own id) nor
     /// ids copied from the parent row (zstd compresses their runs as well).
     pub dictionary: bool,
+    /// An id (the row's own, or one copied from its parent): Parquet statistics are off, as
+    /// min/max of random UUIDs prune nothing.
+    pub id: bool,
 }
 
 /// Millisecond times and floating-point measurements are nearly all distinct.
@@ -337,11 +340,10 @@ pub struct Layout {
     pub slots: Vec<Ty>,
     /// JSON names of the slots (for `extra` on a type mismatch).
     pub slot_json: Vec<String>,
-    /// JSON key of this object → what it is. (Looked up for every key of every record: Fx
-    /// hashing, as short trusted keys need no DoS-resistant hasher.)
-    pub lookup: FxHashMap<&'static str, Entry>,
+    /// JSON key of this object → what it is (looked up for every key of every record).
+    pub lookup: KeyMap<Entry>,
     /// JSON key inside the flattened object → what it is.
-    pub flat_lookup: FxHashMap<&'static str, Entry>,
+    pub flat_lookup: KeyMap<Entry>,
     /// Key columns this table's children copy from it (their [`TableSpec::keys`]).
     pub child_keys: Vec<&'static str>,
     /// The column whose UTC date is the row's partition (none for a run-date partition).
@@ -399,8 +401,8 @@ fn build_layout(table: Table) -> Layout {
     let mut columns = Vec::new();
     let mut slots = Vec::new();
     let mut slot_json = Vec::new();
-    let mut lookup = FxHashMap::default();
-    let mut flat_lookup = FxHashMap::default();
+    let mut lookup = KeyMap::default();
+    let mut flat_lookup = KeyMap::default();
     let src = |json: &str| {
         if spec.source.is_empty() {
             json.to_string()
@@ -417,6 +419,7 @@ fn build_layout(table: Table) -> Layout {
             doc: k.doc.into(),
             free_text: false,
             dictionary: false,
+            id: k.ty == Ty::Str,
         });
     }
     if let Some(index) = spec.index {
@@ -428,6 +431,7 @@ fn build_layout(table: Table) -> Layout {
             doc: format!("0-based position in {}", spec.source),
             free_text: false,
             dictionary: true,
+            id: false,
         });
     }
     for f in ordered(spec.fields, spec.lead) {
@@ -445,6 +449,7 @@ fn build_layout(table: Table) -> Layout {
             dictionary: pays_dictionary(f.ty)
                 && !spec.free_text.contains(&f.json)
                 && !spec.distinct.contains(&f.json),
+            id: f.ty == Ty::Str && spec.distinct.contains(&f.json),
         });
     }
     if let Some(flat) = &spec.flatten {
@@ -462,6 +467,7 @@ fn build_layout(table: Table) -> Layout {
                 doc: f.doc.into(),
                 free_text: false,
                 dictionary: pays_dictionary(f.ty),
+                id: false,
             });
         }
         for (json, t) in flat.children {
@@ -485,6 +491,7 @@ fn build_layout(table: Table) -> Layout {
                 .into(),
             free_text: true,
             dictionary: false,
+            id: false,
         });
     }
     if spec.raw {
@@ -499,6 +506,7 @@ fn build_layout(table: Table) -> Layout {
             ),
             free_text: true,
             dictionary: false,
+            id: false,
         });
     }
     let mut child_keys: Vec<&'static str> = Vec::new();
