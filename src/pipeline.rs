@@ -775,11 +775,7 @@ impl Feed {
                         if !plan.kept[this] {
                             return Ok(false);
                         }
-                        let date = plan.record_days[this];
-                        match days.iter_mut().find(|(d, _)| *d == date) {
-                            Some((_, n)) => *n += 1,
-                            None => days.push((date, 1)),
-                        }
+                        count_record(&mut days, plan.record_days[this]);
                         Ok::<bool, std::convert::Infallible>(true)
                     });
                     if let Err(never) = retained {
@@ -825,7 +821,9 @@ impl Feed {
         let counter = read.clone();
         let workers = threads.max(1);
         let done = tokio::task::spawn_blocking(move || {
-            let mut seen: rustc_hash::FxHashSet<u128> = Default::default();
+            // Ids folded to 64 bits: half the memory, and two ids that fold alike only cost
+            // the second read a real duplicate takes.
+            let mut seen: rustc_hash::FxHashSet<u64> = Default::default();
             let mut failed: Result<(), PipelineError> = Ok(());
             crate::par::ordered_map(
                 crate::files::raw_pages(&paths, dataset.envelope),
@@ -843,7 +841,7 @@ impl Feed {
                     let mut outside = 0u64;
                     let retained = page.try_retain(|i, text| {
                         let (id, date) = keys[i];
-                        if !seen.insert(id) {
+                        if !seen.insert((id as u64) ^ (id >> 64) as u64) {
                             let id = record_key(text, &dataset.record)
                                 .map(|k| k.id.to_string())
                                 .unwrap_or_default();
@@ -853,10 +851,7 @@ impl Feed {
                             outside += 1;
                             return Ok(false);
                         }
-                        match counts.iter_mut().find(|(d, _)| *d == date) {
-                            Some((_, n)) => *n += 1,
-                            None => counts.push((date, 1)),
-                        }
+                        count_record(&mut counts, date);
                         Ok(true)
                     });
                     if let Err((i, id)) = retained {
@@ -883,6 +878,14 @@ impl Feed {
             read,
             workers,
         }
+    }
+}
+
+/// Counts a record of a page in its partition ([`Fed::days`]).
+fn count_record(days: &mut Vec<(NaiveDate, u64)>, date: NaiveDate) {
+    match days.iter_mut().find(|(d, _)| *d == date) {
+        Some((_, n)) => *n += 1,
+        None => days.push((date, 1)),
     }
 }
 
@@ -1470,15 +1473,6 @@ async fn convert_once(
     cfg: &PipelineConfig,
     progress: &dyn Progress,
 ) -> Result<ConvertedRun, (PipelineError, bool)> {
-    let run_started = Utc::now();
-    let run = RunId::new(run_started);
-    let mut parts = PartitionRun::new(
-        dataset,
-        store.clone(),
-        run.clone(),
-        run_started,
-        days.iter().map(|d| (*d, Interval::day(*d))),
-    );
     let once = Arc::new(OnceRead::default());
     let feed = Feed::files_once(
         dataset,
@@ -1487,10 +1481,9 @@ async fn convert_once(
         cfg.threads,
         once.clone(),
     );
-    if let Err(e) = parts.stream(feed, cfg, progress, None).await {
-        parts.abort().await;
-        return Err((e, once.duplicate.load(std::sync::atomic::Ordering::Relaxed)));
-    }
+    let (run, parts) = write_days(dataset, &days, feed, store, cfg, progress)
+        .await
+        .map_err(|e| (e, once.duplicate.load(std::sync::atomic::Ordering::Relaxed)))?;
     Ok(ConvertedRun {
         run,
         parts,
@@ -1532,6 +1525,26 @@ async fn convert_twice(
         duplicates = totals.duplicates,
         "convert planned"
     );
+    let feed = Feed::files(dataset, paths, plan, cfg.threads);
+    let (run, parts) = write_days(dataset, &covered, feed, store, cfg, progress).await?;
+    Ok(ConvertedRun {
+        run,
+        parts,
+        covered,
+        totals,
+    })
+}
+
+/// Streams `feed` into a new run's partitions `days` (written, not published); on an error
+/// they are discarded.
+async fn write_days(
+    dataset: &'static Dataset,
+    days: &std::collections::BTreeSet<NaiveDate>,
+    feed: Feed,
+    store: &Arc<dyn Store>,
+    cfg: &PipelineConfig,
+    progress: &dyn Progress,
+) -> Result<(RunId, PartitionRun), PipelineError> {
     let run_started = Utc::now();
     let run = RunId::new(run_started);
     let mut parts = PartitionRun::new(
@@ -1539,19 +1552,13 @@ async fn convert_twice(
         store.clone(),
         run.clone(),
         run_started,
-        covered.iter().map(|d| (*d, Interval::day(*d))),
+        days.iter().map(|d| (*d, Interval::day(*d))),
     );
-    let feed = Feed::files(dataset, paths, plan, cfg.threads);
     if let Err(e) = parts.stream(feed, cfg, progress, None).await {
         parts.abort().await;
         return Err(e);
     }
-    Ok(ConvertedRun {
-        run,
-        parts,
-        covered,
-        totals,
-    })
+    Ok((run, parts))
 }
 
 fn no_whole_day() -> PipelineError {
@@ -1982,9 +1989,13 @@ mod tests {
         );
     }
 
-    /// A pipe, which reads once: `path` names its read end.
+    /// `convert` of `text` given through a pipe, which reads once.
     #[cfg(target_os = "linux")]
-    fn pipe_with(dir: &std::path::Path, text: &str) -> (std::path::PathBuf, std::io::PipeReader) {
+    async fn convert_pipe(
+        dir: &std::path::Path,
+        text: &str,
+        range: Option<Interval>,
+    ) -> (Result<RunSummary, PipelineError>, Arc<dyn Store>) {
         use std::io::Write;
         use std::os::fd::AsRawFd;
         let (reader, mut writer) = std::io::pipe().expect("pipe");
@@ -1993,7 +2004,26 @@ mod tests {
         let path = dir.join("pages.ndjson");
         std::os::unix::fs::symlink(format!("/proc/self/fd/{}", reader.as_raw_fd()), &path)
             .expect("symlink");
-        (path, reader)
+        let store: Arc<dyn Store> = Arc::new(DayStore::local(dir.join("out")).expect("store"));
+        let r = convert_files(
+            vec![path],
+            range,
+            store.clone(),
+            &PipelineConfig::default(),
+            Arc::new(NoProgress),
+        )
+        .await;
+        drop(reader);
+        (r, store)
+    }
+
+    /// The conversations `store` holds for 2026-11-20, if that day was published.
+    async fn published(store: &Arc<dyn Store>) -> Option<u64> {
+        store
+            .manifest(&CONVERSATIONS, day("2026-11-20"))
+            .await
+            .expect("manifest")
+            .map(|m| m.conversations)
     }
 
     /// With the days given, convert reads its input once: a pipe converts.
@@ -2001,27 +2031,12 @@ mod tests {
     #[tokio::test]
     async fn with_the_days_given_the_input_is_read_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (path, reader) = pipe_with(dir.path(), &format!("{PAGE}\n"));
-        let store: Arc<dyn Store> =
-            Arc::new(DayStore::local(dir.path().join("out")).expect("store"));
-        let r = convert_files(
-            vec![path],
-            Some(Interval::day(day("2026-11-20"))),
-            store.clone(),
-            &PipelineConfig::default(),
-            Arc::new(NoProgress),
-        )
-        .await;
-        drop(reader);
+        let range = Some(Interval::day(day("2026-11-20")));
+        let (r, store) = convert_pipe(dir.path(), &format!("{PAGE}\n"), range).await;
         let s = r.expect("a pipe converts in one read");
         let totals = s.convert.expect("totals");
         assert_eq!((totals.outside_coverage, totals.duplicates), (1, 0));
-        let m = store
-            .manifest(&CONVERSATIONS, day("2026-11-20"))
-            .await
-            .expect("manifest")
-            .expect("published");
-        assert_eq!(m.conversations, 1);
+        assert_eq!(published(&store).await, Some(1));
     }
 
     /// A record met twice needs a second read to choose its copy: files are read again (the
@@ -2037,27 +2052,11 @@ mod tests {
         let s = r.expect("files are read again");
         let totals = s.convert.expect("totals");
         assert_eq!((totals.outside_coverage, totals.duplicates), (1, 2));
-        let m = store
-            .manifest(&CONVERSATIONS, day("2026-11-20"))
-            .await
-            .expect("manifest")
-            .expect("published");
-        assert_eq!(m.conversations, 1);
+        assert_eq!(published(&store).await, Some(1));
         // Which copy wins is read back in tests/cli_e2e.rs (plain files, --start/--end).
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let (path, reader) = pipe_with(dir.path(), &twice);
-        let store: Arc<dyn Store> =
-            Arc::new(DayStore::local(dir.path().join("out")).expect("store"));
-        let r = convert_files(
-            vec![path],
-            range,
-            store.clone(),
-            &PipelineConfig::default(),
-            Arc::new(NoProgress),
-        )
-        .await;
-        drop(reader);
+        let (r, store) = convert_pipe(dir.path(), &twice, range).await;
         let err = r.expect_err("a pipe cannot be read again");
         assert_eq!(err.error_type(), "Input.Invalid", "{err}");
         let msg = err.to_string();
@@ -2066,13 +2065,7 @@ mod tests {
                 && msg.contains("save it to a file"),
             "{msg}"
         );
-        assert_eq!(
-            store
-                .manifest(&CONVERSATIONS, day("2026-11-20"))
-                .await
-                .expect("manifest"),
-            None
-        );
+        assert_eq!(published(&store).await, None);
     }
 }
 
