@@ -2039,6 +2039,24 @@ mod tests {
         assert_eq!(published(&store).await, Some(1));
     }
 
+    /// Without the days given, an archive is read twice (its stamps say which days it covers):
+    /// the second read must meet the records the first did. A pipe reads empty the second
+    /// time, which must not replace the day with an empty one.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_archive_that_reads_differently_the_second_time_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stamped = PAGE.replace(
+            "]}",
+            r#"],"_archive":{"interval":"2026-11-20T00:00:00.000Z/2026-11-21T00:00:00.000Z","extractedAt":"2026-11-21T01:00:00.000Z"}}"#,
+        );
+        let (r, store) = convert_pipe(dir.path(), &format!("{stamped}\n"), None).await;
+        let err = r.expect_err("the second read met no records");
+        assert_eq!(err.error_type(), "Input.Invalid", "{err}");
+        assert!(err.to_string().contains("2 records, then 0"), "{err}");
+        assert_eq!(published(&store).await, None);
+    }
+
     /// A record met twice needs a second read to choose its copy: files are read again (the
     /// later copy wins), a pipe is refused with nothing replaced.
     #[cfg(target_os = "linux")]
