@@ -6,9 +6,10 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's settings, read before `main`: one arena. With one per thread kind (the default,
-/// four per core), each kept its own freed pages; `convert` of 500k conversations peaked at
-/// 229 MiB, with one arena at 212 MiB and no more CPU. `_RJEM_MALLOC_CONF` still overrides.
+/// jemalloc's settings, read before `main`: one arena. The default, four arenas per core,
+/// spreads the threads over arenas that each keep their own freed pages: `convert` of 500k
+/// conversations peaked at 229 MiB, with one arena at 212 MiB and no more CPU (2026-12-02).
+/// `_RJEM_MALLOC_CONF` still overrides.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[allow(non_upper_case_globals)]
 #[used]
