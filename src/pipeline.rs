@@ -734,11 +734,8 @@ impl Feed {
         plan: ConvertPlan,
         threads: usize,
     ) -> Feed {
-        let (tx, rx) = mpsc::channel::<Fed>(2);
-        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = read.clone();
         let workers = threads.max(1);
-        let done = tokio::task::spawn_blocking(move || {
+        Feed::on_thread(workers, move |tx, counter| {
             let (mut seq, mut pages_read) = (0usize, 0usize);
             let mut failed: Result<(), PipelineError> = Ok(());
             let plan = &plan;
@@ -788,20 +785,14 @@ impl Feed {
             );
             failed?;
             if tx.is_closed() {
-                return Ok(counter.load(std::sync::atomic::Ordering::Relaxed));
+                return Ok(());
             }
             // The plan holds only for the input it read: a pipe reads empty the second time.
             if pages_read != plan.pages.len() || seq != plan.kept.len() {
                 return Err(plan.input_changed(seq));
             }
-            Ok(counter.load(std::sync::atomic::Ordering::Relaxed))
-        });
-        Feed {
-            pages: rx,
-            done,
-            read,
-            workers,
-        }
+            Ok(())
+        })
     }
 
     /// `convert`'s files read once, when the days it replaces are known before reading
@@ -816,11 +807,8 @@ impl Feed {
         threads: usize,
         once: Arc<OnceRead>,
     ) -> Feed {
-        let (tx, rx) = mpsc::channel::<Fed>(2);
-        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = read.clone();
         let workers = threads.max(1);
-        let done = tokio::task::spawn_blocking(move || {
+        Feed::on_thread(workers, move |tx, counter| {
             // Ids folded to 64 bits: half the memory, and two ids that fold alike only cost
             // the second read a real duplicate takes.
             let mut seen: rustc_hash::FxHashSet<u64> = Default::default();
@@ -870,6 +858,23 @@ impl Feed {
                 },
             );
             failed?;
+            Ok(())
+        })
+    }
+
+    /// A feed whose pages `send` sends from a blocking thread (files are read with blocking
+    /// I/O), counting each in its counter; its outcome is the pages sent.
+    fn on_thread(
+        workers: usize,
+        send: impl FnOnce(&mpsc::Sender<Fed>, &std::sync::atomic::AtomicU64) -> Result<(), PipelineError>
+            + Send
+            + 'static,
+    ) -> Feed {
+        let (tx, rx) = mpsc::channel::<Fed>(2);
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = read.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            send(&tx, &counter)?;
             Ok(counter.load(std::sync::atomic::Ordering::Relaxed))
         });
         Feed {
