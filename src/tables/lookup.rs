@@ -127,15 +127,13 @@ impl<V> KeyMap<V> {
         self.get(key).is_some()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
+    #[cfg(test)]
+    fn keys(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.slots.iter().flatten().map(|s| s.key)
     }
 }
