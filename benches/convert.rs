@@ -1,5 +1,6 @@
 //! Conversion throughput and memory, in one run, on the same generated input: N simulator
-//! conversations (≈5.6 KB each; real ones run 6–7 KB) as NDJSON query pages, converted by
+//! conversations as async jobs return them (with participant attributes; ≈5.7 KB each, real
+//! ones run 6–7 KB) as NDJSON pages, converted by
 //! - `genesys-parquet convert` (all fifteen tables, no `raw` column),
 //! - a pyarrow streaming reference (`reference_pyarrow.py`: pinned schema, `open_json`,
 //!   columnar flattening into five tables),
@@ -156,7 +157,8 @@ fn report(name: &str, m: &Measured, ours: &Measured, mb: f64) {
 }
 
 fn generate(n: u64, path: &Path) -> u64 {
-    // One simulated day holding all n conversations: pages of 100, as the query returns them.
+    // One simulated day holding all n conversations: pages of 100, the records as async jobs
+    // return them (with participant attributes).
     let cfg = SimConfig {
         seed: 2026,
         per_day: n as u32,
@@ -166,7 +168,8 @@ fn generate(n: u64, path: &Path) -> u64 {
     let ds = Dataset::for_config(&cfg);
     let day = Interval::day("2026-10-20".parse().expect("date"));
     let f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    ds.write_ndjson_pages(&day, 100, f).expect("write pages")
+    ds.write_ndjson_pages(&day, 100, true, f)
+        .expect("write pages")
 }
 
 /// Runs `args` as a child of a Python wrapper; its wall time, CPU seconds and peak RSS, or

@@ -12,6 +12,7 @@ pub mod error_class;
 pub mod files;
 pub mod genesys;
 pub mod interval;
+pub(crate) mod json;
 pub mod lambda;
 pub mod page;
 pub mod par;

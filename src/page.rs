@@ -4,7 +4,8 @@
 //! A [`Page`] keeps the response body byte for byte (so it can be archived and converted again
 //! later) plus the byte ranges of the records that survived filtering. The records are the
 //! list under the dataset's envelope key ([`crate::datasets::Dataset::envelope`]). Nothing here
-//! builds a `serde_json::Value` tree: the envelope is split with borrowed [`RawValue`]s.
+//! builds a `serde_json::Value` tree: the envelope is split by skipping each record with the
+//! [`crate::json`] reader.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,9 +15,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::datasets::RecordSpec;
+use crate::json::{self, Reader};
 
 /// Where a page came from, for error messages and logs ("job 4f2… page 7", "file x.ndjson line 3").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +43,9 @@ pub enum PageError {
         origin: PageOrigin,
         valid_up_to: usize,
     },
-    /// The message names where (line, column), never the value found there.
-    #[error("{origin}: malformed page JSON: {}", describe_json_error(json))]
-    Malformed {
-        origin: PageOrigin,
-        json: serde_json::Error,
-    },
+    /// The message names where (line, column) or which key, never the value found there.
+    #[error("{origin}: malformed page JSON: {detail}")]
+    Malformed { origin: PageOrigin, detail: String },
     #[error("{origin}: record {index}: {reason}")]
     BadRecord {
         origin: PageOrigin,
@@ -137,44 +135,90 @@ impl fmt::Debug for Page {
 /// paging keys, and our archive stamp; other keys are ignored.
 #[derive(Default)]
 struct Envelope<'a> {
-    records: Option<Vec<&'a RawValue>>,
+    /// The byte ranges of the records in the page's text.
+    records: Option<Vec<Range<usize>>>,
     cursor: Option<String>,
     total_hits: Option<i64>,
     data_availability_date: Option<&'a str>,
     archive: Option<RawStamp<'a>>,
 }
 
-/// Reads an [`Envelope`] whose record list is under the key `.0`.
-struct EnvelopeSeed<'k>(&'k str);
-
-impl<'de> serde::de::DeserializeSeed<'de> for EnvelopeSeed<'_> {
-    type Value = Envelope<'de>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
+/// A page's JSON could not be read: what and where (never a value).
+fn malformed(e: json::SyntaxError, text: &str) -> String {
+    e.describe(text)
 }
 
-impl<'de> serde::de::Visitor<'de> for EnvelopeSeed<'_> {
-    type Value = Envelope<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a page object with a `{}` list", self.0)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+impl<'a> Envelope<'a> {
+    /// Reads the page object whose record list is under `key`. The records are only skipped
+    /// (checked as JSON; the converter reads each in full), the paging keys read by serde.
+    fn read(text: &'a str, key: &str) -> Result<Self, String> {
+        let mut r = Reader::new(text);
+        if r.peek().map_err(|e| malformed(e, text))? != b'{' {
+            r.skip().map_err(|e| malformed(e, text))?;
+            return Err(format!(
+                "the page is not a JSON object (records under `{key}`)"
+            ));
+        }
         let mut env = Envelope::default();
-        while let Some(key) = map.next_key_seed(StrSeed)? {
-            match key.as_ref() {
-                k if k == self.0 => env.records = map.next_value()?,
-                "cursor" => env.cursor = map.next_value()?,
-                "totalHits" => env.total_hits = map.next_value()?,
-                "dataAvailabilityDate" => env.data_availability_date = map.next_value()?,
-                ArchiveStamp::KEY => env.archive = map.next_value()?,
+        r.open();
+        let mut first = true;
+        while let Some(k) = r.key(&mut first).map_err(|e| malformed(e, text))? {
+            let field = |what: &str| format!("$.{k} is not {what}");
+            match k.as_ref() {
+                k if k == key => env.records = records(&mut r).map_err(|e| malformed(e, text))?,
+                "cursor" => {
+                    let raw = r.skip().map_err(|e| malformed(e, text))?;
+                    env.cursor = serde_json::from_str(raw).map_err(|_| field("a string"))?;
+                }
+                "totalHits" => {
+                    let raw = r.skip().map_err(|e| malformed(e, text))?;
+                    env.total_hits = serde_json::from_str(raw).map_err(|_| field("an integer"))?;
+                }
+                "dataAvailabilityDate" => {
+                    let raw = r.skip().map_err(|e| malformed(e, text))?;
+                    env.data_availability_date =
+                        serde_json::from_str(raw).map_err(|_| field("a string"))?;
+                }
+                ArchiveStamp::KEY => {
+                    let raw = r.skip().map_err(|e| malformed(e, text))?;
+                    env.archive =
+                        serde_json::from_str(raw).map_err(|_| field("an object of two strings"))?;
+                }
                 _ => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
+                    r.skip().map_err(|e| malformed(e, text))?;
                 }
             }
         }
+        r.end().map_err(|e| malformed(e, text))?;
         Ok(env)
     }
+}
+
+/// A list of records (or `null`): the byte range of each.
+fn records(r: &mut Reader<'_>) -> json::Result<Option<Vec<Range<usize>>>> {
+    if r.peek()? == b'n' {
+        r.literal()?;
+        return Ok(None);
+    }
+    if r.peek()? != b'[' {
+        // Not a list: reported as a value of the wrong type, where it starts.
+        return Err(json::SyntaxError {
+            what: "expected a list of records",
+            at: r.pos(),
+        });
+    }
+    r.open();
+    let mut first = true;
+    let mut out = Vec::new();
+    while r.element(&mut first)? {
+        let start = {
+            r.peek()?;
+            r.pos()
+        };
+        r.skip()?;
+        out.push(start..r.pos());
+    }
+    Ok(Some(out))
 }
 
 impl Page {
@@ -204,20 +248,18 @@ impl Page {
             origin: origin.clone(),
             valid_up_to: e.valid_up_to(),
         })?;
-        let malformed = |json| PageError::Malformed {
+        let malformed = |detail| PageError::Malformed {
             origin: origin.clone(),
-            json,
+            detail,
         };
-        let (raws, meta) = if allow_list && text.trim_start().starts_with('[') {
-            (
-                serde_json::from_str::<Vec<&RawValue>>(text).map_err(malformed)?,
-                PageMeta::default(),
-            )
+        let (records, meta) = if allow_list && text.trim_start().starts_with('[') {
+            let mut r = Reader::new(text);
+            let records = records(&mut r)
+                .and_then(|list| r.end().map(|()| list))
+                .map_err(|e| malformed(e.describe(text)))?;
+            (records.unwrap_or_default(), PageMeta::default())
         } else {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let env = serde::de::DeserializeSeed::deserialize(EnvelopeSeed(envelope), &mut de)
-                .and_then(|env| de.end().map(|()| env))
-                .map_err(malformed)?;
+            let env = Envelope::read(text, envelope).map_err(malformed)?;
             let data_availability_date = match env.data_availability_date {
                 None => None,
                 Some(s) => Some(
@@ -252,15 +294,6 @@ impl Page {
                 },
             )
         };
-        let base = text.as_ptr() as usize;
-        let records: Vec<Range<usize>> = raws
-            .iter()
-            .map(|r| {
-                let s = r.get();
-                let start = s.as_ptr() as usize - base;
-                start..start + s.len()
-            })
-            .collect();
         Ok(Page {
             received: records.len(),
             body,

@@ -286,12 +286,15 @@ impl Dataset {
         (0..self.cfg.agents).map(|i| self.agent_id(i)).collect()
     }
 
-    /// Writes sync-query-shaped pages (`{"conversations":[…],"totalHits":N}`, one a line) of
-    /// the conversations started in `interval`: input for `convert` and the benchmarks.
+    /// Writes pages (`{"conversations":[…],"totalHits":N}`, one a line) of the conversations
+    /// started in `interval`: input for `convert` and the benchmarks. `with_attributes`: the
+    /// records as async jobs return them (participant attributes, which the sync query
+    /// leaves out; real conversations are 6–7 KB with them).
     pub fn write_ndjson_pages(
         &self,
         interval: &Interval,
         page_size: usize,
+        with_attributes: bool,
         mut w: impl Write,
     ) -> std::io::Result<u64> {
         let all = self.started_in(interval);
@@ -303,7 +306,7 @@ impl Dataset {
                 if i > 0 {
                     line.push(',');
                 }
-                line.push_str(&self.record(c, false, now));
+                line.push_str(&self.record(c, with_attributes, now));
             }
             let _ = writeln!(line, "],\"totalHits\":{}}}", all.len());
             w.write_all(line.as_bytes())?;

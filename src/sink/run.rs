@@ -482,7 +482,7 @@ mod tests {
         };
         let mut ndjson = Vec::new();
         Dataset::for_config(&cfg)
-            .write_ndjson_pages(&Interval::day(date), 100, &mut ndjson)
+            .write_ndjson_pages(&Interval::day(date), 100, false, &mut ndjson)
             .expect("pages");
         let store: Arc<dyn Store> = Arc::new(DayStore::local(root).expect("store"));
         let lease = store

@@ -1,8 +1,8 @@
 //! Page → Arrow record batches, streaming, driven by the static schema ([`super::schema`]).
 //!
-//! Each record is parsed once, straight from the page's bytes: a serde visitor walks the JSON
-//! object, looks each key up in the table's layout, and appends scalars (borrowed, no `Value`
-//! tree) straight to the column builders; at the end of the object, columns it did not set get
+//! Each record is read once, straight from the page's bytes: a walk over the JSON object with
+//! the [`crate::json`] reader looks each key up in the table's layout and reads each value as its
+//! column's type (strings borrowed, no `Value` tree) into the column builders; at the end of the object, columns it did not set get
 //! a null. Lists of objects recurse into their child tables. JSON key order is
 //! not guaranteed (a child list may come before its parent's id), so a child row records its
 //! parent's *row number*, and key columns (the schema's [`Key`]s: `conversation_id`,
@@ -17,9 +17,7 @@
 //!
 //! [`Key`]: super::schema::Key
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -30,13 +28,13 @@ use arrow::array::{
 use arrow::compute::take;
 use arrow::error::ArrowError;
 use chrono::DateTime;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::schema::{Entry, Role, Table, Ty};
 use crate::datasets::{Dataset, Partitioning};
-use crate::page::{describe_json_error, parse_time_ms, Page, PageOrigin, StrSeed};
+use crate::json::{self, Reader};
+use crate::page::{parse_time_ms, Page, PageOrigin};
 
 /// Conversion settings.
 #[derive(Debug, Clone)]
@@ -186,35 +184,21 @@ impl Converter {
     }
 
     fn push_record(&mut self, rec: &str) -> Result<(), String> {
-        let mut de = serde_json::Deserializer::from_str(rec);
-        let mut ctx = Ctx {
+        let mut walk = Walk {
+            r: Reader::new(rec),
             bufs: &mut self.bufs,
             stats: &mut self.stats,
-            refused: None,
             mismatches: 0,
         };
-        let read = ObjectSeed {
-            ctx: &mut ctx,
-            table: self.root,
-            parent_row: 0,
-            index: 0,
-        }
-        .deserialize(&mut de)
-        .and_then(|odd| de.end().map(|()| odd));
-        match read {
-            Ok(None) => {
-                let n = ctx.mismatches;
+        match walk.record(self.root) {
+            Ok(()) => {
+                let n = walk.mismatches;
                 if let Some(date) = self.last_record_date().filter(|_| n > 0) {
                     *self.stats.type_mismatches_by_date.entry(date).or_default() += n;
                 }
             }
-            Ok(Some(_)) => return Err("the record is not a JSON object".into()),
-            Err(e) => {
-                return Err(ctx
-                    .refused
-                    .take()
-                    .unwrap_or_else(|| describe_json_error(&e)))
-            }
+            Err(Fail::Syntax(e)) => return Err(e.describe(rec)),
+            Err(Fail::Refused(reason)) => return Err(reason),
         }
         let root = &mut self.bufs[self.root.idx()];
         if self.opts.raw {
@@ -437,19 +421,20 @@ impl TableBuf {
             }
     }
 
-    /// Sets column `slot` of row `self.len` from a value's JSON text. Returns false (and sets
-    /// nothing) when the value has another type, or the object had the key already.
-    fn set(&mut self, slot: usize, raw: &str) -> bool {
+    /// Sets column `slot` of row `self.len` from the reader's next value. Returns false (and
+    /// sets nothing; the reader is somewhere in the value) when the value has another type, or
+    /// the object had the key already.
+    fn set(&mut self, slot: usize, r: &mut Reader<'_>) -> json::Result<bool> {
         let row = self.len;
         let col = &mut self.cols[slot];
         let have = col.len();
         if have > row {
-            return false;
+            return Ok(false);
         }
         if have < row {
             col.append_nulls(row - have);
         }
-        col.append_json(raw)
+        col.append_from(r)
     }
 }
 
@@ -513,52 +498,78 @@ impl Col {
         }
     }
 
-    /// Parses a value's JSON text as this column's type and appends it (`null` appends a
-    /// null). Returns false, appending nothing, when the value has another type.
-    fn append_json(&mut self, raw: &str) -> bool {
-        if raw == "null" {
+    /// Reads the next value as this column's type and appends it (`null` appends a null).
+    /// Returns false, appending nothing, when the value has another type.
+    fn append_from(&mut self, r: &mut Reader<'_>) -> json::Result<bool> {
+        let c = r.peek()?;
+        if c == b'n' {
+            r.literal()?;
             self.append_null();
-            return true;
+            return Ok(true);
         }
-        match self {
-            Col::Str(b) => parse_str(raw).map(|v| b.append_value(v)).is_some(),
-            Col::Int(b) => raw.parse().map(|v| b.append_value(v)).is_ok(),
-            Col::Float(b) => {
-                !raw.starts_with('"') && raw.parse().map(|v| b.append_value(v)).is_ok()
-            }
-            Col::Bool(b) => match raw {
-                "true" | "false" => {
-                    b.append_value(raw == "true");
-                    true
-                }
-                _ => false,
-            },
-            Col::Time(b) => parse_str(raw)
-                .and_then(|s| parse_time_ms(&s))
-                .map(|v| b.append_value(v))
-                .is_some(),
-            Col::StrList(b) => match serde_json::from_str::<Vec<Option<Cow<str>>>>(raw) {
-                Ok(items) => {
-                    for i in items {
-                        b.values().append_option(i);
+        let number = c == b'-' || c.is_ascii_digit();
+        Ok(match self {
+            Col::Str(b) => {
+                c == b'"'
+                    && match r.string()? {
+                        Some(s) => {
+                            b.append_value(s);
+                            true
+                        }
+                        None => false,
                     }
-                    b.append(true);
+            }
+            Col::Int(b) => number && r.number()?.parse().map(|v| b.append_value(v)).is_ok(),
+            Col::Float(b) => number && r.number()?.parse().map(|v| b.append_value(v)).is_ok(),
+            Col::Bool(b) => {
+                (c == b't' || c == b'f') && {
+                    b.append_value(r.literal()? == "true");
                     true
                 }
-                Err(_) => false,
-            },
-            Col::IntList(b) => match serde_json::from_str::<Vec<Option<i64>>>(raw) {
-                Ok(items) => {
-                    b.values().append_values(
-                        &items.iter().map(|i| i.unwrap_or(0)).collect::<Vec<_>>(),
-                        &items.iter().map(|i| i.is_some()).collect::<Vec<_>>(),
-                    );
-                    b.append(true);
-                    true
-                }
-                Err(_) => false,
-            },
-        }
+            }
+            Col::Time(b) => {
+                c == b'"'
+                    && match r.string()?.and_then(|s| parse_time_ms(&s)) {
+                        Some(v) => {
+                            b.append_value(v);
+                            true
+                        }
+                        None => false,
+                    }
+            }
+            Col::StrList(b) => {
+                c == b'['
+                    && match list(r, |r, c| match c {
+                        b'"' => r.string(),
+                        _ => Ok(None),
+                    })? {
+                        Some(items) => {
+                            for i in items {
+                                b.values().append_option(i);
+                            }
+                            b.append(true);
+                            true
+                        }
+                        None => false,
+                    }
+            }
+            Col::IntList(b) => {
+                c == b'['
+                    && match list(r, |r, c| match c {
+                        b'-' | b'0'..=b'9' => Ok(r.number()?.parse::<i64>().ok()),
+                        _ => Ok(None),
+                    })? {
+                        Some(items) => {
+                            for i in items {
+                                b.values().append_option(i);
+                            }
+                            b.append(true);
+                            true
+                        }
+                        None => false,
+                    }
+            }
+        })
     }
 
     /// The column so far; the builder starts again with the room this batch took (batches are
@@ -593,13 +604,28 @@ impl Col {
     }
 }
 
-fn parse_str(raw: &str) -> Option<Cow<'_, str>> {
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.contains('\\') {
-        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
-    } else {
-        Some(Cow::Borrowed(inner))
+/// A list at `[` whose elements are `null` or what `item` reads (given the element's first
+/// byte); `None` when `item` takes an element for another type.
+fn list<'a, T>(
+    r: &mut Reader<'a>,
+    mut item: impl FnMut(&mut Reader<'a>, u8) -> json::Result<Option<T>>,
+) -> json::Result<Option<Vec<Option<T>>>> {
+    r.open();
+    let mut first = true;
+    let mut items = Vec::new();
+    while r.element(&mut first)? {
+        match r.peek()? {
+            b'n' => {
+                r.literal()?;
+                items.push(None);
+            }
+            c => match item(r, c)? {
+                Some(v) => items.push(Some(v)),
+                None => return Ok(None),
+            },
+        }
     }
+    Ok(Some(items))
 }
 
 /// The `extra` JSON object of one row, built as text.
@@ -625,16 +651,31 @@ impl Extra {
     }
 }
 
-struct Ctx<'c> {
-    bufs: &'c mut Vec<TableBuf>,
+/// Why a record was not converted.
+enum Fail {
+    /// Not JSON.
+    Syntax(json::SyntaxError),
+    /// JSON, but not a record of the root table (in our words: a value is never quoted).
+    Refused(String),
+}
+
+impl From<json::SyntaxError> for Fail {
+    fn from(e: json::SyntaxError) -> Self {
+        Fail::Syntax(e)
+    }
+}
+
+/// One record's walk along its tables' layouts: each value is read once, straight into its
+/// column, or skipped and kept verbatim in the `extra` of the row holding it.
+struct Walk<'c, 'a> {
+    r: Reader<'a>,
+    bufs: &'c mut [TableBuf],
     stats: &'c mut ConvertStats,
-    /// Why the record was refused, in our words (serde's would quote the value).
-    refused: Option<String>,
     /// Type mismatches in this record.
     mismatches: u64,
 }
 
-impl Ctx<'_> {
+impl<'a> Walk<'_, 'a> {
     fn count(map: &mut BTreeMap<String, u64>, table: Table, key: &str) {
         *map.entry(format!("{}.{key}", table.name())).or_default() += 1;
     }
@@ -648,11 +689,218 @@ impl Ctx<'_> {
         Self::count(&mut self.stats.type_mismatches, table, key);
     }
 
-    fn refuse<E: de::Error>(&mut self, reason: impl Into<String>) -> E {
-        let reason = reason.into();
-        let e = E::custom(&reason);
-        self.refused = Some(reason);
-        e
+    /// The whole text: one object, a row of `root`.
+    fn record(&mut self, root: Table) -> Result<(), Fail> {
+        if self.r.peek()? != b'{' {
+            self.r.skip()?;
+            self.r.end()?;
+            return Err(Fail::Refused("the record is not a JSON object".into()));
+        }
+        self.object(root, 0, 0)?;
+        self.r.end()?;
+        Ok(())
+    }
+
+    /// At `{`: one row of `t`, and rows of its child tables.
+    fn object(&mut self, t: Table, parent_row: u32, index: i64) -> Result<(), Fail> {
+        let layout = t.layout();
+        let row = u32::try_from(self.bufs[t.idx()].len)
+            .map_err(|_| Fail::Refused("too many rows in one batch".into()))?;
+        let mut extra = Extra::default();
+        self.r.open();
+        let mut first = true;
+        while let Some(key) = self.r.key(&mut first)? {
+            match layout.lookup.get(&key) {
+                Some(Entry::Slot(slot, _)) => {
+                    if let Some(raw) = self.field(t, *slot)? {
+                        extra.push(&key, raw);
+                        self.mismatch(t, &key);
+                    }
+                }
+                Some(Entry::Children(child)) => self.list(
+                    *child,
+                    row,
+                    OddSlot {
+                        extra: &mut extra,
+                        owner: t,
+                        key: &key,
+                    },
+                )?,
+                Some(Entry::Map(child)) => self.map(
+                    *child,
+                    row,
+                    OddSlot {
+                        extra: &mut extra,
+                        owner: t,
+                        key: &key,
+                    },
+                )?,
+                Some(Entry::Flatten) => self.flat(t, row, &mut extra, &key)?,
+                None => {
+                    let raw = self.r.skip()?;
+                    extra.push(&key, raw);
+                    self.unknown(t, &key);
+                }
+            }
+        }
+        let buf = &mut self.bufs[t.idx()];
+        for json in t.spec().required {
+            if let Some(Entry::Slot(slot, ty)) = layout.lookup.get(json) {
+                if !buf.is_set(*slot) {
+                    let what = match ty {
+                        Ty::Time => "an ISO-8601 time",
+                        Ty::Str => "a string",
+                        Ty::Int => "an integer",
+                        Ty::Float => "a number",
+                        Ty::Bool => "a boolean",
+                        Ty::StrList | Ty::IntList => "a list",
+                    };
+                    return Err(Fail::Refused(format!("$.{json} is missing or not {what}")));
+                }
+            }
+        }
+        buf.end_row(extra, parent_row, index);
+        Ok(())
+    }
+
+    /// The next value into column `slot` of `t`'s current row; its text when it does not fit
+    /// (another type, or the object set the column already).
+    fn field(&mut self, t: Table, slot: usize) -> Result<Option<&'a str>, Fail> {
+        self.r.peek()?;
+        let start = self.r.pos();
+        if self.bufs[t.idx()].set(slot, &mut self.r)? {
+            return Ok(None);
+        }
+        self.r.reset(start);
+        Ok(Some(self.r.skip()?))
+    }
+
+    /// A list of objects: rows of `child`. Anything else, and elements that are not objects,
+    /// go to `odd`; `null` is an empty list.
+    fn list(&mut self, child: Table, parent_row: u32, mut odd: OddSlot<'_>) -> Result<(), Fail> {
+        match self.r.peek()? {
+            b'[' => {
+                self.r.open();
+                let mut first = true;
+                let mut index = 0i64;
+                while self.r.element(&mut first)? {
+                    if self.r.peek()? == b'{' {
+                        self.object(child, parent_row, index)?;
+                    } else {
+                        let raw = self.r.skip()?;
+                        odd.keep(self, raw, Some(index));
+                    }
+                    index += 1;
+                }
+            }
+            b'n' => {
+                self.r.literal()?;
+            }
+            _ => {
+                let raw = self.r.skip()?;
+                odd.keep(self, raw, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// A string map (participant attributes): name/value rows of `child`; a value that is not
+    /// a string is kept as its JSON text. Anything but an object goes to `odd`.
+    fn map(&mut self, child: Table, parent_row: u32, mut odd: OddSlot<'_>) -> Result<(), Fail> {
+        match self.r.peek()? {
+            b'{' => {
+                self.r.open();
+                let mut first = true;
+                let mut index = 0i64;
+                while let Some(key) = self.r.key(&mut first)? {
+                    let buf = &mut self.bufs[child.idx()];
+                    let [Col::Str(names), Col::Str(values)] = buf.cols.as_mut_slice() else {
+                        unreachable!("a map table's slots are name and value");
+                    };
+                    names.append_value(key);
+                    let start = {
+                        self.r.peek()?;
+                        self.r.pos()
+                    };
+                    match self.r.peek()? {
+                        b'"' => match self.r.string()? {
+                            Some(s) => values.append_value(s),
+                            None => values.append_value(self.r.since(start)),
+                        },
+                        b'n' => {
+                            self.r.literal()?;
+                            values.append_null();
+                        }
+                        _ => values.append_value(self.r.skip()?),
+                    }
+                    buf.end_row(Extra::default(), parent_row, index);
+                    index += 1;
+                }
+            }
+            b'n' => {
+                self.r.literal()?;
+            }
+            _ => {
+                let raw = self.r.skip()?;
+                odd.keep(self, raw, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// A nested object flattened into `t`'s current row (the session's `flow`), its keys
+    /// prefixed in `extra` and the counts. Anything but an object goes to that `extra`.
+    fn flat(&mut self, t: Table, row: u32, extra: &mut Extra, prefix: &str) -> Result<(), Fail> {
+        match self.r.peek()? {
+            b'{' => {
+                let layout = t.layout();
+                self.r.open();
+                let mut first = true;
+                while let Some(key) = self.r.key(&mut first)? {
+                    let k = || format!("{prefix}.{key}");
+                    match layout.flat_lookup.get(&key) {
+                        Some(Entry::Slot(slot, _)) => {
+                            if let Some(raw) = self.field(t, *slot)? {
+                                let k = k();
+                                extra.push(&k, raw);
+                                self.mismatch(t, &k);
+                            }
+                        }
+                        Some(Entry::Children(child)) => {
+                            let k = k();
+                            self.list(
+                                *child,
+                                row,
+                                OddSlot {
+                                    extra: &mut *extra,
+                                    owner: t,
+                                    key: &k,
+                                },
+                            )?
+                        }
+                        _ => {
+                            let raw = self.r.skip()?;
+                            let k = k();
+                            extra.push(&k, raw);
+                            self.unknown(t, &k);
+                        }
+                    }
+                }
+            }
+            b'n' => {
+                self.r.literal()?;
+            }
+            _ => {
+                let raw = self.r.skip()?;
+                OddSlot {
+                    extra,
+                    owner: t,
+                    key: prefix,
+                }
+                .keep(self, raw, None);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -666,364 +914,23 @@ struct OddSlot<'e> {
 }
 
 impl OddSlot<'_> {
-    fn keep(&mut self, ctx: &mut Ctx<'_>, value: &serde_json::Value, element: Option<i64>) {
+    /// Keeps `raw`, the value's text, written compactly (as odd values always were).
+    fn keep(&mut self, walk: &mut Walk<'_, '_>, raw: &str, element: Option<i64>) {
+        let compact = serde_json::from_str::<serde_json::Value>(raw)
+            .map(|v| v.to_string())
+            // Valid JSON that serde_json cannot hold (an unpaired surrogate, a number beyond
+            // f64): kept as it came.
+            .unwrap_or_else(|_| raw.to_string());
         match element {
             None => {
-                self.extra.push(self.key, &value.to_string());
-                ctx.mismatch(self.owner, self.key);
+                self.extra.push(self.key, &compact);
+                walk.mismatch(self.owner, self.key);
             }
             Some(i) => {
-                self.extra
-                    .push(&format!("{}[{i}]", self.key), &value.to_string());
-                ctx.mismatch(self.owner, &format!("{}[]", self.key));
+                self.extra.push(&format!("{}[{i}]", self.key), &compact);
+                walk.mismatch(self.owner, &format!("{}[]", self.key));
             }
         }
-    }
-}
-
-/// Visitor methods for scalars where a list or an object belongs: they become `self.odd(v)`.
-macro_rules! odd_scalars {
-    () => {
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(self.odd(serde_json::Value::Bool(v)))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(self.odd(serde_json::Value::from(v)))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(self.odd(serde_json::Value::from(v)))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(self.odd(serde_json::Value::from(v)))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(self.odd(serde_json::Value::from(v)))
-        }
-    };
-}
-
-/// A whole list or object read as a JSON value (only for odd values, which are rare).
-fn seq_value<'de, A: SeqAccess<'de>>(seq: A) -> Result<serde_json::Value, A::Error> {
-    serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))
-}
-
-fn map_value<'de, A: MapAccess<'de>>(map: A) -> Result<serde_json::Value, A::Error> {
-    serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))
-}
-
-/// One object → one row of `table` (and rows of its child tables). Anything but an object
-/// (`null` included) is handed back for the parent's `extra`.
-struct ObjectSeed<'a, 'c> {
-    ctx: &'a mut Ctx<'c>,
-    table: Table,
-    parent_row: u32,
-    index: i64,
-}
-
-impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, '_> {
-    type Value = Option<serde_json::Value>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl ObjectSeed<'_, '_> {
-    fn odd(self, v: serde_json::Value) -> Option<serde_json::Value> {
-        Some(v)
-    }
-}
-
-impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
-    type Value = Option<serde_json::Value>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a JSON object ({})", self.table.spec().model)
-    }
-
-    odd_scalars!();
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Some(serde_json::Value::Null))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        seq_value(seq).map(Some)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let t = self.table;
-        let layout = t.layout();
-        let ctx = self.ctx;
-        let row = match u32::try_from(ctx.bufs[t.idx()].len) {
-            Ok(r) => r,
-            Err(_) => return Err(ctx.refuse("too many rows in one batch")),
-        };
-        let mut extra = Extra::default();
-        while let Some(key) = map.next_key_seed(StrSeed)? {
-            match layout.lookup.get(key.as_ref()) {
-                Some(Entry::Slot(slot, _)) => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    if !ctx.bufs[t.idx()].set(*slot, raw.get()) {
-                        extra.push(&key, raw.get());
-                        ctx.mismatch(t, &key);
-                    }
-                }
-                Some(Entry::Children(child)) => map.next_value_seed(ListSeed {
-                    ctx: &mut *ctx,
-                    table: *child,
-                    parent_row: row,
-                    odd: OddSlot {
-                        extra: &mut extra,
-                        owner: t,
-                        key: &key,
-                    },
-                })?,
-                Some(Entry::Map(child)) => map.next_value_seed(MapSeed {
-                    ctx: &mut *ctx,
-                    table: *child,
-                    parent_row: row,
-                    odd: OddSlot {
-                        extra: &mut extra,
-                        owner: t,
-                        key: &key,
-                    },
-                })?,
-                Some(Entry::Flatten) => map.next_value_seed(FlatSeed {
-                    ctx: &mut *ctx,
-                    table: t,
-                    row,
-                    extra: &mut extra,
-                    key: &key,
-                })?,
-                None => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    extra.push(&key, raw.get());
-                    ctx.unknown(t, &key);
-                }
-            }
-        }
-        let buf = &mut ctx.bufs[t.idx()];
-        for json in t.spec().required {
-            if let Some(Entry::Slot(slot, ty)) = layout.lookup.get(json) {
-                if !buf.is_set(*slot) {
-                    let what = match ty {
-                        Ty::Time => "an ISO-8601 time",
-                        Ty::Str => "a string",
-                        Ty::Int => "an integer",
-                        Ty::Float => "a number",
-                        Ty::Bool => "a boolean",
-                        Ty::StrList | Ty::IntList => "a list",
-                    };
-                    return Err(ctx.refuse(format!("$.{json} is missing or not {what}")));
-                }
-            }
-        }
-        buf.end_row(extra, self.parent_row, self.index);
-        Ok(None)
-    }
-}
-
-/// A list of objects → rows of a child table; anything else, and elements that are not
-/// objects, go to the parent row's `extra`.
-struct ListSeed<'a, 'c, 'e> {
-    ctx: &'a mut Ctx<'c>,
-    table: Table,
-    parent_row: u32,
-    odd: OddSlot<'e>,
-}
-
-impl<'de> DeserializeSeed<'de> for ListSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl ListSeed<'_, '_, '_> {
-    fn odd(mut self, v: serde_json::Value) {
-        self.odd.keep(self.ctx, &v, None);
-    }
-}
-
-impl<'de> Visitor<'de> for ListSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a list of {} objects", self.table.spec().model)
-    }
-
-    odd_scalars!();
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let v = map_value(map)?;
-        self.odd(v);
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0i64;
-        while let Some(odd) = seq.next_element_seed(ObjectSeed {
-            ctx: &mut *self.ctx,
-            table: self.table,
-            parent_row: self.parent_row,
-            index,
-        })? {
-            // `None` is an element converted to a row.
-            if let Some(v) = odd {
-                self.odd.keep(self.ctx, &v, Some(index));
-            }
-            index += 1;
-        }
-        Ok(())
-    }
-}
-
-/// A string map (participant attributes) → name/value rows; anything else goes to the parent
-/// row's `extra`.
-struct MapSeed<'a, 'c, 'e> {
-    ctx: &'a mut Ctx<'c>,
-    table: Table,
-    parent_row: u32,
-    odd: OddSlot<'e>,
-}
-
-impl<'de> DeserializeSeed<'de> for MapSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl MapSeed<'_, '_, '_> {
-    fn odd(mut self, v: serde_json::Value) {
-        self.odd.keep(self.ctx, &v, None);
-    }
-}
-
-impl<'de> Visitor<'de> for MapSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object of string attributes")
-    }
-
-    odd_scalars!();
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        let v = seq_value(seq)?;
-        self.odd(v);
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut index = 0i64;
-        let buf = &mut self.ctx.bufs[self.table.idx()];
-        while let Some(key) = map.next_key_seed(StrSeed)? {
-            let raw: &'de RawValue = map.next_value()?;
-            let [Col::Str(names), Col::Str(values)] = buf.cols.as_mut_slice() else {
-                unreachable!("a map table's slots are name and value");
-            };
-            names.append_value(key);
-            // A non-string value is kept as its JSON text.
-            match parse_str(raw.get()) {
-                Some(s) => values.append_value(s),
-                None if raw.get() == "null" => values.append_null(),
-                None => values.append_value(raw.get()),
-            }
-            buf.end_row(Extra::default(), self.parent_row, index);
-            index += 1;
-        }
-        Ok(())
-    }
-}
-
-/// A nested object flattened into its parent's row (the session's `flow`); anything else
-/// goes to that row's `extra`.
-struct FlatSeed<'a, 'c, 's> {
-    ctx: &'a mut Ctx<'c>,
-    table: Table,
-    row: u32,
-    extra: &'s mut Extra,
-    key: &'s str,
-}
-
-impl<'de> DeserializeSeed<'de> for FlatSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl FlatSeed<'_, '_, '_> {
-    fn odd(self, v: serde_json::Value) {
-        OddSlot {
-            extra: self.extra,
-            owner: self.table,
-            key: self.key,
-        }
-        .keep(self.ctx, &v, None);
-    }
-}
-
-impl<'de> Visitor<'de> for FlatSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    odd_scalars!();
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        let v = seq_value(seq)?;
-        self.odd(v);
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let t = self.table;
-        let layout = t.layout();
-        let prefix = self.key;
-        while let Some(key) = map.next_key_seed(StrSeed)? {
-            match layout.flat_lookup.get(key.as_ref()) {
-                Some(Entry::Slot(slot, _)) => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    if !self.ctx.bufs[t.idx()].set(*slot, raw.get()) {
-                        let k = format!("{prefix}.{key}");
-                        self.extra.push(&k, raw.get());
-                        self.ctx.mismatch(t, &k);
-                    }
-                }
-                Some(Entry::Children(child)) => {
-                    let k = format!("{prefix}.{key}");
-                    map.next_value_seed(ListSeed {
-                        ctx: &mut *self.ctx,
-                        table: *child,
-                        parent_row: self.row,
-                        odd: OddSlot {
-                            extra: &mut *self.extra,
-                            owner: t,
-                            key: &k,
-                        },
-                    })?
-                }
-                _ => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    let k = format!("{prefix}.{key}");
-                    self.extra.push(&k, raw.get());
-                    self.ctx.unknown(t, &k);
-                }
-            }
-        }
-        Ok(())
     }
 }
 
