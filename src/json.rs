@@ -119,46 +119,57 @@ impl<'a> Reader<'a> {
     /// its end. `first` is true until the first call.
     #[inline]
     pub fn key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
-        self.ws();
-        if std::mem::take(first) {
-            match self.byte() {
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(None);
-                }
-                Some(b'"') => {}
-                Some(_) => return self.err("key must be a string"),
-                None => return self.err(EOF_OBJECT),
-            }
-        } else {
-            match self.byte() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.ws();
-                    match self.byte() {
-                        Some(b'"') => {}
-                        Some(b'}') => return self.err("trailing comma"),
-                        Some(_) => return self.err("key must be a string"),
-                        None => return self.err(EOF_OBJECT),
-                    }
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(None);
-                }
-                Some(_) => return self.err("expected `,` or `}`"),
-                None => return self.err(EOF_OBJECT),
-            }
+        if !self.before_key(first)? {
+            return Ok(None);
         }
         let key = match self.string()? {
             Some(k) => k,
             None => return self.err("lone leading surrogate in hex escape"),
         };
+        self.colon()?;
+        Ok(Some(key))
+    }
+
+    /// Consumes what comes before an object's next key (`,` but for the first); true when a
+    /// key follows (the reader is at its `"`), false at the object's end (`}` consumed).
+    #[inline]
+    fn before_key(&mut self, first: &mut bool) -> Result<bool> {
+        self.ws();
+        if !std::mem::take(first) {
+            match self.byte() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                    if self.byte() == Some(b'}') {
+                        return self.err("trailing comma");
+                    }
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(false);
+                }
+                Some(_) => return self.err("expected `,` or `}`"),
+                None => return self.err(EOF_OBJECT),
+            }
+        } else if self.byte() == Some(b'}') {
+            self.pos += 1;
+            return Ok(false);
+        }
+        match self.byte() {
+            Some(b'"') => Ok(true),
+            Some(_) => self.err("key must be a string"),
+            None => self.err(EOF_OBJECT),
+        }
+    }
+
+    /// The `:` after a key.
+    #[inline]
+    fn colon(&mut self) -> Result<()> {
         self.ws();
         match self.byte() {
             Some(b':') => {
                 self.pos += 1;
-                Ok(Some(key))
+                Ok(())
             }
             Some(_) => self.err("expected `:`"),
             None => self.err(EOF_OBJECT),
@@ -485,47 +496,12 @@ impl<'a> Reader<'a> {
 
     /// [`Reader::key`] without reading the key.
     fn skip_key(&mut self, first: &mut bool) -> Result<bool> {
-        self.ws();
-        if std::mem::take(first) {
-            match self.byte() {
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(false);
-                }
-                Some(b'"') => {}
-                Some(_) => return self.err("key must be a string"),
-                None => return self.err(EOF_OBJECT),
-            }
-        } else {
-            match self.byte() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.ws();
-                    match self.byte() {
-                        Some(b'"') => {}
-                        Some(b'}') => return self.err("trailing comma"),
-                        Some(_) => return self.err("key must be a string"),
-                        None => return self.err(EOF_OBJECT),
-                    }
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(false);
-                }
-                Some(_) => return self.err("expected `,` or `}`"),
-                None => return self.err(EOF_OBJECT),
-            }
+        if !self.before_key(first)? {
+            return Ok(false);
         }
         self.skip_string()?;
-        self.ws();
-        match self.byte() {
-            Some(b':') => {
-                self.pos += 1;
-                Ok(true)
-            }
-            Some(_) => self.err("expected `:`"),
-            None => self.err(EOF_OBJECT),
-        }
+        self.colon()?;
+        Ok(true)
     }
 }
 

@@ -539,35 +539,25 @@ impl Col {
             }
             Col::StrList(b) => {
                 c == b'['
-                    && match list(r, |r, c| match c {
-                        b'"' => r.string(),
-                        _ => Ok(None),
-                    })? {
-                        Some(items) => {
-                            for i in items {
-                                b.values().append_option(i);
-                            }
-                            b.append(true);
-                            true
-                        }
-                        None => false,
-                    }
+                    && append_list(
+                        b,
+                        list(r, |r, c| match c {
+                            b'"' => r.string(),
+                            _ => Ok(None),
+                        })?,
+                        |v, i| v.append_option(i),
+                    )
             }
             Col::IntList(b) => {
                 c == b'['
-                    && match list(r, |r, c| match c {
-                        b'-' | b'0'..=b'9' => Ok(r.number()?.parse::<i64>().ok()),
-                        _ => Ok(None),
-                    })? {
-                        Some(items) => {
-                            for i in items {
-                                b.values().append_option(i);
-                            }
-                            b.append(true);
-                            true
-                        }
-                        None => false,
-                    }
+                    && append_list(
+                        b,
+                        list(r, |r, c| match c {
+                            b'-' | b'0'..=b'9' => Ok(r.number()?.parse::<i64>().ok()),
+                            _ => Ok(None),
+                        })?,
+                        |v, i| v.append_option(i),
+                    )
             }
         })
     }
@@ -602,6 +592,22 @@ impl Col {
             Col::IntList(b) => Arc::new(b.finish()),
         }
     }
+}
+
+/// Appends a list [`list`] read; false, appending nothing, when it held another type.
+fn append_list<B: arrow::array::ArrayBuilder, T>(
+    b: &mut ListBuilder<B>,
+    items: Option<Vec<Option<T>>>,
+    mut push: impl FnMut(&mut B, Option<T>),
+) -> bool {
+    let Some(items) = items else {
+        return false;
+    };
+    for i in items {
+        push(b.values(), i);
+    }
+    b.append(true);
+    true
 }
 
 /// A list at `[` whose elements are `null` or what `item` reads (given the element's first
@@ -775,6 +781,16 @@ impl<'a> Walk<'_, 'a> {
         Ok(Some(self.r.skip()?))
     }
 
+    /// A value where a list or an object belongs: `null` is an empty one, anything else goes
+    /// to `odd`.
+    fn other(&mut self, odd: &mut OddSlot<'_>) -> Result<(), Fail> {
+        let raw = self.r.skip()?;
+        if raw != "null" {
+            odd.keep(self, raw, None);
+        }
+        Ok(())
+    }
+
     /// A list of objects: rows of `child`. Anything else, and elements that are not objects,
     /// go to `odd`; `null` is an empty list.
     fn list(&mut self, child: Table, parent_row: u32, mut odd: OddSlot<'_>) -> Result<(), Fail> {
@@ -793,13 +809,7 @@ impl<'a> Walk<'_, 'a> {
                     index += 1;
                 }
             }
-            b'n' => {
-                self.r.literal()?;
-            }
-            _ => {
-                let raw = self.r.skip()?;
-                odd.keep(self, raw, None);
-            }
+            _ => self.other(&mut odd)?,
         }
         Ok(())
     }
@@ -837,13 +847,7 @@ impl<'a> Walk<'_, 'a> {
                     index += 1;
                 }
             }
-            b'n' => {
-                self.r.literal()?;
-            }
-            _ => {
-                let raw = self.r.skip()?;
-                odd.keep(self, raw, None);
-            }
+            _ => self.other(&mut odd)?,
         }
         Ok(())
     }
@@ -887,18 +891,11 @@ impl<'a> Walk<'_, 'a> {
                     }
                 }
             }
-            b'n' => {
-                self.r.literal()?;
-            }
-            _ => {
-                let raw = self.r.skip()?;
-                OddSlot {
-                    extra,
-                    owner: t,
-                    key: prefix,
-                }
-                .keep(self, raw, None);
-            }
+            _ => self.other(&mut OddSlot {
+                extra,
+                owner: t,
+                key: prefix,
+            })?,
         }
         Ok(())
     }
