@@ -143,53 +143,69 @@ struct Envelope<'a> {
     archive: Option<RawStamp<'a>>,
 }
 
-/// A page's JSON could not be read: what and where (never a value).
-fn malformed(e: json::SyntaxError, text: &str) -> String {
-    e.describe(text)
+/// Why a page object could not be read.
+enum EnvelopeError {
+    /// Not JSON: what and where.
+    Syntax(json::SyntaxError),
+    /// JSON, but a key of the wrong shape (named, never quoted).
+    Shape(String),
+}
+
+impl From<json::SyntaxError> for EnvelopeError {
+    fn from(e: json::SyntaxError) -> Self {
+        EnvelopeError::Syntax(e)
+    }
 }
 
 impl<'a> Envelope<'a> {
-    /// Reads the page object whose record list is under `key`. The records are only skipped
-    /// (checked as JSON; the converter reads each in full), the paging keys read by serde.
+    /// Reads the page object whose record list is under `key`; the message says what and
+    /// where, never a value.
     fn read(text: &'a str, key: &str) -> Result<Self, String> {
+        Self::read_inner(text, key).map_err(|e| match e {
+            EnvelopeError::Syntax(e) => e.describe(text),
+            EnvelopeError::Shape(s) => s,
+        })
+    }
+
+    /// The records are only skipped (checked as JSON; the converter reads each in full), the
+    /// paging keys read by serde from their text.
+    fn read_inner(text: &'a str, key: &str) -> Result<Self, EnvelopeError> {
         let mut r = Reader::new(text);
-        if r.peek().map_err(|e| malformed(e, text))? != b'{' {
-            r.skip().map_err(|e| malformed(e, text))?;
-            return Err(format!(
+        if r.peek()? != b'{' {
+            r.skip()?;
+            return Err(EnvelopeError::Shape(format!(
                 "the page is not a JSON object (records under `{key}`)"
-            ));
+            )));
         }
         let mut env = Envelope::default();
         r.open();
         let mut first = true;
-        while let Some(k) = r.key(&mut first).map_err(|e| malformed(e, text))? {
-            let field = |what: &str| format!("$.{k} is not {what}");
+        while let Some(k) = r.key(&mut first)? {
+            if k == key {
+                env.records = records(&mut r)?;
+                continue;
+            }
+            let raw = r.skip()?;
+            let shape = |what: &str| EnvelopeError::Shape(format!("$.{k} is not {what}"));
             match k.as_ref() {
-                k if k == key => env.records = records(&mut r).map_err(|e| malformed(e, text))?,
                 "cursor" => {
-                    let raw = r.skip().map_err(|e| malformed(e, text))?;
-                    env.cursor = serde_json::from_str(raw).map_err(|_| field("a string"))?;
+                    env.cursor = serde_json::from_str(raw).map_err(|_| shape("a string"))?
                 }
                 "totalHits" => {
-                    let raw = r.skip().map_err(|e| malformed(e, text))?;
-                    env.total_hits = serde_json::from_str(raw).map_err(|_| field("an integer"))?;
+                    env.total_hits = serde_json::from_str(raw).map_err(|_| shape("an integer"))?
                 }
                 "dataAvailabilityDate" => {
-                    let raw = r.skip().map_err(|e| malformed(e, text))?;
                     env.data_availability_date =
-                        serde_json::from_str(raw).map_err(|_| field("a string"))?;
+                        serde_json::from_str(raw).map_err(|_| shape("a string"))?
                 }
                 ArchiveStamp::KEY => {
-                    let raw = r.skip().map_err(|e| malformed(e, text))?;
                     env.archive =
-                        serde_json::from_str(raw).map_err(|_| field("an object of two strings"))?;
+                        serde_json::from_str(raw).map_err(|_| shape("an object of two strings"))?
                 }
-                _ => {
-                    r.skip().map_err(|e| malformed(e, text))?;
-                }
+                _ => {}
             }
         }
-        r.end().map_err(|e| malformed(e, text))?;
+        r.end()?;
         Ok(env)
     }
 }
@@ -632,6 +648,47 @@ mod tests {
         let body = Bytes::from_static(br#"[{"conversationId":"a"}]"#);
         assert!(parse(body.clone(), origin()).is_err());
         assert_eq!(parse_list(body, origin()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn odd_pages_are_named_never_quoted() {
+        for (json, needle) in [
+            (
+                r#"{"conversations":[],"totalHits":"Jane Roe"}"#,
+                "$.totalHits is not an integer",
+            ),
+            (
+                r#"{"conversations":[],"cursor":{"n":"Jane Roe"}}"#,
+                "$.cursor is not a string",
+            ),
+            (
+                r#"{"conversations":"Jane Roe"}"#,
+                "expected a list of records at line 1 column 18",
+            ),
+            (r#"["Jane Roe"]"#, "the page is not a JSON object"),
+            (
+                r#"{"conversations":[{"a":"Jane Roe"}]} x"#,
+                "trailing characters at line 1 column 38",
+            ),
+            (
+                r#"{"conversations":[{"a":"Jane Roe"}"#,
+                "EOF while parsing a list",
+            ),
+        ] {
+            let e = parse(Bytes::from(json), origin())
+                .expect_err(json)
+                .to_string();
+            assert!(e.starts_with("test page 1: malformed page JSON: "), "{e}");
+            assert!(e.contains(needle), "{e}");
+            assert!(!e.contains("Jane"), "{e}");
+        }
+        // A null list is an empty page; other keys of any shape are ignored.
+        let p = parse(
+            Bytes::from(r#"{"conversations":null,"other":[{"x":1}],"totalHits":0}"#),
+            origin(),
+        )
+        .expect("page");
+        assert_eq!((p.len(), p.meta.total_hits), (0, Some(0)));
     }
 
     #[test]

@@ -1188,6 +1188,26 @@ mod tests {
     }
 
     #[test]
+    fn values_no_rust_string_can_hold_are_kept_verbatim() {
+        // Valid JSON escaping a lone UTF-16 surrogate: no column can take it, and serde_json
+        // cannot hold it either; it is kept as it came, and the record still converts.
+        let json = r#"{"conversations":[{"conversationId":"c1","conversationStart":"2026-11-20T10:00:00.000Z",
+          "externalTag":"a\ud800","participants":["\udc00",{"participantId":"p1"}]}]}"#;
+        let (b, stats) = convert(json);
+        let conv = &b[&conv::CONVERSATIONS];
+        assert!(col(conv, "external_tag").is_null(0));
+        assert_eq!(
+            strs(conv, "extra")[0].as_deref(),
+            Some(r#"{"externalTag":"a\ud800","participants[0]":"\udc00"}"#)
+        );
+        assert_eq!(
+            strs(&b[&conv::PARTICIPANTS], "participant_id"),
+            [Some("p1".into())]
+        );
+        assert_eq!(stats.type_mismatches(), 2);
+    }
+
+    #[test]
     fn batches_flush_at_the_row_target_without_losing_rows() {
         let mut recs = Vec::new();
         for i in 0..250 {
