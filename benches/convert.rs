@@ -1,5 +1,5 @@
 //! Conversion throughput and memory, in one run, on the same generated input: N simulator
-//! conversations as async jobs return them (with participant attributes; ≈5.7 KB each, real
+//! conversations as async jobs return them (with participant attributes; ≈6.2 KB each, real
 //! ones run 6–7 KB) as NDJSON pages, converted by
 //! - `genesys-parquet convert` (all fifteen tables, no `raw` column),
 //! - a pyarrow streaming reference (`reference_pyarrow.py`: pinned schema, `open_json`,

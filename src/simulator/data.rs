@@ -709,11 +709,35 @@ impl Gen<'_> {
             }
         }
         if self.with_attributes && purpose == "customer" {
+            // What Architect flows and integrations typically leave on the customer: a dozen
+            // or two of ids, menu choices and flags (real records run 6–7 KB with them).
             let tier = self.pick(&["gold", "silver", "bronze"]);
             let attrs = serde_json::json!({
                 "customer.tier": tier,
                 "ivr.language": self.pick(&["en-US", "de-DE", "es-ES"]),
                 "crm.account": format!("ACC-{}", self.rng.random_range(100_000..999_999)),
+                "crm.contactId": uuid(self.rng),
+                "crm.caseNumber": format!("CS-{:08}", self.rng.random_range(0..10_000_000)),
+                "ivr.menuPath": self.pick(&[
+                    "main>billing>payment",
+                    "main>support>technical",
+                    "main>sales>new-contract",
+                    "main>operator",
+                ]),
+                "ivr.intent": self.pick(&["billing", "support", "sales", "cancel", "other"]),
+                "ivr.authenticated": self.pick(&["true", "false"]),
+                "ivr.retries": self.rng.random_range(0..4).to_string(),
+                "survey.optIn": self.pick(&["true", "false"]),
+                "web.sessionId": uuid(self.rng),
+                "marketing.campaign": self.pick(&["none", "spring-renewal", "winback-q3"]),
+                "callback.reason": self.pick(&["", "missed-call", "scheduled"]),
+                "scriptId": "5b8b2e1c-9f47-4c1e-9a53-3c0c0f3c1d2a",
+                "crm.segment": self.pick(&["consumer", "business", "vip"]),
+                "crm.orderId": format!("ORD-{:010}", self.rng.random_range(0..1_000_000_000)),
+                "ivr.selfService": self.pick(&["completed", "abandoned", "transferred"]),
+                "ivr.lastNode": format!("node-{}", self.rng.random_range(1..60)),
+                "routing.reason": self.pick(&["overflow", "preferred-agent", "skills"]),
+                "ai.summaryId": uuid(self.rng),
             });
             p.raw("attributes", &attrs.to_string());
         }

@@ -233,7 +233,8 @@ static PARTICIPANT_ATTRIBUTES_DEF: TableDef = TableDef::new(TableSpec {
 
 static SESSIONS_DEF: TableDef = TableDef::new(TableSpec {
     lead: &["sessionId", "mediaType"],
-    distinct: &["sessionId"],
+    // A SIP Call-ID is unique per call leg: a dictionary would only be hashed and dropped.
+    distinct: &["sessionId", "protocolCallId"],
     children: &[
         ("segments", SEGMENTS),
         ("metrics", SESSION_METRICS),
