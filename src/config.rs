@@ -275,8 +275,8 @@ pub struct PipelineArgs {
     /// 0: never.
     #[arg(long, env = "GP_OPEN_HORIZON_DAYS", default_value_t = DEFAULT_OPEN_HORIZON_DAYS)]
     pub open_horizon_days: u32,
-    /// Threads that parse and convert `convert`'s pages (0: one per core). The output is the
-    /// same for any number.
+    /// Threads that parse and convert `convert`'s pages (0: half the cores; Parquet encoding
+    /// runs beside them, one thread per core). The output is the same for any number.
     #[arg(long, env = "GP_THREADS", default_value_t = 0)]
     pub threads: usize,
 }

@@ -1512,7 +1512,8 @@ async fn convert_twice(
     cfg: &PipelineConfig,
     progress: &dyn Progress,
 ) -> Result<ConvertedRun, PipelineError> {
-    let threads = cfg.threads;
+    // Nothing encodes beside the first read: it may have every core.
+    let threads = cfg.threads.max(crate::par::cores());
     let (paths, plan) = tokio::task::spawn_blocking(move || {
         let plan = plan_convert(dataset, &paths, range, threads);
         (paths, plan)

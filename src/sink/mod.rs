@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod commit;
+mod encoder;
 pub mod parquet;
 pub mod run;
 pub mod s3;

@@ -8,6 +8,7 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use chrono::{NaiveDate, Utc};
 
+use super::encoder::PartEncoder;
 use super::parquet::{ParquetMeta, ParquetSettings, TableFileWriter};
 use super::{Lease, Manifest, ManifestFile, Store, StoreError, UploadHandle, UploadWriter};
 use crate::tables::{Table, TableBatch};
@@ -73,13 +74,23 @@ impl SinkError {
 }
 
 struct OpenPart {
-    writer: TableFileWriter<UploadWriter>,
+    encoder: PartEncoder,
     handle: UploadHandle,
     key: String,
     rows: u64,
+    /// As of the last sync: memory of the row group being built…
+    buffered: usize,
+    /// …what the upload holds before sending a part…
+    upload_buffered: usize,
+    /// …and bytes written to the file.
+    bytes: u64,
 }
 
 /// Writes one day's batches for one run; nothing is visible until [`DayWriter::publish`].
+///
+/// Each open file encodes on a task of its own ([`PartEncoder`]); the writer looks at their
+/// state (memory, file sizes) only after syncing with all of them, every `sync_every` bytes
+/// of batches, so its decisions, and the files, do not depend on the tasks' timing.
 pub struct DayWriter {
     store: Arc<dyn Store>,
     lease: Lease,
@@ -94,6 +105,9 @@ pub struct DayWriter {
     /// The root tables' column that is null while a record is open, and the count of those.
     open_column: Option<String>,
     open_records: u64,
+    /// Memory of the batches queued since the last sync, and the sync interval.
+    unsynced: usize,
+    sync_every: usize,
 }
 
 impl DayWriter {
@@ -105,6 +119,8 @@ impl DayWriter {
         max_file_bytes: u64,
     ) -> Self {
         let dataset = lease.dataset;
+        // A quarter of the budget: the encoders may hold that much more than it between syncs.
+        let sync_every = (settings.max_buffered_bytes / 4).max(1);
         Self {
             store,
             lease,
@@ -118,6 +134,8 @@ impl DayWriter {
             type_mismatches: 0,
             open_column: dataset.record.end.map(crate::tables::schema::snake_case),
             open_records: 0,
+            unsynced: 0,
+            sync_every,
         }
     }
 
@@ -161,10 +179,13 @@ impl DayWriter {
             self.open.insert(
                 table,
                 OpenPart {
-                    writer,
+                    encoder: PartEncoder::spawn(writer),
                     handle,
                     key,
                     rows: 0,
+                    buffered: 0,
+                    upload_buffered: 0,
+                    bytes: 0,
                 },
             );
         }
@@ -172,28 +193,64 @@ impl DayWriter {
             unreachable!("inserted above")
         };
         let rows = batch.num_rows() as u64;
-        if let Err(source) = open.writer.write(&batch).await {
+        let memory = batch.get_array_memory_size();
+        if let Err(source) = open.encoder.write(batch).await {
             let key = open.key.clone();
             self.abort_all().await;
             return Err(SinkError::writing(table.name(), date, key, source));
         }
         open.rows += rows;
         *self.rows.entry(table.name()).or_insert(0) += rows;
-        if open.handle.progress.bytes() >= self.max_file_bytes {
-            self.close_part(table).await?;
-        }
-        while self.buffered_bytes() > self.settings.max_buffered_bytes {
-            self.flush_largest().await?;
+        self.unsynced += memory;
+        if self.unsynced >= self.sync_every {
+            self.sync().await?;
+            let full: Vec<Table> = self
+                .open
+                .iter()
+                .filter(|(_, o)| o.bytes >= self.max_file_bytes)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in full {
+                self.close_part(t).await?;
+            }
+            while self.buffered_bytes() > self.settings.max_buffered_bytes {
+                self.flush_largest().await?;
+            }
         }
         Ok(())
     }
 
-    /// Memory held for this day's tables: row groups being built, and what uploads hold
-    /// before sending a part (S3: up to a part per open file).
+    /// Waits until every open file has encoded what it was given, and takes note of their
+    /// memory and sizes.
+    async fn sync(&mut self) -> Result<(), SinkError> {
+        self.unsynced = 0;
+        let mut failed = None;
+        for (table, open) in self.open.iter_mut() {
+            match open.encoder.sync().await {
+                Ok(buffered) => {
+                    open.buffered = buffered;
+                    open.upload_buffered = open.handle.buffered();
+                    open.bytes = open.handle.progress.bytes();
+                }
+                Err(source) => {
+                    failed = Some((table.name(), open.key.clone(), source));
+                    break;
+                }
+            }
+        }
+        if let Some((table, key, source)) = failed {
+            self.abort_all().await;
+            return Err(SinkError::writing(table, self.lease.date, key, source));
+        }
+        Ok(())
+    }
+
+    /// Memory held for this day's tables, as of the last sync: row groups being built, and
+    /// what uploads hold before sending a part (S3: up to a part per open file).
     pub fn buffered_bytes(&self) -> usize {
         self.open
             .values()
-            .map(|o| o.writer.buffered_bytes() + o.handle.buffered())
+            .map(|o| o.buffered + o.upload_buffered)
             .sum()
     }
 
@@ -202,8 +259,8 @@ impl DayWriter {
         let largest = self
             .open
             .iter()
-            .map(|(t, o)| (*t, o.writer.buffered_bytes()))
-            .max_by_key(|(_, bytes)| *bytes);
+            .map(|(t, o)| (*t, o.buffered))
+            .max_by_key(|(t, bytes)| (*bytes, t.name()));
         let Some((table, bytes)) = largest else {
             return Ok(());
         };
@@ -213,9 +270,9 @@ impl DayWriter {
             let fullest = self
                 .open
                 .iter()
-                .map(|(t, o)| (*t, o.handle.buffered()))
+                .map(|(t, o)| (*t, o.upload_buffered))
                 .filter(|(_, b)| *b > 0)
-                .max_by_key(|(_, b)| *b);
+                .max_by_key(|(t, b)| (*b, t.name()));
             if let Some((table, _)) = fullest {
                 self.close_part(table).await?;
             }
@@ -224,31 +281,72 @@ impl DayWriter {
         let Some(open) = self.open.get_mut(&table) else {
             return Ok(());
         };
-        if let Err(source) = open.writer.flush_row_group().await {
-            let key = open.key.clone();
-            self.abort_all().await;
-            return Err(SinkError::writing(
-                table.name(),
-                self.lease.date,
-                key,
-                source,
-            ));
+        let flushed = match open.encoder.flush_row_group().await {
+            Ok(()) => open.encoder.sync().await,
+            Err(e) => Err(e),
+        };
+        match flushed {
+            Ok(buffered) => {
+                open.buffered = buffered;
+                open.upload_buffered = open.handle.buffered();
+                open.bytes = open.handle.progress.bytes();
+                Ok(())
+            }
+            Err(source) => {
+                let key = open.key.clone();
+                self.abort_all().await;
+                Err(SinkError::writing(
+                    table.name(),
+                    self.lease.date,
+                    key,
+                    source,
+                ))
+            }
         }
-        Ok(())
     }
 
     async fn close_part(&mut self, table: Table) -> Result<(), SinkError> {
         let Some(open) = self.open.remove(&table) else {
             return Ok(());
         };
-        let OpenPart {
-            writer,
-            handle,
-            key,
-            rows,
-        } = open;
-        if let Err(source) = writer.close().await {
-            let _ = handle.abort().await;
+        self.close_parts(vec![(table, open)]).await
+    }
+
+    /// Closes `parts`, all at once (each on its encoder's task).
+    async fn close_parts(&mut self, parts: Vec<(Table, OpenPart)>) -> Result<(), SinkError> {
+        let mut closing = Vec::with_capacity(parts.len());
+        let mut done = Vec::with_capacity(parts.len());
+        for (table, open) in parts {
+            let OpenPart {
+                encoder,
+                handle,
+                key,
+                rows,
+                ..
+            } = open;
+            closing.push(encoder.close());
+            done.push((table, handle, key, rows));
+        }
+        let results = futures::future::join_all(closing).await;
+        let mut failed = None;
+        for (result, (table, handle, key, rows)) in results.into_iter().zip(done) {
+            match result {
+                Ok(_) => self.files.push(ManifestFile {
+                    table: table.name().to_string(),
+                    key,
+                    rows,
+                    bytes: handle.progress.bytes(),
+                    sha256: handle.progress.sha256(),
+                }),
+                Err(source) => {
+                    if let Err(e) = handle.abort().await {
+                        tracing::warn!(error = %e, %key, "could not abort an upload");
+                    }
+                    failed.get_or_insert((table, key, source));
+                }
+            }
+        }
+        if let Some((table, key, source)) = failed {
             self.abort_all().await;
             return Err(SinkError::writing(
                 table.name(),
@@ -257,19 +355,13 @@ impl DayWriter {
                 source,
             ));
         }
-        self.files.push(ManifestFile {
-            table: table.name().to_string(),
-            key,
-            rows,
-            bytes: handle.progress.bytes(),
-            sha256: handle.progress.sha256(),
-        });
         Ok(())
     }
 
-    /// Aborts every open upload (no orphan multipart parts).
+    /// Stops every encoder and aborts every open upload (no orphan multipart parts).
     async fn abort_all(&mut self) {
         for (_, open) in self.open.drain() {
+            open.encoder.abandon();
             if let Err(e) = open.handle.abort().await {
                 tracing::warn!(error = %e, key = %open.key, "could not abort an upload");
             }
@@ -306,10 +398,10 @@ impl DayWriter {
         conversations: u64,
         started: chrono::DateTime<Utc>,
     ) -> Result<Manifest, SinkError> {
-        let tables: Vec<Table> = self.open.keys().copied().collect();
-        for t in tables {
-            self.close_part(t).await?;
-        }
+        let mut parts: Vec<(Table, OpenPart)> = self.open.drain().collect();
+        // The manifest lists files in the same order whatever the map's.
+        parts.sort_by_key(|(t, _)| t.name());
+        self.close_parts(parts).await?;
         let manifest = Manifest {
             date: self.lease.date,
             run_id: self.lease.run.clone(),
@@ -470,9 +562,12 @@ mod tests {
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use bytes::Bytes;
 
-    /// Writes one simulated day through a DayWriter with `budget` and returns, for the table
-    /// with the most rows, (row groups, rows, sorted record ids).
-    async fn write_day(root: &std::path::Path, budget: usize) -> (usize, usize, Vec<String>) {
+    /// What [`write_day`] wrote: for the table with the most rows, (row groups, rows, sorted
+    /// record ids); and every file's (table, rows, sha256).
+    type Written = (usize, usize, Vec<String>, Vec<(String, u64, String)>);
+
+    /// Writes one simulated day through a DayWriter with `budget`.
+    async fn write_day(root: &std::path::Path, budget: usize) -> Written {
         let date: NaiveDate = "2026-10-20".parse().expect("date");
         let cfg = SimConfig {
             seed: 9,
@@ -498,9 +593,10 @@ mod tests {
             max_buffered_bytes: budget,
             ..ParquetSettings::default()
         };
+        // Fixed, so that two writes of the day can be the same bytes.
         let meta = ParquetMeta {
             interval: Interval::day(date).to_genesys(),
-            extracted_at: Utc::now(),
+            extracted_at: "2026-10-21T01:00:00Z".parse().expect("time"),
         };
         let mut w = DayWriter::new(store.clone(), lease.clone(), settings, meta, 256 << 20);
         // Small batches, so that the budget is crossed many times.
@@ -553,7 +649,12 @@ mod tests {
             }
         }
         ids.sort();
-        (groups, rows, ids)
+        let files = m
+            .files
+            .iter()
+            .map(|f| (f.table.clone(), f.rows, f.sha256.clone()))
+            .collect();
+        (groups, rows, ids, files)
     }
 
     #[test]
@@ -588,5 +689,22 @@ mod tests {
         assert!(roomy.1 > 1000, "rows written: {}", roomy.1);
         assert_eq!(roomy.1, tight.1);
         assert_eq!(roomy.2, tight.2);
+    }
+
+    /// Tables encode on tasks of their own, but the writer decides row groups and file cuts
+    /// only on their state after a sync: with threads racing, the files are the same bytes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_encoding_writes_the_same_bytes_every_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A budget crossed many times: row groups are written out at the writer's decisions.
+        let first = write_day(dir.path(), 256 << 10).await;
+        assert!(first.0 > 3, "several row groups: {}", first.0);
+        // A file per table with rows (the simulated day leaves one table empty).
+        assert_eq!(first.3.len(), CONVERSATIONS.tables.len() - 1);
+        for _ in 0..3 {
+            let again = write_day(dir.path(), 256 << 10).await;
+            assert_eq!(again.0, first.0, "row groups");
+            assert_eq!(again.3, first.3, "files: table, rows, sha256");
+        }
     }
 }
