@@ -149,7 +149,8 @@ async fn write_tables(out: &Path, records: &str, raw: bool) -> BTreeMap<Table, u
         let file = tokio::fs::File::create(dir.join(format!("part-{i:05}.parquet")))
             .await
             .expect("create");
-        let mut w = TableFileWriter::try_new(file, tb.table, &settings, &meta).expect("writer");
+        let mut w =
+            TableFileWriter::try_new(file, tb.table, &settings, &meta, None).expect("writer");
         let n = tb.batch.num_rows();
         let mut b = tb.batch;
         b.remove_column(b.num_columns() - 1);

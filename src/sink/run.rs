@@ -174,8 +174,11 @@ impl DayWriter {
                 .await?;
             *part += 1;
             let (w, handle) = UploadWriter::new(upload);
-            let writer = TableFileWriter::try_new(w, table, &self.settings, &self.meta)
-                .map_err(|source| SinkError::writing(table.name(), date, key.clone(), source))?;
+            let writer =
+                TableFileWriter::try_new(w, table, &self.settings, &self.meta, Some(&batch))
+                    .map_err(|source| {
+                        SinkError::writing(table.name(), date, key.clone(), source)
+                    })?;
             self.open.insert(
                 table,
                 OpenPart {
