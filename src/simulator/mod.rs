@@ -16,6 +16,40 @@ use chrono::{Duration, NaiveDate, Utc};
 
 pub use data::{ConvRef, DataConfig, Dataset, ODD_MARKER};
 pub use server::SimStats;
+
+/// Test input: conversations of `date` (seed 9, `per_day` of them) as sync-query pages of 100,
+/// each named by its line.
+#[cfg(test)]
+pub(crate) fn test_day_pages(date: NaiveDate, per_day: u32) -> Vec<crate::page::Page> {
+    let cfg = SimConfig {
+        seed: 9,
+        per_day,
+        end_date: Some(date),
+        ..SimConfig::default()
+    };
+    let mut ndjson = Vec::new();
+    Dataset::for_config(&cfg)
+        .write_ndjson_pages(
+            &crate::interval::Interval::day(date),
+            100,
+            false,
+            &mut ndjson,
+        )
+        .expect("pages");
+    ndjson
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            crate::page::Page::parse(
+                bytes::Bytes::copy_from_slice(line),
+                crate::page::PageOrigin::new(format!("line {}", i + 1)),
+                crate::datasets::conversations::DATASET.envelope,
+            )
+            .expect("page")
+        })
+        .collect()
+}
 pub use user_details::{StatusRecord, UserDetailsBehaviour, PRESENCES, ROUTING};
 
 /// Settings of the simulator (also the `simulate` subcommand's flags).

@@ -279,33 +279,14 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
 mod tests {
     use super::*;
     use crate::datasets::conversations::DATASET as CONVERSATIONS;
-    use crate::interval::Interval;
-    use crate::page::{Page, PageOrigin};
-    use crate::simulator::{Dataset, SimConfig};
     use crate::tables::{ConvertOptions, Converter, TableBatch};
 
     /// A simulated day's batches.
     fn day_batches() -> Vec<TableBatch> {
-        let date: chrono::NaiveDate = "2026-10-20".parse().expect("date");
-        let cfg = SimConfig {
-            seed: 9,
-            per_day: 60,
-            end_date: Some(date),
-            ..SimConfig::default()
-        };
-        let mut ndjson = Vec::new();
-        Dataset::for_config(&cfg)
-            .write_ndjson_pages(&Interval::day(date), 100, false, &mut ndjson)
-            .expect("pages");
+        let date = "2026-10-20".parse().expect("date");
         let mut conv = Converter::new(&CONVERSATIONS, ConvertOptions::default());
         let mut out = Vec::new();
-        for line in ndjson.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let page = Page::parse(
-                bytes::Bytes::copy_from_slice(line),
-                PageOrigin::new("page"),
-                CONVERSATIONS.envelope,
-            )
-            .expect("page");
+        for page in crate::simulator::test_day_pages(date, 60) {
             out.extend(conv.push_page(&page).expect("convert"));
         }
         out.extend(conv.finish().expect("finish"));

@@ -558,12 +558,9 @@ mod tests {
     use super::*;
     use crate::datasets::conversations::DATASET as CONVERSATIONS;
     use crate::interval::Interval;
-    use crate::page::{Page, PageOrigin};
-    use crate::simulator::{Dataset, SimConfig};
     use crate::sink::{DayStore, RunId};
     use crate::tables::{ConvertOptions, Converter};
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use bytes::Bytes;
 
     /// What [`write_day`] wrote: for the table with the most rows, (row groups, rows, sorted
     /// record ids); and every file's (table, rows, sha256).
@@ -572,16 +569,6 @@ mod tests {
     /// Writes one simulated day through a DayWriter with `budget`.
     async fn write_day(root: &std::path::Path, budget: usize) -> Written {
         let date: NaiveDate = "2026-10-20".parse().expect("date");
-        let cfg = SimConfig {
-            seed: 9,
-            per_day: 400,
-            end_date: Some(date),
-            ..SimConfig::default()
-        };
-        let mut ndjson = Vec::new();
-        Dataset::for_config(&cfg)
-            .write_ndjson_pages(&Interval::day(date), 100, false, &mut ndjson)
-            .expect("pages");
         let store: Arc<dyn Store> = Arc::new(DayStore::local(root).expect("store"));
         let lease = store
             .acquire_lease(
@@ -610,16 +597,7 @@ mod tests {
                 ..ConvertOptions::default()
             },
         );
-        for (i, line) in ndjson.split(|b| *b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let page = Page::parse(
-                Bytes::copy_from_slice(line),
-                PageOrigin::new(format!("{i}")),
-                CONVERSATIONS.envelope,
-            )
-            .expect("page");
+        for page in crate::simulator::test_day_pages(date, 400) {
             for tb in conv.push_page(&page).expect("convert") {
                 w.write(tb).await.expect("write");
             }
