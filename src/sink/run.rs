@@ -207,12 +207,14 @@ impl DayWriter {
         self.unsynced += memory;
         if self.unsynced >= self.sync_every {
             self.sync().await?;
-            let full: Vec<Table> = self
+            let mut full: Vec<Table> = self
                 .open
                 .iter()
                 .filter(|(_, o)| o.bytes >= self.max_file_bytes)
                 .map(|(t, _)| *t)
                 .collect();
+            // The manifest lists files in the order they close: the same whatever the map's.
+            full.sort_by_key(|t| t.name());
             for t in full {
                 self.close_part(t).await?;
             }
