@@ -1349,6 +1349,51 @@ async fn s3_a_failing_complete_upload_keeps_the_previous_run() {
     sim.shutdown().await;
 }
 
+/// UploadPart answers 500 InternalError, always: a part fails inside a table's encoder task
+/// while the run is still converting. The run fails naming the object and the cause, every
+/// open upload is aborted, and the previous run stays the day's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_failing_part_upload_mid_run_keeps_the_previous_run() {
+    let s3 = S3::new().await;
+    let proxy = FaultProxy::start(&s3._moto.url).await;
+    let sim = simulator(2000).await;
+    extract(&proxy.url, &sim, MULTIPART).await.ok();
+    let run1 = Bucket::read(&s3).await.pointer().clone();
+
+    let staging = format!("/{BUCKET}/{PREFIX}/_staging/");
+    proxy.set_rules(vec![
+        Rule::new(Fault::InternalError, "PUT", &staging).query("partNumber")
+    ]);
+    let failed = extract(&proxy.url, &sim, MULTIPART).await;
+    // The SDK made its 5 attempts on one part, of one object.
+    let injected = proxy.injected_by(0);
+    assert_eq!(
+        injected.len(),
+        5,
+        "{:?}",
+        injected.iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
+    let path = injected[0].path.clone();
+    assert!(injected.iter().all(|s| s.path == path));
+    let key = path.trim_start_matches(&format!("/{BUCKET}/"));
+    assert!(key.contains(&format!("run={}", failed.run_id())), "{key}");
+    let msg = format!("upload part s3://{BUCKET}/{key}: InternalError: ");
+    assert!(
+        failed.stderr.contains(&msg),
+        "{msg}\nnot in stderr:\n{}",
+        failed.stderr
+    );
+    assert_eq!(failed.day()["transient"], true, "{}", failed.summary);
+    assert_eq!(failed.day()["error_type"], "Store.Transient");
+    // The failing upload was aborted (with the others open then).
+    let aborted = proxy.log().into_iter().any(|s| {
+        s.method == "DELETE" && s.path == path && s.query.contains("uploadId=") && s.status == 204
+    });
+    assert!(aborted, "the failing upload was aborted");
+    assert_failed_run_left_run_1(&s3, &run1, &failed, &sim).await;
+    sim.shutdown().await;
+}
+
 /// The commit point, the conditional PUT that moves the day's lease to `publishing`, answers
 /// 503 SlowDown, always: the run fails, the pointer still names run 1, the failed run's
 /// staging and manifest are removed and its lease released; the next run publishes normally.

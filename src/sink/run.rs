@@ -51,11 +51,15 @@ impl SinkError {
         match source {
             ::parquet::errors::ParquetError::External(e) => match e.downcast::<StoreError>() {
                 Ok(store) => SinkError::Store(*store),
-                Err(e) => SinkError::Parquet {
-                    table,
-                    date,
-                    key,
-                    source: ::parquet::errors::ParquetError::External(e),
+                // Parquet's async writer wraps its sink's (our upload's) errors once more.
+                Err(e) => match e.downcast::<::parquet::errors::ParquetError>() {
+                    Ok(inner) => Self::writing(table, date, key, *inner),
+                    Err(e) => SinkError::Parquet {
+                        table,
+                        date,
+                        key,
+                        source: ::parquet::errors::ParquetError::External(e),
+                    },
                 },
             },
             source => SinkError::Parquet {
@@ -658,6 +662,13 @@ mod tests {
             "complete upload s3://b/k: InternalError: try again"
         );
         assert!(!parquet(external(store(false))).is_transient());
+        // As Parquet's async writer reports a failed write to its sink: wrapped twice.
+        let twice = |e| ::parquet::errors::ParquetError::External(Box::new(external(e)));
+        assert!(parquet(twice(store(true))).is_transient());
+        assert_eq!(
+            parquet(twice(store(true))).to_string(),
+            "complete upload s3://b/k: InternalError: try again"
+        );
         let general = ::parquet::errors::ParquetError::General("bad".into());
         assert!(!parquet(general).is_transient());
     }
