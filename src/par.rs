@@ -14,7 +14,7 @@ pub fn cores() -> usize {
 
 /// Threads for converting pages while they are written: half the cores, as Parquet encoding
 /// (about half the CPU) runs beside them on the async runtime's threads, one per core. On 2
-/// cores, one converter beside the encoders took 11% less CPU and 20% less time than two
+/// cores, one converter beside the encoders took 9% less CPU and 12% less time than two
 /// (500k conversations, 2026-12-03): more threads than cores only took turns.
 pub fn workers() -> usize {
     (cores() / 2).max(1)
