@@ -1275,6 +1275,17 @@ async fn s3_throttling_and_server_errors_are_retried() {
 
 /// A run that fails for good leaves the day as the previous run published it: the same files,
 /// the same pointer, its own staging removed, no upload open.
+/// The run failed with `msg` in its error output, as worth retrying (`Store.Transient`).
+fn assert_failed_transiently(failed: &Extracted, msg: &str) {
+    assert!(
+        failed.stderr.contains(msg),
+        "{msg}\nnot in stderr:\n{}",
+        failed.stderr
+    );
+    assert_eq!(failed.day()["transient"], true, "{}", failed.summary);
+    assert_eq!(failed.day()["error_type"], "Store.Transient");
+}
+
 async fn assert_failed_run_left_run_1(
     s3: &S3,
     run1: &Manifest,
@@ -1296,21 +1307,31 @@ async fn assert_failed_run_left_run_1(
     assert_reads_back(&s3._moto.url, run1, &truth(sim));
 }
 
-/// CompleteMultipartUpload answers 500 InternalError, always: the run fails after the SDK's 5
-/// attempts, names the object and the cause, aborts the upload and removes its staging.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_a_failing_complete_upload_keeps_the_previous_run() {
+/// A multipart run of [`DAY`] through a fault proxy, then a second whose `method` requests
+/// with `query` to the staging area answer 500 InternalError, always: (the bucket, the proxy,
+/// the simulator, run 1's manifest, the failed run).
+async fn multipart_run_then_staging_fault(
+    method: &str,
+    query: &str,
+) -> (S3, FaultProxy, SimHandle, Manifest, Extracted) {
     let s3 = S3::new().await;
     let proxy = FaultProxy::start(&s3._moto.url).await;
     let sim = simulator(2000).await;
     extract(&proxy.url, &sim, MULTIPART).await.ok();
     let run1 = Bucket::read(&s3).await.pointer().clone();
-
     let staging = format!("/{BUCKET}/{PREFIX}/_staging/");
     proxy.set_rules(vec![
-        Rule::new(Fault::InternalError, "POST", &staging).query("uploadId")
+        Rule::new(Fault::InternalError, method, &staging).query(query)
     ]);
     let failed = extract(&proxy.url, &sim, MULTIPART).await;
+    (s3, proxy, sim, run1, failed)
+}
+
+/// CompleteMultipartUpload answers 500 InternalError, always: the run fails after the SDK's 5
+/// attempts, names the object and the cause, aborts the upload and removes its staging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_failing_complete_upload_keeps_the_previous_run() {
+    let (s3, proxy, sim, run1, failed) = multipart_run_then_staging_fault("POST", "uploadId").await;
     let run2 = failed.run_id();
     let key = format!(
         "{PREFIX}/_staging/conversations/conversation_date={DAY}/run={run2}/conversations/\
@@ -1320,18 +1341,12 @@ async fn s3_a_failing_complete_upload_keeps_the_previous_run() {
         "complete upload s3://{BUCKET}/{key}: InternalError: We encountered an internal error"
     );
     assert!(
-        failed.stderr.contains(&msg),
-        "{msg}\nnot in stderr:\n{}",
-        failed.stderr
-    );
-    assert!(
         failed.day()["error"].as_str().unwrap_or("").contains(&msg),
         "{}",
         failed.summary
     );
     // A server error is worth retrying later (Step Functions retries Store.Transient).
-    assert_eq!(failed.day()["transient"], true, "{}", failed.summary);
-    assert_eq!(failed.day()["error_type"], "Store.Transient");
+    assert_failed_transiently(&failed, &msg);
     // The SDK made its 5 attempts, then the store aborted the upload.
     assert_eq!(proxy.injected_by(0).len(), 5);
     let log = proxy.log();
@@ -1354,17 +1369,8 @@ async fn s3_a_failing_complete_upload_keeps_the_previous_run() {
 /// open upload is aborted, and the previous run stays the day's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_a_failing_part_upload_mid_run_keeps_the_previous_run() {
-    let s3 = S3::new().await;
-    let proxy = FaultProxy::start(&s3._moto.url).await;
-    let sim = simulator(2000).await;
-    extract(&proxy.url, &sim, MULTIPART).await.ok();
-    let run1 = Bucket::read(&s3).await.pointer().clone();
-
-    let staging = format!("/{BUCKET}/{PREFIX}/_staging/");
-    proxy.set_rules(vec![
-        Rule::new(Fault::InternalError, "PUT", &staging).query("partNumber")
-    ]);
-    let failed = extract(&proxy.url, &sim, MULTIPART).await;
+    let (s3, proxy, sim, run1, failed) =
+        multipart_run_then_staging_fault("PUT", "partNumber").await;
     // The SDK made its 5 attempts on one part, of one object.
     let injected = proxy.injected_by(0);
     assert_eq!(
@@ -1378,13 +1384,7 @@ async fn s3_a_failing_part_upload_mid_run_keeps_the_previous_run() {
     let key = path.trim_start_matches(&format!("/{BUCKET}/"));
     assert!(key.contains(&format!("run={}", failed.run_id())), "{key}");
     let msg = format!("upload part s3://{BUCKET}/{key}: InternalError: ");
-    assert!(
-        failed.stderr.contains(&msg),
-        "{msg}\nnot in stderr:\n{}",
-        failed.stderr
-    );
-    assert_eq!(failed.day()["transient"], true, "{}", failed.summary);
-    assert_eq!(failed.day()["error_type"], "Store.Transient");
+    assert_failed_transiently(&failed, &msg);
     // The failing upload was aborted (with the others open then).
     let aborted = proxy.log().into_iter().any(|s| {
         s.method == "DELETE" && s.path == path && s.query.contains("uploadId=") && s.status == 204
@@ -1415,13 +1415,7 @@ async fn s3_a_failing_commit_point_keeps_the_previous_run() {
     .times(Times::After(1))]);
     let failed = extract(&proxy.url, &sim, &[]).await;
     let msg = format!("update s3://{BUCKET}/{lease}: SlowDown: Please reduce your request rate.");
-    assert!(
-        failed.stderr.contains(&msg),
-        "{msg}\nnot in stderr:\n{}",
-        failed.stderr
-    );
-    assert_eq!(failed.day()["transient"], true, "{}", failed.summary);
-    assert_eq!(failed.day()["error_type"], "Store.Transient");
+    assert_failed_transiently(&failed, &msg);
     assert_eq!(proxy.injected_by(0).len(), 5, "the SDK's 5 attempts");
     assert_failed_run_left_run_1(&s3, &run1, &failed, &sim).await;
 
