@@ -247,6 +247,54 @@ async fn every_listable_id_resolves_to_a_name_by_a_plain_join() {
     assert_eq!(labels["de"], "Verfügbar");
 }
 
+/// Agents' status records name users and presence definitions: the summary counts the ids
+/// the run's snapshots cannot name, as a join does.
+#[tokio::test]
+async fn status_records_ids_resolve_and_the_summary_counts_the_unnamed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let datasets = vec![
+        &datasets::user_details::DATASET,
+        &reference::USERS_DATASET,
+        &reference::PRESENCE_DEFINITIONS_DATASET,
+    ];
+    let s = extract(sim_config(), dir.path(), datasets).await;
+    assert!(s.ok, "{}", serde_json::to_string_pretty(&s).expect("json"));
+    let r = duckdb(
+        dir.path(),
+        r#"
+users = "SELECT user_id FROM user_presence UNION SELECT user_id FROM user_routing_status"
+q = {
+  "users": f"SELECT DISTINCT u.user_id FROM ({users}) u LEFT JOIN users r ON r.user_id = u.user_id WHERE r.name IS NULL",
+  "presence_definitions": "SELECT DISTINCT p.organization_presence_id FROM user_presence p LEFT JOIN presence_definitions r ON r.presence_definition_id = p.organization_presence_id WHERE p.organization_presence_id IS NOT NULL AND r.name IS NULL",
+}
+res = {"unresolved": {k: sorted(r[0] for r in con.execute(v).fetchall()) for k, v in q.items()}}
+res["resolved"] = {
+  "users": con.execute(f"SELECT count(DISTINCT u.user_id) FROM ({users}) u JOIN users r ON r.user_id = u.user_id").fetchone()[0],
+  "presence_definitions": con.execute("SELECT count(DISTINCT p.organization_presence_id) FROM user_presence p JOIN presence_definitions r ON r.presence_definition_id = p.organization_presence_id").fetchone()[0],
+}
+print(json.dumps(res))
+"#,
+        &[],
+    );
+    let counted = serde_json::to_value(&s.unresolved_ids).expect("json");
+    for t in ["users", "presence_definitions"] {
+        assert_eq!(
+            counted[t].as_u64(),
+            Some(r["unresolved"][t].as_array().expect("list").len() as u64),
+            "{t}: {counted}"
+        );
+    }
+    assert_eq!(
+        r["unresolved"],
+        serde_json::json!({"users": [], "presence_definitions": []})
+    );
+    assert!(r["resolved"]["users"].as_u64().expect("n") >= 5, "{r}");
+    assert!(
+        r["resolved"]["presence_definitions"].as_u64().expect("n") >= 3,
+        "{r}"
+    );
+}
+
 #[tokio::test]
 async fn optional_listings_refused_leave_their_entities_unnamed_and_warn() {
     let dir = tempfile::tempdir().expect("tempdir");

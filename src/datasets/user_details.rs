@@ -17,7 +17,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Dataset, Dedupe, Partitioning, Planned, RecordSpec, Source};
+use super::{Dataset, Dedupe, IdRef, Partitioning, Planned, RecordSpec, Source};
 use crate::genesys::{Extraction, GenesysClient, GenesysError, Mode};
 use crate::interval::Interval;
 use crate::page::{Page, PageOrigin};
@@ -41,8 +41,24 @@ pub static DATASET: Dataset = Dataset {
         time_column: "start_time",
     },
     source: &UserDetailsSource,
-    id_refs: &[],
+    id_refs: ID_REFS,
 };
+
+/// Columns holding ids a reference table names (counted in the run summary when its snapshot
+/// does not list them).
+const ID_REFS: &[IdRef] = &[
+    IdRef::new(USER_PRESENCE, "user_id", &super::reference::USERS_DATASET),
+    IdRef::new(
+        USER_PRESENCE,
+        "organization_presence_id",
+        &super::reference::PRESENCE_DEFINITIONS_DATASET,
+    ),
+    IdRef::new(
+        USER_ROUTING_STATUS,
+        "user_id",
+        &super::reference::USERS_DATASET,
+    ),
+];
 
 /// A status record's user and start (the client merges on the full key, see the module docs).
 pub const RECORD: RecordSpec = RecordSpec {
