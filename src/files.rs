@@ -158,6 +158,24 @@ impl RawPage {
         Page::from_ranges(Bytes::from(self.body), records, self.origin).map_err(Into::into)
     }
 
+    /// Where the page is (file and line).
+    pub fn origin(&self) -> &PageOrigin {
+        &self.origin
+    }
+
+    /// [`RawPage::parse`] with each record handed to `each` as it is read
+    /// ([`Page::parse_each`]).
+    pub fn parse_each(self, each: &mut crate::page::EachRecord<'_>) -> Result<Page, FileError> {
+        Page::parse_each(
+            Bytes::from(self.body),
+            self.origin,
+            self.envelope,
+            self.list,
+            each,
+        )
+        .map_err(Into::into)
+    }
+
     pub fn parse(self) -> Result<Page, FileError> {
         let body = Bytes::from(self.body);
         let page = if self.list {

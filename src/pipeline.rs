@@ -659,9 +659,17 @@ fn stop_at(deadline: Instant, buffered_bytes: usize) -> tokio::time::Instant {
 
 /// A page on its way to the converter, with how many of its records each partition gets.
 struct Fed {
-    page: Page,
-    /// Records per partition (the page counts for the first).
+    page: FedPage,
+    /// Records per partition (the page counts for the first); counted by the converter for a
+    /// raw page.
     days: Vec<(NaiveDate, u64)>,
+}
+
+/// A page for the converter: split (and filtered) already, or raw.
+enum FedPage {
+    Split(Page),
+    /// Split and filtered as the converter reads it ([`OnceFilter`]: `convert`'s single read).
+    Raw(crate::files::RawPage, Arc<OnceFilter>),
 }
 
 /// Where a run's pages come from: a task or thread sending them, and its outcome.
@@ -708,6 +716,7 @@ impl Feed {
                     Some(Ok(page)) => {
                         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let days = vec![(date, page.len() as u64)];
+                        let page = FedPage::Split(page);
                         if tx.send(Fed { page, days }).await.is_err() {
                             // The converter stopped; its error is the one to report.
                             return Ok(n + 1);
@@ -780,6 +789,7 @@ impl Feed {
                     }
                     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // An error: the converter or the writer stopped; theirs is the one to report.
+                    let page = FedPage::Split(page);
                     tx.blocking_send(Fed { page, days }).is_ok()
                 },
             );
@@ -796,10 +806,8 @@ impl Feed {
     }
 
     /// `convert`'s files read once, when the days it replaces are known before reading
-    /// (`--start`/`--end`): each page is split and its records' keys read as it arrives, records
-    /// outside `days` are dropped (counted in `once.outside`). Which copy of a record to keep
-    /// cannot be chosen in one read, so the first record seen twice stops the feed
-    /// (`once.duplicate`); the caller discards what was written and reads twice.
+    /// (`--start`/`--end`): the pages go to the converters unparsed, which split each as they
+    /// convert it, dropping records outside `days` ([`OnceFilter`]).
     fn files_once(
         dataset: &'static Dataset,
         paths: Vec<std::path::PathBuf>,
@@ -807,57 +815,22 @@ impl Feed {
         threads: usize,
         once: Arc<OnceRead>,
     ) -> Feed {
-        let workers = threads.max(1);
-        Feed::on_thread(workers, move |tx, counter| {
-            // Ids folded to 64 bits: half the memory, and two ids that fold alike only cost
-            // the second read a real duplicate takes.
-            let mut seen: rustc_hash::FxHashSet<u64> = Default::default();
-            let mut failed: Result<(), PipelineError> = Ok(());
-            crate::par::ordered_map(
-                crate::files::raw_pages(&paths, dataset.envelope),
-                vec![(); workers],
-                |(), (_, raw)| keyed_page(dataset, raw),
-                |keyed| {
-                    let (mut page, keys) = match keyed {
-                        Ok(k) => k,
-                        Err(e) => {
-                            failed = Err(e);
-                            return false;
-                        }
-                    };
-                    let mut counts: Vec<(NaiveDate, u64)> = Vec::new();
-                    let mut outside = 0u64;
-                    let retained = page.try_retain(|i, text| {
-                        let (id, date) = keys[i];
-                        if !seen.insert((id as u64) ^ (id >> 64) as u64) {
-                            let id = record_key(text, &dataset.record)
-                                .map(|k| k.id.to_string())
-                                .unwrap_or_default();
-                            return Err((i, id));
-                        }
-                        if !days.contains(&date) {
-                            outside += 1;
-                            return Ok(false);
-                        }
-                        count_record(&mut counts, date);
-                        Ok(true)
-                    });
-                    if let Err((i, id)) = retained {
-                        once.duplicate
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                        failed = Err(PipelineError::Input(format!(
-                            "{}: record {i}: {} {id} appears a second time in the input",
-                            page.origin, dataset.record.name,
-                        )));
-                        return false;
-                    }
-                    once.outside
-                        .fetch_add(outside, std::sync::atomic::Ordering::Relaxed);
-                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tx.blocking_send(Fed { page, days: counts }).is_ok()
-                },
-            );
-            failed?;
+        let filter = Arc::new(OnceFilter {
+            dataset,
+            days,
+            once,
+            seen: Default::default(),
+        });
+        Feed::on_thread(threads.max(1), move |tx, counter| {
+            for (_, raw) in crate::files::raw_pages(&paths, dataset.envelope) {
+                let page = FedPage::Raw(raw.map_err(input_error)?, filter.clone());
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let days = Vec::new();
+                if tx.blocking_send(Fed { page, days }).is_err() {
+                    // The converter or the writer stopped; theirs is the error to report.
+                    break;
+                }
+            }
             Ok(())
         })
     }
@@ -901,6 +874,102 @@ struct OnceRead {
     outside: std::sync::atomic::AtomicU64,
     /// A record appeared twice: the read stopped there.
     duplicate: std::sync::atomic::AtomicBool,
+}
+
+/// What [`Feed::files_once`] keeps and drops, applied by the converter as it reads each page
+/// (one pass: splitting pages first took a tenth of `convert`'s CPU). Records outside `days`
+/// are dropped (counted in `once.outside`). Which copy of a record to keep cannot be chosen in
+/// one read, so the first record seen twice stops the read (`once.duplicate`); the caller
+/// discards what was written and reads twice.
+struct OnceFilter {
+    dataset: &'static Dataset,
+    days: std::collections::BTreeSet<NaiveDate>,
+    once: Arc<OnceRead>,
+    /// The record ids seen, folded to 64 bits (half the memory; two ids that fold alike only
+    /// cost the second read a real duplicate takes). Used by the converter loop's one ordered
+    /// consumer, so in page order.
+    seen: std::sync::Mutex<rustc_hash::FxHashSet<u64>>,
+}
+
+/// A raw page as [`OnceFilter::convert`] read it.
+struct OnceConverted {
+    /// Its kept records.
+    page: Page,
+    /// Per record read (kept or dropped): its index in the page, id key and start.
+    ids: Vec<(usize, u128, usize)>,
+    days: Vec<(NaiveDate, u64)>,
+    /// Batches that filled up.
+    batches: Vec<TableBatch>,
+}
+
+impl OnceFilter {
+    /// Splits `raw` into records as `conv` converts the kept ones.
+    fn convert(
+        &self,
+        raw: crate::files::RawPage,
+        conv: &mut Converter,
+    ) -> Result<OnceConverted, PipelineError> {
+        use crate::page::Take;
+        let origin = raw.origin().clone();
+        let mut failed = None;
+        let (mut ids, mut days, mut batches, mut outside) = (Vec::new(), Vec::new(), Vec::new(), 0);
+        let page = raw.parse_each(&mut |text, i, start| {
+            let key = record_key(&text[start..], &self.dataset.record).map_err(|reason| {
+                failed = Some(PipelineError::Input(format!(
+                    "{origin}: record {i}: {reason}"
+                )));
+            })?;
+            ids.push((i, crate::genesys::id_key(&key.id), start));
+            let day = record_day(self.dataset, &key);
+            if !self.days.contains(&day) {
+                outside += 1;
+                return Ok(Take::Drop);
+            }
+            let end = conv
+                .push_record_at(text, start, &origin, i, &mut batches)
+                .map_err(|source| {
+                    failed = Some(PipelineError::Convert { date: day, source });
+                })?;
+            count_record(&mut days, day);
+            Ok(Take::Read(end))
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let page = page.map_err(input_error)?;
+        self.once
+            .outside
+            .fetch_add(outside, std::sync::atomic::Ordering::Relaxed);
+        Ok(OnceConverted {
+            page,
+            ids,
+            days,
+            batches,
+        })
+    }
+
+    /// In page order: the first id seen twice stops the read.
+    fn check(&self, page: &Page, ids: &[(usize, u128, usize)]) -> Result<(), PipelineError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for &(i, id, start) in ids {
+            if seen.insert((id as u64) ^ (id >> 64) as u64) {
+                continue;
+            }
+            self.once
+                .duplicate
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let id = std::str::from_utf8(&page.body()[start..])
+                .ok()
+                .and_then(|text| record_key(text, &self.dataset.record).ok())
+                .map(|k| k.id.to_string())
+                .unwrap_or_default();
+            return Err(PipelineError::Input(format!(
+                "{}: record {i}: {} {id} appears a second time in the input",
+                page.origin, self.dataset.record.name,
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A page of `convert`'s files, parsed, with its records' id keys and partitions.
@@ -1337,28 +1406,41 @@ fn convert_loop(
     let mut states = crate::par::ordered_map(
         std::iter::from_fn(|| rx.blocking_recv()),
         states,
-        |convs, Fed { page, days }| {
-            #[cfg(test)]
-            if page.origin.0.contains("converter-panics") {
-                panic!("injected converter panic");
+        |convs, Fed { page, days }| match page {
+            FedPage::Split(page) => {
+                #[cfg(test)]
+                if page.origin.0.contains("converter-panics") {
+                    panic!("injected converter panic");
+                }
+                let page_date = days.first().map_or(date, |(d, _)| *d);
+                let i = page
+                    .meta
+                    .root
+                    .and_then(|r| convs.iter().position(|(name, _)| *name == r))
+                    .unwrap_or(0);
+                let batches = convs[i].1.push_page(&page).map_err(|e| err(page_date, e))?;
+                Ok((page, days, None, batches))
             }
-            let page_date = days.first().map_or(date, |(d, _)| *d);
-            let i = page
-                .meta
-                .root
-                .and_then(|r| convs.iter().position(|(name, _)| *name == r))
-                .unwrap_or(0);
-            let batches = convs[i].1.push_page(&page).map_err(|e| err(page_date, e));
-            (page, days, batches)
+            // Files hold records of the dataset's first root.
+            FedPage::Raw(raw, filter) => {
+                let c = filter.convert(raw, &mut convs[0].1)?;
+                Ok((c.page, c.days, Some((filter, c.ids)), c.batches))
+            }
         },
-        |(page, days, batches)| {
-            let batches = match batches {
-                Ok(b) => b,
+        |converted: Result<_, PipelineError>| {
+            let (page, days, check, batches) = match converted {
+                Ok(c) => c,
                 Err(e) => {
                     failed = Err(e);
                     return false;
                 }
             };
+            if let Some((filter, ids)) = check {
+                if let Err(e) = filter.check(&page, &ids) {
+                    failed = Err(e);
+                    return false;
+                }
+            }
             if let Some(raw) = raw.as_mut() {
                 raw.add(&page);
                 if raw.len() >= RAW_FILE_BYTES
@@ -1961,6 +2043,48 @@ mod tests {
         );
     }
 
+    /// The single read splits each page as it converts it: a record broken after its keys,
+    /// a dropped record (outside the days) broken anywhere, or a page broken after its list
+    /// still fails the run, naming the file's line and the record, never a value, with
+    /// nothing replaced; the records before it in the page were not enough to publish.
+    #[tokio::test]
+    async fn a_broken_record_or_page_in_the_single_read_fails_naming_line_and_record() {
+        let range = Some(Interval::day(day("2026-11-20")));
+        let kept = r#"{"conversationId":"c1","conversationStart":"2026-11-20T10:00:00.000Z"}"#;
+        for (broken, needle) in [
+            (
+                r#"{"conversationId":"c2","conversationStart":"2026-11-20T11:00:00.000Z","participants":[{"purpose":"Jane Roe"},}]}"#,
+                "line 2: record 1",
+            ),
+            (
+                r#"{"conversationId":"c0","conversationStart":"2026-11-19T23:00:00.000Z","participants":[{"purpose":"Jane Roe"}}"#,
+                "line 2: malformed page JSON",
+            ),
+            (
+                r#"{"conversationId":"c2","conversationStart":"2026-11-20T11:00:00.000Z"}],"totalHits":"Jane Roe"#,
+                "line 2: malformed page JSON",
+            ),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let text = format!("{PAGE}\n{{\"conversations\":[{kept},{broken}]}}\n");
+            let (r, store) = convert(dir.path(), &[("pages.ndjson", &text)], range).await;
+            let err = r.expect_err(broken);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("pages.ndjson") && msg.contains(needle),
+                "{msg}"
+            );
+            assert!(!msg.contains("Jane"), "{msg}");
+            assert_eq!(
+                store
+                    .manifest(&CONVERSATIONS, day("2026-11-20"))
+                    .await
+                    .expect("manifest"),
+                None
+            );
+        }
+    }
+
     /// A page that changed between the reads (same length, other content) is refused, not
     /// split where the first read found its records.
     #[tokio::test]
@@ -2233,7 +2357,7 @@ mod other_dataset {
         let done = tokio::spawn(async move {
             tx.send(Fed {
                 days: vec![(date, 2)],
-                page,
+                page: FedPage::Split(page),
             })
             .await
             .map_err(|_| PipelineError::Internal("closed".into()))?;

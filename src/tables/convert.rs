@@ -173,6 +173,29 @@ impl Converter {
         Ok(out)
     }
 
+    /// Appends the record that starts at byte `start` of `text` (a page's text, read as it is
+    /// split: [`crate::page::Page::parse_each`]), reading it to its end, which it returns;
+    /// batches that filled up are added to `out`. `index` is the record's in its page.
+    pub fn push_record_at(
+        &mut self,
+        text: &str,
+        start: usize,
+        origin: &PageOrigin,
+        index: usize,
+        out: &mut Vec<TableBatch>,
+    ) -> Result<usize, ConvertError> {
+        let rec = &text[start..];
+        let len = self.push_record_inner(rec, false).map_err(|reason| {
+            // The record alone when it is JSON (for its id), else what is left of the page.
+            let own = json::Reader::new(rec).skip().unwrap_or(rec);
+            record_error(self.dataset, origin, index, own, reason)
+        })?;
+        if self.full() {
+            out.extend(self.flush()?);
+        }
+        Ok(start + len)
+    }
+
     /// Flushes what is left.
     pub fn finish(&mut self) -> Result<Vec<TableBatch>, ConvertError> {
         self.flush()
@@ -184,13 +207,21 @@ impl Converter {
     }
 
     fn push_record(&mut self, rec: &str) -> Result<(), String> {
+        self.push_record_inner(rec, true).map(|_| ())
+    }
+
+    /// A record at the start of `rec`: all of `rec` when `whole`, else up to the record's end;
+    /// its length.
+    fn push_record_inner(&mut self, rec: &str, whole: bool) -> Result<usize, String> {
         let mut walk = Walk {
             r: Reader::new(rec),
             bufs: &mut self.bufs,
             stats: &mut self.stats,
             mismatches: 0,
         };
-        match walk.record(self.root) {
+        let walked = walk.record(self.root, whole);
+        let len = walk.r.pos();
+        match walked {
             Ok(()) => {
                 let n = walk.mismatches;
                 if let Some(date) = self.last_record_date().filter(|_| n > 0) {
@@ -200,6 +231,7 @@ impl Converter {
             Err(Fail::Syntax(e)) => return Err(e.describe(rec)),
             Err(Fail::Refused(reason)) => return Err(reason),
         }
+        let rec = &rec[..len];
         let root = &mut self.bufs[self.root.idx()];
         if self.opts.raw {
             root.raw.append_value(rec);
@@ -208,7 +240,7 @@ impl Converter {
         }
         self.stats.conversations += 1;
         self.pending_bytes += rec.len();
-        Ok(())
+        Ok(len)
     }
 
     /// The partition (UTC date) of the record just ended: its time's date (a required
@@ -695,15 +727,19 @@ impl<'a> Walk<'_, 'a> {
         Self::count(&mut self.stats.type_mismatches, table, key);
     }
 
-    /// The whole text: one object, a row of `root`.
-    fn record(&mut self, root: Table) -> Result<(), Fail> {
+    /// One object, a row of `root`: the whole text when `whole`, else its start.
+    fn record(&mut self, root: Table, whole: bool) -> Result<(), Fail> {
         if self.r.peek()? != b'{' {
             self.r.skip()?;
-            self.r.end()?;
+            if whole {
+                self.r.end()?;
+            }
             return Err(Fail::Refused("the record is not a JSON object".into()));
         }
         self.object(root, 0, 0)?;
-        self.r.end()?;
+        if whole {
+            self.r.end()?;
+        }
         Ok(())
     }
 
