@@ -163,6 +163,19 @@ fn duckdb_with_ids(out: &Path, script: &str) -> serde_json::Value {
     duckdb(out, script, &[("ID_COLUMNS", id_columns())])
 }
 
+/// The run summary's count of unnamed ids per reference table in `tables` is what a join
+/// finds (`r["unresolved"][table]`, the ids no row of it names).
+fn counts_what_the_join_cannot_name(s: &RunSummary, r: &serde_json::Value, tables: &[&str]) {
+    let counted = serde_json::to_value(&s.unresolved_ids).expect("json");
+    for t in tables {
+        assert_eq!(
+            counted[t].as_u64(),
+            Some(r["unresolved"][t].as_array().expect("list").len() as u64),
+            "{t}: {counted}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_listable_id_resolves_to_a_name_by_a_plain_join() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -189,14 +202,7 @@ async fn every_listable_id_resolves_to_a_name_by_a_plain_join() {
         serde_json::json!(["active", "deleted", "inactive"])
     );
     // The summary counts what the join cannot name, per reference table.
-    let counted = serde_json::to_value(&s.unresolved_ids).expect("json");
-    for t in ["queues", "wrapup_codes", "users", "divisions"] {
-        assert_eq!(
-            counted[t].as_u64(),
-            Some(r["unresolved"][t].as_array().expect("list").len() as u64),
-            "{t}: {counted}"
-        );
-    }
+    counts_what_the_join_cannot_name(&s, &r, &["queues", "wrapup_codes", "users", "divisions"]);
     // Only the deleted queue (never listable) stays without a name.
     assert_eq!(
         r["unresolved"],
@@ -276,14 +282,7 @@ print(json.dumps(res))
 "#,
         &[],
     );
-    let counted = serde_json::to_value(&s.unresolved_ids).expect("json");
-    for t in ["users", "presence_definitions"] {
-        assert_eq!(
-            counted[t].as_u64(),
-            Some(r["unresolved"][t].as_array().expect("list").len() as u64),
-            "{t}: {counted}"
-        );
-    }
+    counts_what_the_join_cannot_name(&s, &r, &["users", "presence_definitions"]);
     assert_eq!(
         r["unresolved"],
         serde_json::json!({"users": [], "presence_definitions": []})
