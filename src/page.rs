@@ -645,7 +645,14 @@ fn fast_time(b: &[u8]) -> Option<i64> {
     } else {
         0
     };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&mo) || !(1..=month_days).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -954,6 +961,22 @@ mod tests {
             assert_eq!(fast_time(s.as_bytes()), Some(want), "{s}");
         }
         assert_eq!(fast_time(b"2026-13-01T00:00:00.000Z"), None);
+        // Days past the month's end are no date (they were read as the next month's).
+        for s in [
+            "2026-02-29T00:00:00.000Z",
+            "2026-04-31T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+        ] {
+            assert_eq!(parse_time_ms(s), None, "{s}");
+        }
+        assert_eq!(
+            fast_time(b"2024-02-29T00:00:00.000Z"),
+            Some(
+                DateTime::parse_from_rfc3339("2024-02-29T00:00:00Z")
+                    .expect("leap")
+                    .timestamp_millis()
+            )
+        );
         // Lenient fallbacks: offsets, and Genesys' own one-digit day.
         assert_eq!(
             parse_time_ms("2026-11-21T10:00:00+01:00"),
