@@ -2,10 +2,13 @@
 //! parallel: encoding and compression are most of a run's CPU, and on one thread they were
 //! what every other stage waited for.
 //!
-//! The caller sees the encoder's state only at [`PartEncoder::sync`], after every job sent
-//! before it is done: decisions taken on that state (which row group to write out, when to
-//! cut a file) are the ones a serial writer would take at that point, so the output does not
-//! depend on the threads' timing.
+//! The caller sees the encoder's state only as the answer to a request queued among its jobs
+//! ([`PartEncoder::ask_state`]): the state after every job before the request, whenever the
+//! answer is read. Decisions taken on it (which row group to write out, when to cut a file)
+//! are the ones a serial writer would take at that point, so the output does not depend on
+//! the threads' timing; and the caller need not wait for the encoder to catch up to ask.
+
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use parquet::errors::ParquetError;
@@ -13,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::parquet::{FileStats, TableFileWriter};
-use super::UploadWriter;
+use super::{UploadProgress, UploadWriter};
 
 /// Jobs queued per encoder: enough to keep it busy while the caller converts, few enough to
 /// bound the batches in flight (the caller syncs well before this fills).
@@ -23,14 +26,26 @@ enum Job {
     Write(RecordBatch),
     /// Ends the row group being built (writes it out).
     FlushRowGroup,
-    /// Answers with the memory the row group being built holds, once the jobs before are done.
-    Sync(oneshot::Sender<usize>),
+    /// Answers with the encoder's state, once the jobs before are done.
+    State(oneshot::Sender<EncoderState>),
     /// Writes the footer and completes the upload.
     Close,
 }
 
 /// What an encoder task ends with: the file's stats once closed, `None` when abandoned.
 type Outcome = Result<Option<FileStats>, ParquetError>;
+
+/// An encoder's state after the jobs queued before the request for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderState {
+    /// Memory of the row group being built.
+    pub buffered: usize,
+    /// Bytes handed to the upload.
+    pub written: u64,
+}
+
+/// A state requested with [`PartEncoder::ask_state`], read with [`PartEncoder::state`].
+pub struct AskedState(oneshot::Receiver<EncoderState>);
 
 /// A table file being encoded on its own task.
 pub struct PartEncoder {
@@ -39,11 +54,12 @@ pub struct PartEncoder {
 }
 
 impl PartEncoder {
-    pub fn spawn(writer: TableFileWriter<UploadWriter>) -> Self {
+    /// `progress` counts what `writer` hands to its upload.
+    pub fn spawn(writer: TableFileWriter<UploadWriter>, progress: Arc<UploadProgress>) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE);
         Self {
             jobs,
-            task: tokio::spawn(run(writer, rx)),
+            task: tokio::spawn(run(writer, progress, rx)),
         }
     }
 
@@ -57,12 +73,18 @@ impl PartEncoder {
         self.send(Job::FlushRowGroup).await
     }
 
-    /// Waits for the jobs queued so far; returns the memory the row group being built holds.
-    pub async fn sync(&mut self) -> Result<usize, ParquetError> {
+    /// Queues a request for the state after the jobs queued so far (dropping the answer is
+    /// fine: the encoder goes on).
+    pub async fn ask_state(&mut self) -> Result<AskedState, ParquetError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Job::Sync(tx)).await?;
-        match rx.await {
-            Ok(bytes) => Ok(bytes),
+        self.send(Job::State(tx)).await?;
+        Ok(AskedState(rx))
+    }
+
+    /// The answer to `asked` (waits until the encoder gets there).
+    pub async fn state(&mut self, asked: AskedState) -> Result<EncoderState, ParquetError> {
+        match asked.0.await {
+            Ok(state) => Ok(state),
             // The task ended before answering: it failed on an earlier job.
             Err(_) => Err(self.failure().await),
         }
@@ -108,14 +130,21 @@ async fn join(task: &mut JoinHandle<Outcome>) -> Outcome {
     }
 }
 
-async fn run(mut writer: TableFileWriter<UploadWriter>, mut jobs: mpsc::Receiver<Job>) -> Outcome {
+async fn run(
+    mut writer: TableFileWriter<UploadWriter>,
+    progress: Arc<UploadProgress>,
+    mut jobs: mpsc::Receiver<Job>,
+) -> Outcome {
     while let Some(job) = jobs.recv().await {
         match job {
             Job::Write(batch) => writer.write(&batch).await?,
             Job::FlushRowGroup => writer.flush_row_group().await?,
-            Job::Sync(answer) => {
-                // The caller may have given up waiting: nothing to do then.
-                let _ = answer.send(writer.buffered_bytes());
+            Job::State(answer) => {
+                // The caller may not want it any more: nothing to do then.
+                let _ = answer.send(EncoderState {
+                    buffered: writer.buffered_bytes(),
+                    written: progress.bytes(),
+                });
             }
             Job::Close => return writer.close().await.map(Some),
         }

@@ -328,11 +328,12 @@ pub struct UploadHandle {
 }
 
 impl UploadHandle {
-    /// Bytes written but held in the upload's buffer (not sent yet).
-    pub fn buffered(&self) -> usize {
+    /// What the upload's buffer held (written but not sent yet) when `written` bytes had been
+    /// written.
+    pub fn buffered_at(&self, written: u64) -> usize {
         self.part_size
             .filter(|p| *p > 0)
-            .map_or(0, |p| (self.progress.bytes() % p as u64) as usize)
+            .map_or(0, |p| (written % p as u64) as usize)
     }
 
     /// Aborts the upload unless it was completed already.
