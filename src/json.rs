@@ -122,12 +122,41 @@ impl<'a> Reader<'a> {
         if !self.before_key(first)? {
             return Ok(None);
         }
+        self.key_rest().map(Some)
+    }
+
+    /// [`Reader::key`] in steps, for a caller that guesses the key: true when a key follows,
+    /// then [`Reader::key_text`] is the text after its opening quote, and either
+    /// [`Reader::guessed_key`] consumes a key the caller recognised there or
+    /// [`Reader::key_rest`] reads it.
+    #[inline]
+    pub fn next_key(&mut self, first: &mut bool) -> Result<bool> {
+        self.before_key(first)
+    }
+
+    /// After [`Reader::next_key`]: the text from the key's first byte on.
+    #[inline]
+    pub fn key_text(&self) -> &'a [u8] {
+        self.text.as_bytes().get(self.pos + 1..).unwrap_or_default()
+    }
+
+    /// After [`Reader::next_key`]: consumes a key the caller found to be the `len` bytes
+    /// after the quote, closed by a quote and holding no escape, and its `:`.
+    #[inline]
+    pub fn guessed_key(&mut self, len: usize) -> Result<()> {
+        self.pos += len + 2;
+        self.colon()
+    }
+
+    /// After [`Reader::next_key`]: reads the key and its `:`.
+    #[inline]
+    pub fn key_rest(&mut self) -> Result<Cow<'a, str>> {
         let key = match self.string()? {
             Some(k) => k,
             None => return self.err("lone leading surrogate in hex escape"),
         };
         self.colon()?;
-        Ok(Some(key))
+        Ok(key)
     }
 
     /// Consumes what comes before an object's next key (`,` but for the first); true when a

@@ -399,7 +399,15 @@ struct TableBuf {
     extra: StringBuilder,
     raw: StringBuilder,
     len: usize,
+    /// The key that followed each key (by its position in the table's lookup; the last two:
+    /// the object's start, an unknown key) the last time: records list their keys in the
+    /// same order, so the next key is nearly always the guess, checked in place instead of
+    /// scanned and hashed ([`Walk::object`]).
+    next_key: Vec<u32>,
 }
+
+/// No guess in [`TableBuf::next_key`].
+const NO_GUESS: u32 = u32::MAX;
 
 impl TableBuf {
     fn new(t: Table) -> Self {
@@ -410,6 +418,7 @@ impl TableBuf {
             extra: StringBuilder::new(),
             raw: StringBuilder::new(),
             len: 0,
+            next_key: vec![NO_GUESS; t.layout().lookup.positions() + 2],
         }
     }
 
@@ -751,8 +760,29 @@ impl<'a> Walk<'_, 'a> {
         let mut extra = Extra::default();
         self.r.open();
         let mut first = true;
-        while let Some(key) = self.r.key(&mut first)? {
-            match layout.lookup.get(&key) {
+        let start = layout.lookup.positions();
+        let mut prev = start;
+        while self.r.next_key(&mut first)? {
+            let guess = self.bufs[t.idx()].next_key[prev];
+            let guessed = (guess != NO_GUESS)
+                .then(|| layout.lookup.key_at(guess as usize, self.r.key_text()))
+                .flatten();
+            let (key, entry) = match guessed {
+                Some((key, entry)) => {
+                    self.r.guessed_key(key.len())?;
+                    prev = guess as usize;
+                    (std::borrow::Cow::Borrowed(key), Some(entry))
+                }
+                None => {
+                    let key = self.r.key_rest()?;
+                    let pos = layout.lookup.find(&key);
+                    let next = pos.unwrap_or(start + 1);
+                    self.bufs[t.idx()].next_key[prev] = pos.map_or(NO_GUESS, |p| p as u32);
+                    prev = next;
+                    (key, pos.and_then(|p| layout.lookup.at(p)).map(|(_, e)| e))
+                }
+            };
+            match entry {
                 Some(Entry::Slot(slot, _)) => {
                     if let Some(raw) = self.field(t, *slot)? {
                         extra.push(&key, raw);
@@ -1280,5 +1310,53 @@ mod tests {
         }
         assert_eq!(c.stats().conversations, 250);
         assert_eq!(c.stats().rows["participants"], 500);
+    }
+
+    /// Keys are checked against the key that followed last time before being scanned: the
+    /// rows and counts must be those of a converter without guesses (a fresh one per record),
+    /// whatever the order, spelling (escapes, near misses) or repetition of the keys.
+    #[test]
+    fn guessed_keys_convert_like_scanned_keys() {
+        let forms = [
+            r#"{"conversationId":"c#","conversationStart":"2026-11-20T10:00:00.000Z","originatingDirection":"inbound","participants":[{"participantId":"p#","purpose":"agent","userId":"u#"}]}"#,
+            r#"{"participants":[{"userId":"u#","purpose":"agent","participantId":"p#"}],"originatingDirection":"outbound","conversationStart":"2026-11-20T11:00:00.000Z","conversationId":"c#"}"#,
+            r#"{"conversation\u0049d":"c#","conversationStart":"2026-11-20T12:00:00.000Z","conversationIdX":1,"participants":[{"participantId":"p#","purpos":"x","purpose":"customer"}]}"#,
+            r#"{"conversationId":"c#","conversationStart":"2026-11-20T13:00:00.000Z","originatingDirection":"inbound","originatingDirection":"outbound","participants":[]}"#,
+            r#"{"conversationId" : "c#" , "conversationStart":"2026-11-20T14:00:00.000Z","originatingDirectio":"x","participants":[{"participantId":"p#","purpose":"agent","userId":"u#"}]}"#,
+        ];
+        let mut recs = Vec::new();
+        for round in 0..3 {
+            for (i, f) in forms.iter().enumerate() {
+                recs.push(f.replace('#', &format!("{round}{i}")));
+            }
+        }
+        let page_of = |recs: &[String]| format!(r#"{{"conversations":[{}]}}"#, recs.join(","));
+        let (together, stats) = convert(&page_of(&recs));
+        let mut alone: HashMap<Table, Vec<RecordBatch>> = HashMap::new();
+        let (mut unknown, mut mismatches) = (BTreeMap::new(), BTreeMap::new());
+        for r in &recs {
+            let (b, st) = convert(&page_of(std::slice::from_ref(r)));
+            for (t, batch) in b {
+                alone.entry(t).or_default().push(batch);
+            }
+            for (k, n) in st.unknown_fields {
+                *unknown.entry(k).or_insert(0) += n;
+            }
+            for (k, n) in st.type_mismatches {
+                *mismatches.entry(k).or_insert(0) += n;
+            }
+        }
+        assert_eq!(together.len(), alone.len());
+        for (t, batches) in &alone {
+            let want =
+                arrow::compute::concat_batches(&batches[0].schema(), batches).expect("concat");
+            assert_eq!(together[t], want, "{t}");
+        }
+        assert_eq!(together[&conv::CONVERSATIONS].num_rows(), 15);
+        assert_eq!(together[&conv::PARTICIPANTS].num_rows(), 12);
+        assert_eq!(stats.unknown_fields, unknown);
+        assert_eq!(stats.type_mismatches, mismatches);
+        assert_eq!(stats.unknown_fields["conversations.conversationIdX"], 3);
+        assert_eq!(stats.unknown_fields["participants.purpos"], 3);
     }
 }

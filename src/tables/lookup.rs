@@ -100,6 +100,12 @@ impl<V> KeyMap<V> {
 
     #[inline]
     pub fn get(&self, key: &str) -> Option<&V> {
+        self.find(key).and_then(|i| self.at(i)).map(|(_, v)| v)
+    }
+
+    /// Where `key` sits: a position for [`KeyMap::at`] and [`KeyMap::key_at`].
+    #[inline]
+    pub fn find(&self, key: &str) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -115,12 +121,39 @@ impl<V> KeyMap<V> {
                         && slot.ends == e
                         && (b.len() <= 16 || slot.key.as_bytes() == b)
                     {
-                        return Some(&slot.value);
+                        return Some(i);
                     }
                 }
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Positions [`KeyMap::find`] returns are below this.
+    pub fn positions(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The key and value at `pos`, a position [`KeyMap::find`] returned.
+    #[inline]
+    pub fn at(&self, pos: usize) -> Option<(&'static str, &V)> {
+        self.slots
+            .get(pos)
+            .and_then(Option::as_ref)
+            .map(|s| (s.key, &s.value))
+    }
+
+    /// The key and value at `pos` when `text` starts with that key followed by `"`: a JSON key
+    /// checked against a guess without scanning or hashing it. Keys here hold no `"` nor `\`,
+    /// so a match is the whole key, unescaped.
+    #[inline]
+    pub fn key_at(&self, pos: usize, text: &[u8]) -> Option<(&'static str, &V)> {
+        let slot = self.slots.get(pos)?.as_ref()?;
+        let b = text.get(..slot.len)?;
+        (text.get(slot.len) == Some(&b'"')
+            && ends(b) == slot.ends
+            && (b.len() <= 16 || slot.key.as_bytes() == b))
+            .then_some((slot.key, &slot.value))
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -193,6 +226,34 @@ mod tests {
         let mut want = KEYS.to_vec();
         want.sort_unstable();
         assert_eq!(keys, want);
+    }
+
+    /// A guessed position matches the text of its own key (closed by `"`) and nothing else:
+    /// not another key, a longer or shorter one, an escaped one, nor a text cut short.
+    #[test]
+    fn key_at_matches_only_its_key_closed() {
+        let mut m = KeyMap::default();
+        for (i, k) in KEYS.iter().enumerate() {
+            m.insert(k, i);
+        }
+        for (i, k) in KEYS.iter().enumerate() {
+            let pos = m.find(k).expect("inserted");
+            assert_eq!(m.at(pos), Some((*k, &i)));
+            assert_eq!(
+                m.key_at(pos, format!("{k}\":1}}").as_bytes()),
+                Some((*k, &i))
+            );
+            assert_eq!(m.key_at(pos, k.as_bytes()), None, "{k:?} without its quote");
+            for other in [format!("{k}x\""), format!("{k}\\\"\""), format!("\\{k}\"")] {
+                assert_eq!(m.key_at(pos, other.as_bytes()), None, "{other:?}");
+            }
+            for o in KEYS.iter().filter(|o| *o != k) {
+                let text = format!("{o}\":");
+                assert_eq!(m.key_at(pos, text.as_bytes()), None, "{k:?} at {o:?}");
+            }
+        }
+        assert_eq!(m.key_at(m.positions(), b"a\""), None);
+        assert!(m.at(m.positions()).is_none());
     }
 
     #[test]
