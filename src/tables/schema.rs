@@ -322,9 +322,6 @@ pub struct Column {
     /// differ in nearly every row (times in milliseconds, measurements, a row's own id) nor
     /// ids copied from the parent row (zstd compresses their runs as well).
     pub dictionary: bool,
-    /// An id (the row's own, or one copied from its parent): Parquet statistics are off, as
-    /// min/max of random UUIDs prune nothing.
-    pub id: bool,
 }
 
 /// Millisecond times and floating-point measurements are nearly all distinct.
@@ -419,7 +416,6 @@ fn build_layout(table: Table) -> Layout {
             doc: k.doc.into(),
             free_text: false,
             dictionary: false,
-            id: k.ty == Ty::Str,
         });
     }
     if let Some(index) = spec.index {
@@ -431,7 +427,6 @@ fn build_layout(table: Table) -> Layout {
             doc: format!("0-based position in {}", spec.source),
             free_text: false,
             dictionary: true,
-            id: false,
         });
     }
     for f in ordered(spec.fields, spec.lead) {
@@ -449,7 +444,6 @@ fn build_layout(table: Table) -> Layout {
             dictionary: pays_dictionary(f.ty)
                 && !spec.free_text.contains(&f.json)
                 && !spec.distinct.contains(&f.json),
-            id: f.ty == Ty::Str && spec.distinct.contains(&f.json),
         });
     }
     if let Some(flat) = &spec.flatten {
@@ -467,7 +461,6 @@ fn build_layout(table: Table) -> Layout {
                 doc: f.doc.into(),
                 free_text: false,
                 dictionary: pays_dictionary(f.ty),
-                id: false,
             });
         }
         for (json, t) in flat.children {
@@ -491,7 +484,6 @@ fn build_layout(table: Table) -> Layout {
                 .into(),
             free_text: true,
             dictionary: false,
-            id: false,
         });
     }
     if spec.raw {
@@ -506,7 +498,6 @@ fn build_layout(table: Table) -> Layout {
             ),
             free_text: true,
             dictionary: false,
-            id: false,
         });
     }
     let mut child_keys: Vec<&'static str> = Vec::new();
