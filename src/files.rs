@@ -98,7 +98,7 @@ impl PageReader {
             }
             Kind::Lines { reader, line, hint } => loop {
                 let mut buf = Vec::with_capacity(*hint);
-                match reader.read_until(b'\n', &mut buf) {
+                match read_line(reader.as_mut(), &mut buf) {
                     Ok(0) => return None,
                     Ok(n) => {
                         *hint = n + n / 8;
@@ -121,6 +121,36 @@ impl PageReader {
                     }
                 }
             },
+        }
+    }
+}
+
+/// `BufRead::read_until(b'\n')`, with the `memchr` crate's vectorised search instead of std's
+/// word-at-a-time one: a page is a line of hundreds of KB, searched once in full.
+fn read_line(r: &mut (dyn BufRead + Send), out: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let (done, used) = {
+            let available = match r.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            match memchr::memchr(b'\n', available) {
+                Some(i) => {
+                    out.extend_from_slice(&available[..=i]);
+                    (true, i + 1)
+                }
+                None => {
+                    out.extend_from_slice(available);
+                    (available.is_empty(), available.len())
+                }
+            }
+        };
+        r.consume(used);
+        read += used;
+        if done {
+            return Ok(read);
         }
     }
 }
@@ -229,6 +259,39 @@ mod tests {
 
     const P1: &str = r#"{"conversations":[{"conversationId":"a","conversationStart":"2026-11-20T00:00:00.000Z"}],"totalHits":2}"#;
     const P2: &str = r#"{"conversations":[{"conversationId":"b","conversationStart":"2026-11-20T00:00:01.000Z"}]}"#;
+
+    /// Lines split as std's `read_until` splits them, whatever the buffer's size: lines longer
+    /// than it, newlines at its edges, empty lines, a last line without a newline.
+    #[test]
+    fn read_line_splits_like_read_until() {
+        let text: Vec<u8> = (0..300u32)
+            .flat_map(|i| {
+                let mut l = vec![b'x'; (i as usize * 7) % 23];
+                l.push(b'\n');
+                l
+            })
+            .chain(*b"\n\r\nlast")
+            .collect();
+        for cap in [1, 2, 7, 16, 64, 4096] {
+            let (mut ours, mut std_lines) = (Vec::new(), Vec::new());
+            let mut r = BufReader::with_capacity(cap, &text[..]);
+            let mut s = BufReader::with_capacity(cap, &text[..]);
+            loop {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let n = read_line(&mut r, &mut a).expect("read");
+                assert_eq!(n, s.read_until(b'\n', &mut b).expect("read"));
+                assert_eq!(n, a.len());
+                if n == 0 {
+                    break;
+                }
+                ours.push(a);
+                std_lines.push(b);
+            }
+            assert_eq!(ours, std_lines, "buffer of {cap}");
+            assert_eq!(ours.len(), 303);
+            assert_eq!(ours.concat(), text);
+        }
+    }
 
     fn ids(path: &Path) -> Vec<String> {
         PageReader::open(path, CONVERSATIONS.envelope)

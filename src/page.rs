@@ -331,10 +331,7 @@ impl Page {
         allow_list: bool,
         each: Option<&mut EachRecord<'_>>,
     ) -> Result<Page, PageError> {
-        let text = std::str::from_utf8(&body).map_err(|e| PageError::NotUtf8 {
-            origin: origin.clone(),
-            valid_up_to: e.valid_up_to(),
-        })?;
+        let text = utf8(&body, &origin)?;
         let malformed = |detail| PageError::Malformed {
             origin: origin.clone(),
             detail,
@@ -414,10 +411,7 @@ impl Page {
         records: Vec<Range<usize>>,
         origin: PageOrigin,
     ) -> Result<Page, PageError> {
-        let text = std::str::from_utf8(&body).map_err(|e| PageError::NotUtf8 {
-            origin: origin.clone(),
-            valid_up_to: e.valid_up_to(),
-        })?;
+        let text = utf8(&body, &origin)?;
         let off = |r: &Range<usize>| {
             r.start > r.end || !text.is_char_boundary(r.start) || !text.is_char_boundary(r.end)
         };
@@ -618,7 +612,61 @@ pub fn parse_time_ms(s: &str) -> Option<i64> {
         })
 }
 
+/// A page's text: `simdutf8` validates a page (hundreds of KB, nearly all ASCII) several
+/// times faster than std, which then only says where a bad page goes wrong.
+fn utf8<'b>(body: &'b [u8], origin: &PageOrigin) -> Result<&'b str, PageError> {
+    simdutf8::basic::from_utf8(body).or_else(|_| {
+        std::str::from_utf8(body).map_err(|e| PageError::NotUtf8 {
+            origin: origin.clone(),
+            valid_up_to: e.valid_up_to(),
+        })
+    })
+}
+
 fn fast_time(b: &[u8]) -> Option<i64> {
+    match <&[u8; 24]>::try_from(b) {
+        Ok(b) => fast_time_ms(b),
+        Err(_) => fast_time_bytes(b),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, what Genesys sends, checked and read as three 8-byte words
+/// (a byte at a time, this was 2% of `convert`'s CPU).
+fn fast_time_ms(b: &[u8; 24]) -> Option<i64> {
+    const TEMPLATE: &[u8; 24] = b"0000-00-00T00:00:00.000Z";
+    const DIGITS: &[u8; 24] =
+        b"\xff\xff\xff\xff\0\xff\xff\0\xff\xff\0\xff\xff\0\xff\xff\0\xff\xff\0\xff\xff\xff\0";
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |a: &[u8; 24], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&a[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut x = [0u64; 3];
+    for (k, x) in x.iter_mut().enumerate() {
+        let m = word(DIGITS, 8 * k);
+        // Separators become 0 when they match; digits become their value, and anything else
+        // in a digit's place becomes more than 9.
+        let v = word(b, 8 * k) ^ word(TEMPLATE, 8 * k);
+        let d = v & m;
+        if v & !m != 0 || d & HIGH != 0 || d.wrapping_add(0x7676_7676_7676_7676 & m) & HIGH != 0 {
+            return None;
+        }
+        *x = d;
+    }
+    let at = |w: u64, i: u32| ((w >> (8 * i)) & 0xff) as i64;
+    let y = at(x[0], 0) * 1000 + at(x[0], 1) * 100 + at(x[0], 2) * 10 + at(x[0], 3);
+    let mo = at(x[0], 5) * 10 + at(x[0], 6);
+    let d = at(x[1], 0) * 10 + at(x[1], 1);
+    let h = at(x[1], 3) * 10 + at(x[1], 4);
+    let mi = at(x[1], 6) * 10 + at(x[1], 7);
+    let s = at(x[2], 1) * 10 + at(x[2], 2);
+    let ms = at(x[2], 4) * 100 + at(x[2], 5) * 10 + at(x[2], 6);
+    civil_ms(y, mo, d, h, mi, s, ms)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` or `YYYY-MM-DDTHH:MM:SSZ`, a byte at a time.
+fn fast_time_bytes(b: &[u8]) -> Option<i64> {
     if !(b.len() == 24 || b.len() == 20) || b[b.len() - 1] != b'Z' {
         return None;
     }
@@ -645,6 +693,11 @@ fn fast_time(b: &[u8]) -> Option<i64> {
     } else {
         0
     };
+    civil_ms(y, mo, d, h, mi, s, ms)
+}
+
+/// Milliseconds since the epoch of a UTC date and time; `None` when it is no such time.
+fn civil_ms(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, ms: i64) -> Option<i64> {
     let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
     let month_days = match mo {
         2 if leap => 29,
@@ -916,6 +969,28 @@ mod tests {
         assert_eq!(k.time.unwrap().timestamp_millis() % 86_400_000, 55_851_000);
     }
 
+    /// Text in any script reads; a byte that is not UTF-8 is named by its offset, in a page
+    /// long enough for the vectorised check to see it in the middle of a block.
+    #[test]
+    fn pages_must_be_utf8_and_bad_bytes_are_located() {
+        let name = "José Müller 山田 😀";
+        let good = format!(
+            r#"{{"conversations":[{{"conversationId":"a","conversationStart":"2026-11-20T00:00:00Z","participants":[{{"participantName":"{name}"}}]}}],"pad":"{}"}}"#,
+            "x".repeat(300)
+        );
+        let page = parse(Bytes::from(good.clone()), PageOrigin::new("p")).expect("utf-8 page");
+        assert_eq!(page.records().count(), 1);
+        for at in [good.find('M').expect("M"), good.len() - 100] {
+            let mut bad = good.clone().into_bytes();
+            bad[at] = 0xff;
+            let err = parse(Bytes::from(bad), PageOrigin::new("p")).expect_err("not utf-8");
+            assert!(
+                matches!(err, PageError::NotUtf8 { valid_up_to, .. } if valid_up_to == at),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn errors_name_where_never_the_value() {
         const MARK: &str = "Jane Roe +1 555 0100";
@@ -987,6 +1062,50 @@ mod tests {
             parse_time_ms("2021-04-02T15:30:51.418Z")
         );
         assert_eq!(parse_time_ms("yesterday"), None);
+    }
+
+    /// The word-at-a-time reading of `YYYY-MM-DDTHH:MM:SS.mmmZ` agrees with the byte-at-a-time
+    /// one on every time of a sample and on each with any one byte replaced (digits,
+    /// separators, other ASCII, non-ASCII), and both with chrono where it reads a time.
+    #[test]
+    fn word_and_byte_time_readers_agree() {
+        let mut times = vec![
+            "2026-11-21T23:59:59.999Z".to_string(),
+            "0000-01-01T00:00:00.000Z".into(),
+            "9999-12-31T23:59:60.999Z".into(),
+            "2000-02-29T00:00:00.000Z".into(),
+        ];
+        let base = DateTime::parse_from_rfc3339("1999-12-31T23:00:00Z").expect("base");
+        for i in 0..2000i64 {
+            let t = base + chrono::Duration::milliseconds(i * 7_919_993_117 % 1_000_000_000_007);
+            times.push(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+        }
+        let replacements = [
+            b'0', b'5', b'9', b'/', b':', b'-', b'T', b'.', b'Z', b' ', 0xc3, 0x7f,
+        ];
+        let mut checked = 0;
+        for t in &times {
+            let b: &[u8; 24] = t.as_bytes().try_into().expect("24 bytes");
+            assert_eq!(fast_time_ms(b), fast_time_bytes(b), "{t}");
+            if let Ok(want) = DateTime::parse_from_rfc3339(t) {
+                if !t.contains(":60.") {
+                    assert_eq!(fast_time_ms(b), Some(want.timestamp_millis()), "{t}");
+                }
+            }
+            for at in 0..24 {
+                for r in replacements {
+                    let mut m = *b;
+                    m[at] = r;
+                    assert_eq!(
+                        fast_time_ms(&m),
+                        fast_time_bytes(&m),
+                        "{t} with {r:#x} at {at}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 500_000);
     }
 
     #[test]

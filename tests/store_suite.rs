@@ -429,7 +429,7 @@ async fn write_parts(
                 key,
                 rows: 1,
                 bytes: n,
-                sha256: String::new(),
+                crc64nvme: String::new(),
             });
         }
     }
@@ -1933,7 +1933,7 @@ async fn one_run(
                 key,
                 rows: 1,
                 bytes: body.len() as u64,
-                sha256: String::new(),
+                crc64nvme: String::new(),
             });
         }
         store.publish(&lease, &manifest(&lease, files)).await
@@ -2304,7 +2304,7 @@ fn old_manifest(run: &str, files: &[(&str, String)]) -> Manifest {
                 key: k.clone(),
                 rows: 1,
                 bytes: 1,
-                sha256: String::new(),
+                crc64nvme: String::new(),
             })
             .collect(),
     }
@@ -2607,7 +2607,7 @@ async fn upgrade_from_the_old_layout(
         key,
         rows: 1,
         bytes: 18,
-        sha256: String::new(),
+        crc64nvme: String::new(),
     }];
     store
         .publish(&lease, &manifest(&lease, files))
@@ -2956,7 +2956,7 @@ async fn catalog_glue_failures_leave_no_day_stuck() {
                     key,
                     rows: 1,
                     bytes: 1,
-                    sha256: String::new(),
+                    crc64nvme: String::new(),
                 });
             }
             admin
@@ -3093,7 +3093,7 @@ async fn local_globbing_reader_sees_one_whole_run_at_every_instant() {
                     key,
                     rows: 1,
                     bytes: 1,
-                    sha256: String::new(),
+                    crc64nvme: String::new(),
                 });
             }
             store

@@ -360,7 +360,7 @@ impl DayWriter {
                     key,
                     rows,
                     bytes: handle.progress.bytes(),
-                    sha256: handle.progress.sha256(),
+                    crc64nvme: handle.progress.crc64nvme(),
                 }),
                 Err(source) => {
                     if let Err(e) = handle.abort().await {
@@ -472,9 +472,8 @@ impl DayWriter {
 
     /// Archives one raw API page (gzipped NDJSON) with the run; published with the tables.
     pub async fn write_raw(&mut self, seq: u32, gz_ndjson: bytes::Bytes) -> Result<(), SinkError> {
-        use sha2::Digest;
         let name = format!("pages-{seq:05}.ndjson.gz");
-        let sha256 = hex::encode(sha2::Sha256::digest(&gz_ndjson));
+        let crc64nvme = super::crc64nvme(&gz_ndjson);
         let bytes = gz_ndjson.len() as u64;
         self.store.put_raw(&self.lease, &name, gz_ndjson).await?;
         self.files.push(ManifestFile {
@@ -482,7 +481,7 @@ impl DayWriter {
             key: self.store.raw_key(&self.lease, &name),
             rows: 0,
             bytes,
-            sha256,
+            crc64nvme,
         });
         Ok(())
     }
@@ -584,7 +583,7 @@ mod tests {
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     /// What [`write_day`] wrote: for the table with the most rows, (row groups, rows, sorted
-    /// record ids); and every file's (table, rows, sha256).
+    /// record ids); and every file's (table, rows, crc64nvme).
     type Written = (usize, usize, Vec<String>, Vec<(String, u64, String)>);
 
     /// Writes one simulated day through a DayWriter with `budget`.
@@ -631,6 +630,11 @@ mod tests {
             .await
             .expect("publish");
         store.release_lease(&lease).await.expect("release");
+        for f in &m.files {
+            let bytes = std::fs::read(root.join(&f.key)).expect("read");
+            assert_eq!(bytes.len() as u64, f.bytes, "{}", f.key);
+            assert_eq!(crate::sink::crc64nvme(&bytes), f.crc64nvme, "{}", f.key);
+        }
         let (mut groups, mut rows, mut ids) = (0, 0, Vec::new());
         let id_column = crate::tables::schema::snake_case(CONVERSATIONS.record.id);
         let biggest = m
@@ -654,7 +658,7 @@ mod tests {
         let files = m
             .files
             .iter()
-            .map(|f| (f.table.clone(), f.rows, f.sha256.clone()))
+            .map(|f| (f.table.clone(), f.rows, f.crc64nvme.clone()))
             .collect();
         (groups, rows, ids, files)
     }
@@ -713,7 +717,7 @@ mod tests {
         for _ in 0..3 {
             let again = write_day(dir.path(), 256 << 10).await;
             assert_eq!(again.0, first.0, "row groups");
-            assert_eq!(again.3, first.3, "files: table, rows, sha256");
+            assert_eq!(again.3, first.3, "files: table, rows, crc64nvme");
         }
     }
 }

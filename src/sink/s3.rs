@@ -104,7 +104,7 @@ pub async fn client_from_env(endpoint: Option<&str>) -> aws_sdk_s3::Client {
                 .with_initial_backoff(Duration::from_millis(200)),
         )
         // No default checksums: a multipart upload must use one consistently or not at all
-        // (see TOOLING.md); the manifest carries each file's SHA-256 instead.
+        // (see TOOLING.md); the manifest carries each file's CRC-64/NVME instead.
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired);
     if shared.region().is_none() {
         b = b.region(aws_sdk_s3::config::Region::new("us-east-1"));
