@@ -285,16 +285,16 @@ pub trait Source: Send + Sync {
 /// ([`Dataset::id_refs`]) and the ids the run's reference snapshots list; what is left is
 /// what the summary counts as unresolved: ids this run's snapshot cannot name (deleted before
 /// it; an earlier snapshot may still name them through the `_latest` views).
+/// Ids seen: every id of every referring row is looked up here, so Fx, not SipHash (which
+/// was 0.5% of `convert`'s CPU); ids come from the API, not from whoever could aim collisions.
+type IdSet = rustc_hash::FxHashSet<String>;
+
 #[derive(Debug, Default)]
 pub struct IdAudit {
     /// reference dataset → ids seen in published rows referring to it.
-    referenced: std::sync::Mutex<
-        std::collections::BTreeMap<&'static str, std::collections::HashSet<String>>,
-    >,
+    referenced: std::sync::Mutex<std::collections::BTreeMap<&'static str, IdSet>>,
     /// reference dataset → ids its snapshot listed (present only if it was written).
-    listed: std::sync::Mutex<
-        std::collections::BTreeMap<&'static str, std::collections::HashSet<String>>,
-    >,
+    listed: std::sync::Mutex<std::collections::BTreeMap<&'static str, IdSet>>,
 }
 
 impl IdAudit {
@@ -302,8 +302,8 @@ impl IdAudit {
     pub fn observe(&self, tb: &crate::tables::TableBatch) {
         use arrow::array::{Array, AsArray};
         use arrow::datatypes::DataType;
-        let strings = |col: &dyn Array, into: &mut std::collections::HashSet<String>| {
-            let add = |a: &dyn Array, into: &mut std::collections::HashSet<String>| {
+        let strings = |col: &dyn Array, into: &mut IdSet| {
+            let add = |a: &dyn Array, into: &mut IdSet| {
                 if let Some(s) = a.as_string_opt::<i32>() {
                     for v in s.iter().flatten() {
                         if !into.contains(v) {
