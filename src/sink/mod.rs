@@ -440,4 +440,46 @@ mod tests {
         }
         assert_eq!((p.crc64nvme(), p.bytes()), (want, 9));
     }
+
+    /// A manifest written before the checksum changed (a file's `sha256`, no `crc64nvme`)
+    /// still reads: the nightly run compares against the day's published manifest.
+    #[test]
+    fn manifests_with_sha256_still_read() {
+        let t: DateTime<Utc> = "2026-11-20T01:00:00Z".parse().expect("time");
+        let m = Manifest {
+            date: "2026-11-19".parse().expect("date"),
+            run_id: RunId::new(t),
+            interval: "2026-11-19T00:00:00Z/2026-11-20T00:00:00Z".into(),
+            partial_day: false,
+            schema_version: "1".into(),
+            tool_version: "0.1.0".into(),
+            started: t,
+            finished: t,
+            conversations: 2,
+            rows: [("conversations".to_string(), 2)].into(),
+            files: vec![ManifestFile {
+                table: "conversations".into(),
+                key: "conversations/conversation_date=2026-11-19/part-00000.parquet".into(),
+                rows: 2,
+                bytes: 1234,
+                crc64nvme: crc64nvme(b"file"),
+            }],
+            type_mismatches: 0,
+            open: 0,
+        };
+        let mut old = serde_json::to_value(&m).expect("json");
+        let file = &mut old["files"][0];
+        let crc = file
+            .as_object_mut()
+            .and_then(|f| f.remove("crc64nvme"))
+            .expect("crc64nvme written");
+        assert_eq!(crc, serde_json::json!(crc64nvme(b"file")));
+        file["sha256"] =
+            serde_json::json!("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+        let back: Manifest = serde_json::from_value(old).expect("old manifest reads");
+        assert_eq!(back.files[0].crc64nvme, "");
+        let mut want = m.clone();
+        want.files[0].crc64nvme = String::new();
+        assert_eq!(back, want);
+    }
 }
