@@ -456,10 +456,10 @@ mod tests {
             started: t,
             finished: t,
             conversations: 2,
-            rows: [("conversations".to_string(), 2)].into(),
+            rows: [("calls".to_string(), 2)].into(),
             files: vec![ManifestFile {
-                table: "conversations".into(),
-                key: "conversations/conversation_date=2026-11-19/part-00000.parquet".into(),
+                table: "calls".into(),
+                key: "calls/call_date=2026-11-19/part-00000.parquet".into(),
                 rows: 2,
                 bytes: 1234,
                 crc64nvme: crc64nvme(b"file"),
