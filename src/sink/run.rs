@@ -557,13 +557,15 @@ pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, Si
     let batch = &tb.batch;
     let table = tb.table.name();
     let dates = date_column(tb)?;
-    if let Some(d) = sole_value(dates) {
-        let date = NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| SinkError::WrongDay {
+    let parse = |d: &str| {
+        NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| SinkError::WrongDay {
             table,
             date: NaiveDate::MIN,
             other: d.to_string(),
-        })?;
-        return Ok(vec![(date, tb.clone())]);
+        })
+    };
+    if let Some(d) = sole_value(dates) {
+        return Ok(vec![(parse(d)?, tb.clone())]);
     }
     // Rows come grouped by record, so runs of one date are long: drop repeats before sorting.
     let mut distinct: Vec<&str> = dates.iter().flatten().collect();
@@ -577,13 +579,6 @@ pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, Si
             other: "null".into(),
         });
     }
-    let parse = |d: &str| {
-        NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| SinkError::WrongDay {
-            table,
-            date: NaiveDate::MIN,
-            other: d.to_string(),
-        })
-    };
     if distinct.len() <= 1 {
         return match distinct.first() {
             Some(d) => Ok(vec![(parse(d)?, tb.clone())]),
