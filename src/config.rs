@@ -268,7 +268,7 @@ pub struct PipelineArgs {
     pub max_file_mb: u64,
     /// Memory for the Parquet row groups being built, in MiB per day (all tables): past it the
     /// largest is written out, so larger values give larger row groups.
-    #[arg(long, env = "GP_BUFFER_MB", default_value_t = 32)]
+    #[arg(long, env = "GP_BUFFER_MB", default_value_t = crate::sink::parquet::DEFAULT_BUFFER_MB)]
     pub buffer_mb: usize,
     /// Write key columns (ids and times copied from the parent row) PLAIN instead of with
     /// Parquet's delta encodings, for readers that lack them (Athena, Trino, Spark 3.3+, Hive,
@@ -296,7 +296,7 @@ impl PipelineArgs {
             archive_raw: false,
             datasets: "all".into(),
             max_file_mb: 256,
-            buffer_mb: 32,
+            buffer_mb: crate::sink::parquet::DEFAULT_BUFFER_MB,
             plain_keys: false,
             open_horizon_days: DEFAULT_OPEN_HORIZON_DAYS,
             threads: 0,
