@@ -1371,14 +1371,18 @@ impl PartitionRun {
 /// Raw archive files are cut at about this many uncompressed bytes.
 const RAW_FILE_BYTES: usize = 64 << 20;
 
-/// Converter messages queued for the writer (batch sets of about 4 MiB of input each, one
+/// Converter messages queued for the writer (batch sets of about 8 MiB of input each, one
 /// more being built and one being written). At each sync the writer waits for an encoder
-/// still behind the previous sync; a queue of 2 then stopped the converter too, and the other
-/// encoders ran dry: 8 took 7.5-9% less time and 1-3% less CPU for 500k conversations
-/// (three A/Bs of 4-6 alternating runs, 2026-12-03; 6 gained nothing), for 10-17 MiB more,
-/// which the smaller default row-group budget ([`crate::sink::parquet::DEFAULT_BUFFER_MB`])
-/// gives back.
-const CONVERTED_QUEUE: usize = 8;
+/// still behind the previous sync; a short queue then stopped the converter too, and the other
+/// encoders ran dry: 32 MiB of input queued took 7.5-9% less time and 1-3% less CPU for 500k
+/// conversations than 8 MiB (three A/Bs of 4-6 alternating runs, 2026-12-03), for 10-17 MiB
+/// more, which the smaller default row-group budget
+/// ([`crate::sink::parquet::DEFAULT_BUFFER_MB`]) gives back. Four batch sets of 8 MiB rather
+/// than eight of 4 (2026-12-04): each batch costs every one of a table's columns a fixed
+/// share in the converter and the Parquet writer, whatever its rows ([`ConvertOptions`]).
+///
+/// [`ConvertOptions`]: crate::tables::ConvertOptions
+const CONVERTED_QUEUE: usize = 4;
 
 /// The converter thread: pages in, batches (and raw archive files, and progress) out; returns
 /// the type mismatches per partition once the feed ends. With several workers, each converts

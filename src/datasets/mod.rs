@@ -317,6 +317,12 @@ impl IdAudit {
                     let l = col.as_list::<i32>();
                     add(l.values().as_ref(), into);
                 }
+                // A string key: a dictionary over its parent's column.
+                DataType::Dictionary(_, _) => {
+                    if let Ok(s) = arrow::compute::cast(col, &DataType::Utf8) {
+                        add(s.as_ref(), into);
+                    }
+                }
                 _ => add(col, into),
             }
         };

@@ -241,6 +241,39 @@ fn leaf_path(c: &crate::tables::schema::Column) -> ColumnPath {
     }
 }
 
+/// A batch fits a file schema: the same column names, each of the schema's type or, for a
+/// string, a dictionary of strings.
+fn check_columns(
+    schema: &arrow::datatypes::Schema,
+    batch: &RecordBatch,
+) -> parquet::errors::Result<()> {
+    use arrow::datatypes::DataType;
+    let fits = |want: &DataType, got: &DataType| {
+        want == got
+            || matches!((want, got), (DataType::Utf8, DataType::Dictionary(_, v)) if **v == DataType::Utf8)
+    };
+    let bs = batch.schema();
+    if bs.fields().len() != schema.fields().len() {
+        return Err(parquet::errors::ParquetError::General(format!(
+            "a batch of {} columns for a file of {}",
+            bs.fields().len(),
+            schema.fields().len()
+        )));
+    }
+    for (want, got) in schema.fields().iter().zip(bs.fields()) {
+        if want.name() != got.name() || !fits(want.data_type(), got.data_type()) {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "batch column {} ({}) where the file has {} ({})",
+                got.name(),
+                got.data_type(),
+                want.name(),
+                want.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Rows and bytes of a finished file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FileStats {
@@ -278,11 +311,12 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
         self.table
     }
 
-    /// Writes a batch in the file schema (no partition column).
+    /// Writes a batch of the file schema's columns (no partition column); string keys may be
+    /// dictionaries ([`crate::tables::schema::key_dictionary_type`]): the writer encodes
+    /// each column by its array's type, under the file schema's.
     pub async fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
-        // Re-label with the file schema (same columns): the writer compares schemas.
-        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?;
-        self.writer.write(&batch).await?;
+        check_columns(&self.schema, batch)?;
+        self.writer.write(batch).await?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -374,15 +408,16 @@ mod tests {
         let mut out = Vec::new();
         for tb in day_batches() {
             let schema = file_schema(tb.table);
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                tb.batch.columns()[..schema.fields().len()].to_vec(),
-            )
-            .expect("file batch");
+            // The file's columns as the converter made them (string keys are dictionaries).
+            let batch = tb
+                .batch
+                .project(&(0..schema.fields().len()).collect::<Vec<_>>())
+                .expect("file columns");
             let props = writer_properties(tb.table, settings, &meta, Some(&batch));
             let mut file = Vec::new();
-            let mut w = parquet::arrow::ArrowWriter::try_new(&mut file, schema, Some(props))
-                .expect("writer");
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut file, schema.clone(), Some(props))
+                    .expect("writer");
             w.write(&batch).expect("write");
             w.close().expect("close");
             let file = bytes::Bytes::from(file);
@@ -392,16 +427,17 @@ mod tests {
                 .expect("reader");
             let back: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("read back");
             let back = arrow::compute::concat_batches(&back[0].schema(), &back).expect("concat");
-            for (i, f) in batch.schema().fields().iter().enumerate() {
-                // Lists read back with Parquet's element name (`element`): same values.
+            assert_eq!(back.schema().fields().len(), schema.fields().len());
+            for (i, f) in schema.fields().iter().enumerate() {
+                // Lists read back with Parquet's element name (`element`), and keys were
+                // written from dictionaries: the same values.
                 let col = arrow::compute::cast(back.column(i), f.data_type()).expect("cast");
-                assert_eq!(
-                    &col,
-                    batch.column(i),
-                    "{}.{} reads back",
-                    tb.table,
-                    f.name()
-                );
+                let want = arrow::compute::cast(batch.column(i), f.data_type()).expect("cast");
+                if f.data_type() == &arrow::datatypes::DataType::Utf8 {
+                    // Readers see strings, whatever the writer was handed.
+                    assert_eq!(back.schema().field(i).data_type(), f.data_type());
+                }
+                assert_eq!(&col, &want, "{}.{} reads back", tb.table, f.name());
             }
             let md = parquet::file::serialized_reader::SerializedFileReader::new(file)
                 .expect("metadata");
@@ -438,11 +474,11 @@ mod tests {
                 continue;
             }
             let schema = file_schema(tb.table);
-            let batch = RecordBatch::try_new(
-                schema.clone(),
-                tb.batch.columns()[..schema.fields().len()].to_vec(),
-            )
-            .expect("file batch");
+            // The file's columns as the converter made them (string keys are dictionaries).
+            let batch = tb
+                .batch
+                .project(&(0..schema.fields().len()).collect::<Vec<_>>())
+                .expect("file columns");
             let props = writer_properties(tb.table, &ParquetSettings::default(), &meta, None);
             let mut file = Vec::new();
             let mut w = parquet::arrow::ArrowWriter::try_new(&mut file, schema, Some(props))

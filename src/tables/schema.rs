@@ -535,7 +535,17 @@ fn build_layout(table: Table) -> Layout {
         file_fields.clone(),
         metadata.clone(),
     ));
-    let mut batch_fields = file_fields;
+    // In the converter's batches a string key is a dictionary over its parent's column (the
+    // child rows' parent row numbers as keys): a parent's id is held once, not copied onto
+    // each of its children's rows. The file schema (and so every reader) still says string.
+    let mut batch_fields: Vec<ArrowField> = columns
+        .iter()
+        .zip(file_fields)
+        .map(|(c, f)| match (c.role, c.ty) {
+            (Role::Key, Ty::Str) => f.with_data_type(key_dictionary_type()),
+            _ => f,
+        })
+        .collect();
     batch_fields.push(ArrowField::new(
         partitioning.column(),
         DataType::Utf8,
@@ -560,8 +570,14 @@ pub fn file_schema(table: Table) -> SchemaRef {
     table.layout().file_schema.clone()
 }
 
-/// The schema of the converter's batches: the file schema plus the dataset's partition
-/// column last.
+/// The type of a string key column in the converter's batches: a dictionary whose keys are
+/// parent row numbers and whose values are the parent's column ([`batch_schema`]).
+pub fn key_dictionary_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8))
+}
+
+/// The schema of the converter's batches: the file schema, string keys as dictionaries
+/// ([`key_dictionary_type`]), plus the dataset's partition column last.
 pub fn batch_schema(table: Table) -> SchemaRef {
     table.layout().batch_schema.clone()
 }
