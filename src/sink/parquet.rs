@@ -459,6 +459,71 @@ mod tests {
         out
     }
 
+    #[test]
+    fn a_batch_fits_its_file_only_with_the_files_columns_strings_or_string_dictionaries() {
+        use arrow::array::{ArrayRef, DictionaryArray, Int64Array, UInt32Array};
+        use arrow::datatypes::{DataType, Field, Schema, UInt32Type};
+        let mut dictionaries = 0;
+        for tb in day_batches() {
+            let schema = file_schema(tb.table);
+            let n = schema.fields().len();
+            let batch = tb
+                .batch
+                .project(&(0..n).collect::<Vec<_>>())
+                .expect("file columns");
+            check_columns(&schema, &batch).expect("a converter batch fits its file");
+            let Some(i) =
+                (0..n).find(|i| matches!(batch.column(*i).data_type(), DataType::Dictionary(_, _)))
+            else {
+                continue;
+            };
+            dictionaries += 1;
+            let name = schema.field(i).name().clone();
+            let rows = batch.num_rows();
+            let with = |array: ArrayRef| {
+                let mut fields: Vec<Field> = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                fields[i] = Field::new(&name, array.data_type().clone(), true);
+                let mut columns = batch.columns().to_vec();
+                columns[i] = array;
+                RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+                    .expect("batch")
+            };
+            let numbers: ArrayRef = std::sync::Arc::new(Int64Array::from(vec![1; rows]));
+            let number_dictionary: ArrayRef = std::sync::Arc::new(
+                DictionaryArray::<UInt32Type>::try_new(
+                    UInt32Array::from(vec![0; rows]),
+                    std::sync::Arc::new(Int64Array::from(vec![1])),
+                )
+                .expect("dictionary"),
+            );
+            for wrong in [numbers, number_dictionary] {
+                let e = check_columns(&schema, &with(wrong)).expect_err("wrong type");
+                assert!(
+                    e.to_string().contains(&format!("batch column {name} (")),
+                    "{e}"
+                );
+            }
+            let short = batch
+                .project(&(0..n - 1).collect::<Vec<_>>())
+                .expect("fewer");
+            let e = check_columns(&schema, &short).expect_err("a column short");
+            assert!(
+                e.to_string()
+                    .contains(&format!("a batch of {} columns for a file of {n}", n - 1)),
+                "{e}"
+            );
+        }
+        assert!(
+            dictionaries > 5,
+            "string keys are dictionaries in {dictionaries} tables"
+        );
+    }
+
     /// Min/max are written for times, numbers and booleans, not for strings.
     #[test]
     fn statistics_only_for_columns_that_are_not_strings() {

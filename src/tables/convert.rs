@@ -357,8 +357,8 @@ impl Converter {
 
 /// A key column of a child table: the parent's key column `src` at each child row's parent
 /// row. A string key becomes a dictionary over the parent's values (a parent's key that is
-/// itself one is re-keyed), which costs four bytes a row instead of a copy of the id: key
-/// columns were most of a batch's memory, and their copies a tenth of the converter's time.
+/// itself one is re-keyed): four bytes a child row instead of a copy of the id (the copies
+/// were 2.2% of `convert`'s CPU at 500k conversations, and most of a batch's bytes).
 fn key_column(src: &ArrayRef, parent_rows: &UInt32Array) -> Result<ArrayRef, ArrowError> {
     use arrow::array::{AsArray, DictionaryArray};
     use arrow::datatypes::{DataType, UInt32Type};
