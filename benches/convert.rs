@@ -9,7 +9,10 @@
 //!
 //! Each runs as a child process under a small Python wrapper that reports the child's wall
 //! time, CPU seconds (user + sys, all threads) and peak RSS from its rusage. Printed per tool:
-//! wall, CPU, peak RSS, input MB/s (wall), and the references' wall and CPU over ours.
+//! wall, CPU, the system part of it, peak RSS, input MB/s (wall), and the references' wall and
+//! CPU over ours. The system part is mostly the kernel copying the input out of and the output
+//! into the page cache; on a VM it varies from run to run with the host (fresh page-cache pages
+//! cost a first touch), so it tells a slower machine from a slower tool.
 //!
 //! `cargo bench --bench convert` — env `GP_BENCH_CONVERSATIONS` (default `50000`; the full
 //! comparison is `50000,500000`, comma-separated), `GP_PYTHON` (python with pyarrow and duckdb;
@@ -26,7 +29,9 @@ use genesys_parquet::simulator::{Dataset, SimConfig};
 
 struct Measured {
     wall: f64,
+    /// User + system seconds.
     cpu: f64,
+    sys: f64,
     peak_mib: f64,
 }
 
@@ -81,8 +86,8 @@ fn main() {
                 mb * 1e3 / n as f64
             );
             println!(
-                "{:<28} {:>8} {:>8} {:>9} {:>8} {:>11} {:>10}",
-                "", "wall_s", "cpu_s", "peak_MiB", "MB/s", "wall/ours", "cpu/ours"
+                "{:<28} {:>8} {:>8} {:>8} {:>9} {:>8} {:>11} {:>10}",
+                "", "wall_s", "cpu_s", "sys_s", "peak_MiB", "MB/s", "wall/ours", "cpu/ours"
             );
             let ours_out = out("ours");
             let ours = measure(
@@ -101,6 +106,7 @@ fn main() {
             )
             .expect("genesys-parquet convert failed");
             report("genesys-parquet convert", &ours, &ours, mb);
+            let out_pyarrow = out("pyarrow");
             let script = benches.join("reference_pyarrow.py");
             match measure(
                 &python,
@@ -108,7 +114,7 @@ fn main() {
                     &python,
                     script.to_str().expect("utf8"),
                     input_s,
-                    &out("pyarrow"),
+                    &out_pyarrow,
                 ],
             ) {
                 Some(m) => report("pyarrow 5 tables", &m, &ours, mb),
@@ -130,9 +136,11 @@ fn main() {
                 }
             }
             println!(
-                "output of ours: {:.1} MB in {} files",
+                "output of ours: {:.1} MB in {} files; of pyarrow: {:.1} MB in {} files",
                 dir_size(Path::new(&ours_out)) as f64 / 1e6,
-                count_files(Path::new(&ours_out))
+                count_files(Path::new(&ours_out)),
+                dir_size(Path::new(&out_pyarrow)) as f64 / 1e6,
+                count_files(Path::new(&out_pyarrow))
             );
             for name in ["ours", "pyarrow", "duckdb"] {
                 let _ = std::fs::remove_dir_all(out(name));
@@ -146,9 +154,10 @@ fn main() {
 
 fn report(name: &str, m: &Measured, ours: &Measured, mb: f64) {
     println!(
-        "{name:<28} {:>8.2} {:>8.2} {:>9.1} {:>8.1} {:>10.2}x {:>9.2}x",
+        "{name:<28} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>8.1} {:>10.2}x {:>9.2}x",
         m.wall,
         m.cpu,
+        m.sys,
         m.peak_mib,
         mb / m.wall,
         m.wall / ours.wall,
@@ -172,8 +181,8 @@ fn generate(n: u64, path: &Path) -> u64 {
         .expect("write pages")
 }
 
-/// Runs `args` as a child of a Python wrapper; its wall time, CPU seconds and peak RSS, or
-/// None when it failed (its stderr is shown).
+/// Runs `args` as a child of a Python wrapper; its wall time, CPU seconds (and the system part)
+/// and peak RSS, or None when it failed (its stderr is shown).
 fn measure(python: &str, args: &[&str]) -> Option<Measured> {
     let script = r#"
 import resource, subprocess, sys, time
@@ -181,7 +190,7 @@ t0 = time.perf_counter()
 r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
 wall = time.perf_counter() - t0
 u = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(r.returncode, wall, u.ru_utime + u.ru_stime, u.ru_maxrss)
+print(r.returncode, wall, u.ru_utime + u.ru_stime, u.ru_stime, u.ru_maxrss)
 "#;
     let o = Command::new(python)
         .arg("-c")
@@ -194,7 +203,7 @@ print(r.returncode, wall, u.ru_utime + u.ru_stime, u.ru_maxrss)
         .split_whitespace()
         .filter_map(|v| v.parse().ok())
         .collect();
-    if v.len() != 4 || v[0] != 0.0 {
+    if v.len() != 5 || v[0] != 0.0 {
         eprintln!(
             "{:?} failed: {text} {}",
             args.first(),
@@ -205,7 +214,8 @@ print(r.returncode, wall, u.ru_utime + u.ru_stime, u.ru_maxrss)
     Some(Measured {
         wall: v[1],
         cpu: v[2],
-        peak_mib: v[3] / 1024.0,
+        sys: v[3],
+        peak_mib: v[4] / 1024.0,
     })
 }
 
