@@ -42,6 +42,8 @@ pub struct EncoderState {
     pub buffered: usize,
     /// Bytes handed to the upload.
     pub written: u64,
+    /// Column chunks written out, their metadata held for the footer.
+    pub column_chunks: usize,
 }
 
 /// A state requested with [`PartEncoder::ask_state`], read with [`PartEncoder::state`].
@@ -144,6 +146,7 @@ async fn run(
                 let _ = answer.send(EncoderState {
                     buffered: writer.buffered_bytes(),
                     written: progress.bytes(),
+                    column_chunks: writer.column_chunks(),
                 });
             }
             Job::Close => return writer.close().await.map(Some),

@@ -88,15 +88,22 @@ struct OpenPart {
     buffered: usize,
     /// …what the upload holds before sending a part…
     upload_buffered: usize,
-    /// …and bytes written to the file.
+    /// …bytes written to the file…
     bytes: u64,
+    /// …and column chunks whose metadata it holds for its footer.
+    column_chunks: usize,
 }
 
 impl OpenPart {
     /// Reads the state asked for last (if any) and asks for the state as of now.
     async fn resync(&mut self) -> Result<(), ::parquet::errors::ParquetError> {
         if let Some(asked) = self.asked.take() {
-            let EncoderState { buffered, written } = self.encoder.state(asked).await?;
+            let EncoderState {
+                buffered,
+                written,
+                column_chunks,
+            } = self.encoder.state(asked).await?;
+            self.column_chunks = column_chunks;
             self.buffered = buffered;
             self.upload_buffered = self.handle.buffered_at(written);
             self.bytes = written;
@@ -214,6 +221,7 @@ impl DayWriter {
                     buffered: 0,
                     upload_buffered: 0,
                     bytes: 0,
+                    column_chunks: 0,
                 },
             );
         }
@@ -243,6 +251,17 @@ impl DayWriter {
             for t in full {
                 self.close_part(t).await?;
             }
+            while self.open_column_chunks() > self.settings.max_open_column_chunks {
+                let most = self
+                    .open
+                    .iter()
+                    .map(|(t, o)| (*t, o.column_chunks))
+                    .max_by_key(|(t, chunks)| (*chunks, t.name()));
+                match most {
+                    Some((t, _)) => self.close_part(t).await?,
+                    None => break,
+                }
+            }
             while self.buffered_bytes() > self.settings.max_buffered_bytes {
                 self.flush_largest().await?;
             }
@@ -266,6 +285,11 @@ impl DayWriter {
             return Err(SinkError::writing(table, self.lease.date, key, source));
         }
         Ok(())
+    }
+
+    /// Column chunks whose metadata the open files hold, as of the last sync.
+    fn open_column_chunks(&self) -> usize {
+        self.open.values().map(|o| o.column_chunks).sum()
     }
 
     /// Memory held for this day's tables, as of the last sync: row groups being built, and
@@ -652,6 +676,14 @@ mod tests {
 
     /// Writes one simulated day through a DayWriter with `budget`.
     async fn write_day(root: &std::path::Path, budget: usize) -> Written {
+        let settings = ParquetSettings {
+            max_buffered_bytes: budget,
+            ..ParquetSettings::default()
+        };
+        write_day_with(root, settings).await
+    }
+
+    async fn write_day_with(root: &std::path::Path, settings: ParquetSettings) -> Written {
         let date: NaiveDate = "2026-10-20".parse().expect("date");
         let store: Arc<dyn Store> = Arc::new(DayStore::local(root).expect("store"));
         let lease = store
@@ -663,10 +695,6 @@ mod tests {
             )
             .await
             .expect("lease");
-        let settings = ParquetSettings {
-            max_buffered_bytes: budget,
-            ..ParquetSettings::default()
-        };
         // Fixed, so that two writes of the day can be the same bytes.
         let meta = ParquetMeta {
             interval: Interval::day(date).to_genesys(),
@@ -768,6 +796,55 @@ mod tests {
         assert_eq!(roomy.2, tight.2);
     }
 
+    #[tokio::test]
+    async fn files_are_cut_when_open_footers_hold_too_many_column_chunks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let budget = 256 << 10;
+        let uncut = write_day_with(
+            dir.path(),
+            ParquetSettings {
+                max_buffered_bytes: budget,
+                max_open_column_chunks: usize::MAX,
+                ..ParquetSettings::default()
+            },
+        )
+        .await;
+        let cut = write_day_with(
+            dir.path(),
+            ParquetSettings {
+                max_buffered_bytes: budget,
+                max_open_column_chunks: 300,
+                ..ParquetSettings::default()
+            },
+        )
+        .await;
+        let files_of = |w: &Written| {
+            let mut n = BTreeMap::new();
+            for (table, _, _) in &w.3 {
+                *n.entry(table.clone()).or_insert(0) += 1;
+            }
+            n
+        };
+        assert!(
+            files_of(&uncut).values().all(|&n| n == 1),
+            "{:?}",
+            files_of(&uncut)
+        );
+        // `sessions` has 102 columns: a new part every few row groups.
+        assert!(files_of(&cut)["sessions"] > 2, "{:?}", files_of(&cut));
+        // The same rows, whatever the files.
+        assert_eq!(cut.1, uncut.1);
+        assert_eq!(cut.2, uncut.2);
+        let rows_of = |w: &Written| {
+            let mut n = BTreeMap::new();
+            for (table, rows, _) in &w.3 {
+                *n.entry(table.clone()).or_insert(0) += rows;
+            }
+            n
+        };
+        assert_eq!(rows_of(&cut), rows_of(&uncut));
+    }
+
     /// Tables encode on tasks of their own, but the writer decides row groups and file cuts
     /// only on their state after a sync: with threads racing, the files are the same bytes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -776,8 +853,14 @@ mod tests {
         // A budget crossed many times: row groups are written out at the writer's decisions.
         let first = write_day(dir.path(), 256 << 10).await;
         assert!(first.0 > 3, "several row groups: {}", first.0);
-        // A file per table with rows (the simulated day leaves one table empty).
-        assert_eq!(first.3.len(), CONVERSATIONS.tables.len() - 1);
+        // A file per table with rows (the simulated day leaves one table empty), and more
+        // where the open footers' column chunks went past the default cap: file cuts are
+        // decisions on the encoders' state too.
+        assert!(
+            first.3.len() > CONVERSATIONS.tables.len() - 1,
+            "files: {}",
+            first.3.len()
+        );
         for _ in 0..3 {
             let again = write_day(dir.path(), 256 << 10).await;
             assert_eq!(again.0, first.0, "row groups");

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::write_behind::WriteBehind;
 use super::{precondition, ObjectMeta, ObjectStorage, PutMode, Version};
 use crate::sink::{StoreError, Upload};
 
@@ -390,7 +391,7 @@ impl ObjectStorage for LocalStorage {
             })
             .await?;
         Ok(Box::new(LocalUpload {
-            file: Some(file),
+            file: Some(WriteBehind::new(file)),
             tmp,
             target,
             bytes: 0,
@@ -453,10 +454,10 @@ impl LocalStorage {
 
 /// A file being written under a hidden temporary name; moved into place on completion. Writes
 /// are whole row groups, so they go straight to a std file on the blocking pool: no copy and
-/// no buffer kept per open file.
+/// no buffer kept per open file. Its bytes go to disk as it grows ([`WriteBehind`]).
 struct LocalUpload {
     /// `None` only while a write runs, or after one panicked.
-    file: Option<std::fs::File>,
+    file: Option<WriteBehind>,
     tmp: PathBuf,
     target: PathBuf,
     bytes: u64,
@@ -466,7 +467,7 @@ impl LocalUpload {
     async fn with_file<T: Send + 'static>(
         &mut self,
         op: &'static str,
-        f: impl FnOnce(&mut std::fs::File) -> std::io::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut WriteBehind) -> std::io::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let lost = || StoreError::io(op, self.tmp.display(), std::io::Error::other("file lost"));
         let mut file = self.file.take().ok_or_else(lost)?;

@@ -38,6 +38,7 @@
 mod local;
 mod memory;
 mod s3;
+mod write_behind;
 
 use std::fmt;
 
