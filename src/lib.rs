@@ -11,6 +11,7 @@ pub mod datasets;
 pub mod error_class;
 pub mod files;
 pub mod genesys;
+pub mod id_set;
 pub mod interval;
 pub(crate) mod json;
 pub mod lambda;
