@@ -1,5 +1,5 @@
-//! An exact set of 64-bit ids in about 9 bytes an id (8.6 for 500k random ids), for the one structure of `convert` that
-//! grows with the day: its duplicate check ([`crate::pipeline`]).
+//! An exact set of 64-bit ids in about 9 bytes an id (8.6 for 500k random ids), for the one
+//! structure of `convert` that grows with the day: its duplicate check ([`crate::pipeline`]).
 //!
 //! A hash set of `u64` holds 9 to 18 bytes an id between resizes, and a resize holds the old
 //! table and the new one at once: 9.4 MiB for 500k ids, +14 MiB while growing past 458,752.
