@@ -4,7 +4,8 @@
 # Needs cfn-lint: on PATH, or in the Python named by GP_PYTHON (`$GP_PYTHON -m cfnlint`), the
 # SAM CLI: on PATH, or named by GP_SAM, and aws-sam-translator + parliament in GP_PYTHON
 # (tests/requirements.txt).
-# The Glue tables are checked against `genesys-parquet schema --format json`.
+# The Glue tables are checked against `genesys-parquet schema --format json`: the binary named by
+# GP_BIN when set (`.ci/run` passes the one its tests built), else `cargo run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,7 +48,11 @@ AWS_DEFAULT_REGION=us-east-1 "${CFN_LINT[@]}" "$tmp/asl-template.json"
 
 echo "== generated Glue tables and named queries"
 # The schema comes from the code itself, so the Glue tables cannot drift from the files.
-cargo run -q --locked --bin genesys-parquet -- schema --format json >"$tmp/schema.json"
+if [ -n "${GP_BIN:-}" ]; then
+  "$GP_BIN" schema --format json >"$tmp/schema.json"
+else
+  cargo run -q --locked --bin genesys-parquet -- schema --format json >"$tmp/schema.json"
+fi
 schema="$tmp/schema.json"
 "$PY" infra/gen_glue_tables.py --schema "$schema" --check template.yaml
 
