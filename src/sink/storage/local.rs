@@ -453,8 +453,9 @@ impl LocalStorage {
 }
 
 /// A file being written under a hidden temporary name; moved into place on completion. Writes
-/// are whole row groups, so they go straight to a std file on the blocking pool: no copy and
-/// no buffer kept per open file. Its bytes go to disk as it grows ([`WriteBehind`]).
+/// are whole row groups, so they go straight to the file on the blocking pool, with no buffer
+/// kept per open file but the last partial disk block: its bytes go to disk as it grows, with
+/// direct I/O where the file system takes it ([`WriteBehind`]).
 struct LocalUpload {
     /// `None` only while a write runs, or after one panicked.
     file: Option<WriteBehind>,
