@@ -8,7 +8,9 @@
 //! Each write is staged through an aligned buffer a MiB at a time and written in whole blocks;
 //! the last partial block waits for the next write, and the file's end is written padded, then
 //! cut to its length. The staging buffers are shared by the files being written: as many as
-//! writes run at once, not one per open file.
+//! writes run at once, not one per open file. A direct write returns once the device has the
+//! bytes (on a network file system, once the server has them); the writes run on the blocking
+//! pool, so the encoders go on meanwhile.
 //!
 //! Where direct I/O is refused (tmpfs on older kernels, FUSE, a device with larger blocks: the
 //! flag or a write fails with `EINVAL`, which writes nothing), the file goes on through the page
