@@ -131,7 +131,8 @@ impl WriteBehind {
             match write_blocks(&mut self.file, &buf[..whole]) {
                 Ok(()) => tail.extend_from_slice(&buf[whole.min(filled)..filled]),
                 Err((written, e)) if e.raw_os_error() == Some(EINVAL) => {
-                    // Refused, writing nothing: the rest goes through the page cache.
+                    // Refused (after `written` bytes of a short write, if any): the rest goes
+                    // through the page cache.
                     set_direct(&self.file, false);
                     let at = std::io::Seek::stream_position(&mut self.file)?;
                     self.mode = Mode::Cached {
