@@ -567,10 +567,46 @@ impl Open {
 }
 
 /// The offset of the first byte from `i` that ends a run of plain string bytes: `"`, `\` or a
-/// control character (or the end). Eight bytes at a time: the lowest flagged byte of each
-/// word is exact (the borrows that make false flags only run upwards).
+/// control character (or the end). Sixteen bytes at a time where SSE2 is (every x86-64),
+/// then eight at a time ([`plain_run_words`]).
 #[inline]
-fn plain_run(b: &[u8], mut i: usize) -> usize {
+fn plain_run(b: &[u8], i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    let i = {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        let mut i = i;
+        // SAFETY: SSE2 is in every x86-64 CPU; each load reads the 16 bytes at
+        // `b[i..i + 16]`, in bounds by the loop's condition, unaligned loads allowed.
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let slash = _mm_set1_epi8(b'\\' as i8);
+            let control = _mm_set1_epi8(0x1f);
+            while i + 16 <= b.len() {
+                let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
+                // A byte is a control character when the unsigned min with 0x1f leaves it.
+                let hits = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)),
+                    _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
+                );
+                let mask = _mm_movemask_epi8(hits) as u32;
+                if mask != 0 {
+                    return i + mask.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
+        i
+    };
+    plain_run_words(b, i)
+}
+
+/// [`plain_run`] eight bytes at a time: the lowest flagged byte of each word is exact (the
+/// borrows that make false flags only run upwards).
+#[inline]
+fn plain_run_words(b: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = b.get(i..i + 8) {
@@ -611,6 +647,36 @@ mod tests {
 
     fn serde_ok(text: &str) -> bool {
         serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+    }
+
+    /// Every byte value at every offset of 0 to 40-byte runs, from every start: both scans
+    /// stop where a byte-at-a-time one does (the vector loop, the word loop and their tails).
+    #[test]
+    fn plain_run_stops_at_the_first_quote_backslash_or_control_byte() {
+        let naive = |b: &[u8], i: usize| {
+            (i..b.len())
+                .find(|&j| b[j] == b'"' || b[j] == b'\\' || b[j] < 0x20)
+                .unwrap_or(b.len())
+        };
+        for len in 0..=40usize {
+            for at in 0..len.max(1) {
+                for byte in 0..=255u8 {
+                    let mut b = vec![b'a'; len];
+                    if at < len {
+                        b[at] = byte;
+                    }
+                    for start in [0, 1, 7, 9, 17].into_iter().filter(|&s| s <= len) {
+                        let want = naive(&b, start);
+                        assert_eq!(plain_run(&b, start), want, "{len} {at} {byte} {start}");
+                        assert_eq!(
+                            plain_run_words(&b, start),
+                            want,
+                            "{len} {at} {byte} {start}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

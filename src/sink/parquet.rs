@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 use arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
-use parquet::arrow::async_writer::{AsyncArrowWriter, AsyncFileWriter};
+use parquet::arrow::async_writer::AsyncFileWriter;
+use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
@@ -46,10 +47,16 @@ pub struct ParquetSettings {
 pub const MAX_OPEN_COLUMN_CHUNKS: usize = 4096;
 
 /// The default of [`ParquetSettings::max_buffered_bytes`], in MiB (`--buffer-mb`). 28 rather
-/// than 32 pays for the converter's deeper queue ([`crate::pipeline`]): together they kept a
+/// than 32 paid for the converter's deeper queue ([`crate::pipeline`]): together they kept a
 /// 500k-conversation convert under 200 MiB (187) and took 9% less time than 32 with a queue of 2
-/// (median of 4 alternating runs, 10.1 vs 11.1 s; 18.6 vs 19.1 s of CPU; 2026-12-03).
-pub const DEFAULT_BUFFER_MB: usize = 28;
+/// (median of 4 alternating runs, 10.1 vs 11.1 s; 18.6 vs 19.1 s of CPU; 2026-12-03). Once
+/// files were written with direct I/O and C code allocated from jemalloc, the budget no longer
+/// bought CPU: 20, 28 and 40 MiB took the same CPU at 500k (10.99, 10.98, 10.98 s, medians of
+/// 4 alternating runs) for 148, 167 and 211 MiB; 20 pays for the converter's larger batches
+/// ([`crate::tables::ConvertOptions::batch_bytes`]). Lower still saves memory for smaller row
+/// groups, which readers pay for: 16 and 12 MiB peaked at 162 and 150 MiB with 16 MiB batches
+/// (CPU within the noise) and wrote 0.1% and 0.2% more bytes.
+pub const DEFAULT_BUFFER_MB: usize = 20;
 
 impl Default for ParquetSettings {
     fn default() -> Self {
@@ -294,8 +301,17 @@ pub struct FileStats {
 }
 
 /// One Parquet file of one table, streamed to `W`.
+///
+/// parquet-rs's `AsyncArrowWriter` is this with a buffer that starts empty for every row
+/// group: growing it by doubling copied each row group about once more and faulted in fresh
+/// pages (the largest source of page faults in a 150k-conversation convert). Here a row
+/// group written out starts with the room the last one took (reserved only then: between row
+/// groups an open file holds no buffer).
 pub struct TableFileWriter<W: AsyncFileWriter> {
-    writer: AsyncArrowWriter<W>,
+    writer: ArrowWriter<Vec<u8>>,
+    out: W,
+    /// The room the next row group written out is given.
+    room: usize,
     table: Table,
     schema: arrow::datatypes::SchemaRef,
     rows: u64,
@@ -311,9 +327,11 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
     ) -> parquet::errors::Result<Self> {
         let schema = file_schema(table);
         let props = writer_properties(table, settings, meta, first);
-        let writer = AsyncArrowWriter::try_new(w, schema.clone(), Some(props))?;
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
         Ok(Self {
             writer,
+            out: w,
+            room: 0,
             table,
             schema,
             rows: 0,
@@ -329,8 +347,12 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
     /// each column by its array's type, under the file schema's.
     pub async fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
         check_columns(&self.schema, batch)?;
-        self.writer.write(batch).await?;
+        let row_groups = self.writer.flushed_row_groups().len();
+        self.writer.write(batch)?;
         self.rows += batch.num_rows() as u64;
+        if self.writer.flushed_row_groups().len() != row_groups {
+            self.send().await?;
+        }
         Ok(())
     }
 
@@ -350,14 +372,29 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
 
     /// Ends the row group being built (writes it out), freeing its memory.
     pub async fn flush_row_group(&mut self) -> parquet::errors::Result<()> {
-        self.writer.flush().await
+        self.writer.inner_mut().reserve(self.room);
+        self.writer.flush()?;
+        self.send().await
     }
 
     /// Writes the footer and completes the upload.
-    pub async fn close(self) -> parquet::errors::Result<FileStats> {
-        let rows = self.rows;
-        self.writer.close().await?;
-        Ok(FileStats { rows })
+    pub async fn close(mut self) -> parquet::errors::Result<FileStats> {
+        self.writer.inner_mut().reserve(self.room);
+        self.writer.finish()?;
+        self.send().await?;
+        self.out.complete().await?;
+        Ok(FileStats { rows: self.rows })
+    }
+
+    /// Hands what the writer has encoded to `out`.
+    async fn send(&mut self) -> parquet::errors::Result<()> {
+        let buf = self.writer.inner_mut();
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.room = buf.len() + buf.len() / 4;
+        let encoded = std::mem::take(buf);
+        self.out.write(encoded.into()).await
     }
 }
 

@@ -19,6 +19,7 @@
 //!
 //! [`Key`]: super::schema::Key
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ use chrono::DateTime;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::lookup::KeyMap;
 use super::schema::{Entry, Role, Table, Ty};
 use crate::datasets::{Dataset, Partitioning};
 use crate::json::{self, Reader};
@@ -51,6 +53,9 @@ pub struct ConvertOptions {
     /// 3% less CPU for 500k conversations at the same peak memory (with string keys as
     /// dictionaries and the writer's queue halved to match; median of 6 alternating runs,
     /// 11.9 vs 12.3 s, 189 MiB both; 16 MiB: 6-10% less, for 215-240 MiB; 2026-12-04).
+    /// 12 MiB rather than 8, with the writers' budget lowered from 28 to 20 MiB to pay for
+    /// it ([`crate::sink::parquet::DEFAULT_BUFFER_MB`]): 2.4% less CPU at 500k, 15 MiB less
+    /// (medians of 6 alternating runs; 16 MiB: 2.8% less CPU, 4 MiB more; 2026-12-05).
     pub batch_bytes: usize,
     /// The partition of a dataset partitioned by run date ([`Partitioning::RunDate`]); today
     /// (UTC) when not set.
@@ -62,7 +67,7 @@ impl Default for ConvertOptions {
         Self {
             raw: false,
             batch_rows: 64 * 1024,
-            batch_bytes: 8 << 20,
+            batch_bytes: 12 << 20,
             run_date: None,
         }
     }
@@ -293,8 +298,8 @@ impl Converter {
                 &mut buf.index,
                 Vec::with_capacity(n),
             )));
-            let extra: ArrayRef = Arc::new(buf.extra.finish());
-            let raw: ArrayRef = Arc::new(buf.raw.finish());
+            let extra: ArrayRef = Arc::new(finish_again(&mut buf.extra));
+            let raw: ArrayRef = Arc::new(finish_again(&mut buf.raw));
             buf.len = 0;
             let arrow_err = |source| ConvertError::Arrow {
                 table: t.name(),
@@ -353,6 +358,14 @@ impl Converter {
         }
         Ok(out)
     }
+}
+
+/// The strings so far; the builder starts again with the room they took (see [`Col::finish`]).
+fn finish_again(b: &mut StringBuilder) -> arrow::array::StringArray {
+    let bytes = b.values_slice().len();
+    let a = b.finish();
+    *b = StringBuilder::with_capacity(a.len() + a.len() / 8, bytes + bytes / 8);
+    a
 }
 
 /// A key column of a child table: the parent's key column `src` at each child row's parent
@@ -437,6 +450,8 @@ struct TableBuf {
     /// same order, so the next key is nearly always the guess, checked in place instead of
     /// scanned and hashed ([`Walk::object`]).
     next_key: Vec<u32>,
+    /// [`TableBuf::next_key`] of the object flattened into this table's rows.
+    flat_next_key: Vec<u32>,
 }
 
 /// No guess in [`TableBuf::next_key`].
@@ -452,6 +467,7 @@ impl TableBuf {
             raw: StringBuilder::new(),
             len: 0,
             next_key: vec![NO_GUESS; t.layout().lookup.positions() + 2],
+            flat_next_key: vec![NO_GUESS; t.layout().flat_lookup.positions() + 2],
         }
     }
 
@@ -636,34 +652,55 @@ impl Col {
         })
     }
 
-    /// The column so far; the builder starts again with the room this batch took (batches are
-    /// alike, and growing from nothing each time copied every buffer several times).
+    /// The column so far; the builder starts again with the room this batch took and an
+    /// eighth more (batches are alike: growing from nothing each time copied every buffer
+    /// several times, and a batch a little larger than the last copied it once more).
     fn finish(&mut self) -> ArrayRef {
+        use arrow::array::ArrayBuilder;
+        let more = |n: usize| n + n / 8;
         match self {
             Col::Str(b) => {
                 let bytes = b.values_slice().len();
                 let a = b.finish();
-                *b = StringBuilder::with_capacity(a.len(), bytes);
+                *b = StringBuilder::with_capacity(more(a.len()), more(bytes));
                 Arc::new(a)
             }
             Col::Int(b) => {
                 let a = b.finish();
-                *b = Int64Builder::with_capacity(a.len());
+                *b = Int64Builder::with_capacity(more(a.len()));
                 Arc::new(a)
             }
             Col::Float(b) => {
                 let a = b.finish();
-                *b = Float64Builder::with_capacity(a.len());
+                *b = Float64Builder::with_capacity(more(a.len()));
                 Arc::new(a)
             }
-            Col::Bool(b) => Arc::new(b.finish()),
+            Col::Bool(b) => {
+                let a = b.finish();
+                *b = BooleanBuilder::with_capacity(more(a.len()));
+                Arc::new(a)
+            }
             Col::Time(b) => {
                 let a = b.finish();
-                *b = TimestampMillisecondBuilder::with_capacity(a.len()).with_timezone("UTC");
+                *b = TimestampMillisecondBuilder::with_capacity(more(a.len())).with_timezone("UTC");
                 Arc::new(a)
             }
-            Col::StrList(b) => Arc::new(b.finish()),
-            Col::IntList(b) => Arc::new(b.finish()),
+            Col::StrList(b) => {
+                let (items, bytes) = (b.values_ref().len(), b.values_ref().values_slice().len());
+                let a = b.finish();
+                let values = StringBuilder::with_capacity(more(items), more(bytes));
+                *b = ListBuilder::with_capacity(values, more(a.len()));
+                Arc::new(a)
+            }
+            Col::IntList(b) => {
+                let items = b.values_ref().len();
+                let a = b.finish();
+                *b = ListBuilder::with_capacity(
+                    Int64Builder::with_capacity(more(items)),
+                    more(a.len()),
+                );
+                Arc::new(a)
+            }
         }
     }
 }
@@ -731,6 +768,57 @@ impl Extra {
     }
 }
 
+/// A key as read, and what its table makes of it (`None`: a key the table does not know).
+type KeyEntry<'a, 'l> = (Cow<'a, str>, Option<&'l Entry>);
+
+/// The keys of one object, each checked first against the key that followed the previous one
+/// last time (`guesses`, by position in `lookup`; the last two: the object's start, an unknown
+/// key) before it is scanned and hashed: records list their keys in one order.
+struct Keys<'l> {
+    lookup: &'l KeyMap<Entry>,
+    /// Where the previous key sits in `guesses`.
+    prev: usize,
+    first: bool,
+}
+
+impl<'l> Keys<'l> {
+    fn new(lookup: &'l KeyMap<Entry>) -> Self {
+        Self {
+            lookup,
+            prev: lookup.positions(),
+            first: true,
+        }
+    }
+
+    /// The next key and what it is (`None` for a key `lookup` does not know); `None` at the
+    /// object's end. Inlined into its two loops: called once a key of every record, it cost
+    /// 1.5% more CPU as a call.
+    #[inline(always)]
+    fn next<'a>(
+        &mut self,
+        r: &mut Reader<'a>,
+        guesses: &mut [u32],
+    ) -> Result<Option<KeyEntry<'a, 'l>>, Fail> {
+        if !r.next_key(&mut self.first)? {
+            return Ok(None);
+        }
+        let guess = guesses[self.prev];
+        if guess != NO_GUESS {
+            if let Some((key, entry)) = self.lookup.key_at(guess as usize, r.key_text()) {
+                r.guessed_key(key.len())?;
+                self.prev = guess as usize;
+                return Ok(Some((Cow::Borrowed(key), Some(entry))));
+            }
+        }
+        let key = r.key_rest()?;
+        let pos = self.lookup.find(&key);
+        guesses[self.prev] = pos.map_or(NO_GUESS, |p| p as u32);
+        self.prev = pos.unwrap_or(self.lookup.positions() + 1);
+        let entry = pos.and_then(|p| self.lookup.at(p)).map(|(_, e)| e);
+        Ok(Some((key, entry)))
+    }
+}
+
 /// Why a record was not converted.
 enum Fail {
     /// Not JSON.
@@ -792,29 +880,8 @@ impl<'a> Walk<'_, 'a> {
             .map_err(|_| Fail::Refused("too many rows in one batch".into()))?;
         let mut extra = Extra::default();
         self.r.open();
-        let mut first = true;
-        let start = layout.lookup.positions();
-        let mut prev = start;
-        while self.r.next_key(&mut first)? {
-            let guess = self.bufs[t.idx()].next_key[prev];
-            let guessed = (guess != NO_GUESS)
-                .then(|| layout.lookup.key_at(guess as usize, self.r.key_text()))
-                .flatten();
-            let (key, entry) = match guessed {
-                Some((key, entry)) => {
-                    self.r.guessed_key(key.len())?;
-                    prev = guess as usize;
-                    (std::borrow::Cow::Borrowed(key), Some(entry))
-                }
-                None => {
-                    let key = self.r.key_rest()?;
-                    let pos = layout.lookup.find(&key);
-                    let next = pos.unwrap_or(start + 1);
-                    self.bufs[t.idx()].next_key[prev] = pos.map_or(NO_GUESS, |p| p as u32);
-                    prev = next;
-                    (key, pos.and_then(|p| layout.lookup.at(p)).map(|(_, e)| e))
-                }
-            };
+        let mut keys = Keys::new(&layout.lookup);
+        while let Some((key, entry)) = keys.next(&mut self.r, &mut self.bufs[t.idx()].next_key)? {
             match entry {
                 Some(Entry::Slot(slot, _)) => {
                     if let Some(raw) = self.field(t, *slot)? {
@@ -958,10 +1025,12 @@ impl<'a> Walk<'_, 'a> {
             b'{' => {
                 let layout = t.layout();
                 self.r.open();
-                let mut first = true;
-                while let Some(key) = self.r.key(&mut first)? {
+                let mut keys = Keys::new(&layout.flat_lookup);
+                while let Some((key, entry)) =
+                    keys.next(&mut self.r, &mut self.bufs[t.idx()].flat_next_key)?
+                {
                     let k = || format!("{prefix}.{key}");
-                    match layout.flat_lookup.get(&key) {
+                    match entry {
                         Some(Entry::Slot(slot, _)) => {
                             if let Some(raw) = self.field(t, *slot)? {
                                 let k = k();
