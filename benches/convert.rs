@@ -12,7 +12,8 @@
 //! wall, CPU, the system part of it, peak RSS, input MB/s (wall), and the references' wall and
 //! CPU over ours. The system part is mostly the kernel copying the input out of and the output
 //! into the page cache; on a VM it varies from run to run with the host (fresh page-cache pages
-//! cost a first touch), so it tells a slower machine from a slower tool.
+//! cost a first touch), so it tells a slower machine from a slower tool. Ours and pyarrow
+//! take turns going first from one run to the next.
 //!
 //! `cargo bench --bench convert` — env `GP_BENCH_CONVERSATIONS` (default `50000`; the full
 //! comparison is `50000,500000`, comma-separated), `GP_PYTHON` (python with pyarrow and duckdb;
@@ -89,34 +90,39 @@ fn main() {
                 "{:<28} {:>8} {:>8} {:>8} {:>9} {:>8} {:>11} {:>10}",
                 "", "wall_s", "cpu_s", "sys_s", "peak_MiB", "MB/s", "wall/ours", "cpu/ours"
             );
+            // Ours and pyarrow take turns going first: whichever runs first after the previous
+            // size (or DuckDB) paid more system time in earlier runs (fresh pages, a colder
+            // cache), and the ratio is what is read.
             let ours_out = out("ours");
-            let ours = measure(
-                &python,
-                &[
-                    bin,
-                    "convert",
-                    "--start",
-                    "2026-10-20",
-                    "--end",
-                    "2026-10-21",
-                    "--out",
-                    &ours_out,
-                    input_s,
-                ],
-            )
-            .expect("genesys-parquet convert failed");
-            report("genesys-parquet convert", &ours, &ours, mb);
             let out_pyarrow = out("pyarrow");
+            let ours_args = [
+                bin,
+                "convert",
+                "--start",
+                "2026-10-20",
+                "--end",
+                "2026-10-21",
+                "--out",
+                &ours_out,
+                input_s,
+            ];
             let script = benches.join("reference_pyarrow.py");
-            match measure(
+            let pyarrow_args = [
                 &python,
-                &[
-                    &python,
-                    script.to_str().expect("utf8"),
-                    input_s,
-                    &out_pyarrow,
-                ],
-            ) {
+                script.to_str().expect("utf8"),
+                input_s,
+                &out_pyarrow,
+            ];
+            let run_ours = || measure(&python, &ours_args).expect("genesys-parquet convert failed");
+            let (ours, pyarrow) = if run % 2 == 1 {
+                let ours = run_ours();
+                (ours, measure(&python, &pyarrow_args))
+            } else {
+                let pyarrow = measure(&python, &pyarrow_args);
+                (run_ours(), pyarrow)
+            };
+            report("genesys-parquet convert", &ours, &ours, mb);
+            match pyarrow {
                 Some(m) => report("pyarrow 5 tables", &m, &ours, mb),
                 None => println!("pyarrow reference failed"),
             }

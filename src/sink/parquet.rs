@@ -43,7 +43,8 @@ pub struct ParquetSettings {
 /// a 50k-conversation day's 1,700 column chunks. At 500k (20,000 chunks, 16,000 of them in
 /// `sessions`' 102 columns) it writes 24 files instead of 15 and peaks 13–18 MiB lower than one
 /// file a table; 2,048 or 1,024 saved 1 or 3 MiB more for 43 or 87 files, 8,192 cost 4 MiB
-/// (medians of 4 alternating runs, 2026-12-04).
+/// (medians of 4 alternating runs, 2026-12-04). With the 20 MiB budget's smaller row groups,
+/// 30 files at 500k (2026-12-05).
 pub const MAX_OPEN_COLUMN_CHUNKS: usize = 4096;
 
 /// The default of [`ParquetSettings::max_buffered_bytes`], in MiB (`--buffer-mb`). 28 rather
