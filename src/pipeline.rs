@@ -1381,7 +1381,7 @@ const RAW_FILE_BYTES: usize = 64 << 20;
 /// ([`crate::sink::parquet::DEFAULT_BUFFER_MB`]) gives back. Four batch sets of 8 MiB rather
 /// than eight of 4 (2026-12-04): each batch costs every one of a table's columns a fixed
 /// share in the converter and the Parquet writer, whatever its rows ([`ConvertOptions`]).
-/// With batches of 12 or 16 MiB, a queue of 2 or 3 peaked no lower (2026-12-05).
+/// With 16 MiB batches, a queue of 2 or 3 peaked no lower (173 MiB, 2026-12-05).
 ///
 /// [`ConvertOptions`]: crate::tables::ConvertOptions
 const CONVERTED_QUEUE: usize = 4;
