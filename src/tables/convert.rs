@@ -360,7 +360,8 @@ impl Converter {
     }
 }
 
-/// The strings so far; the builder starts again with the room they took (see [`Col::finish`]).
+/// The strings so far; the builder starts again with the room they took and an eighth more
+/// (see [`Col::finish`]): string columns, and the rows' `extra` and `raw`.
 fn finish_again(b: &mut StringBuilder) -> arrow::array::StringArray {
     let bytes = b.values_slice().len();
     let a = b.finish();
@@ -659,12 +660,7 @@ impl Col {
         use arrow::array::ArrayBuilder;
         let more = |n: usize| n + n / 8;
         match self {
-            Col::Str(b) => {
-                let bytes = b.values_slice().len();
-                let a = b.finish();
-                *b = StringBuilder::with_capacity(more(a.len()), more(bytes));
-                Arc::new(a)
-            }
+            Col::Str(b) => Arc::new(finish_again(b)),
             Col::Int(b) => {
                 let a = b.finish();
                 *b = Int64Builder::with_capacity(more(a.len()));
