@@ -301,7 +301,9 @@ impl DayWriter {
             .sum()
     }
 
-    /// Writes out the largest row group being built (a no-op when none holds data).
+    /// Writes out the largest row group being built (a no-op when none holds data). Largest
+    /// per column instead gave wide tables (`sessions`) larger row groups and fewer zstd column
+    /// chunks, but it bought CPU (2–3%) only for the memory a larger budget buys it with.
     pub async fn flush_largest(&mut self) -> Result<(), SinkError> {
         let largest = self
             .open
