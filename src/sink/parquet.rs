@@ -225,14 +225,14 @@ fn has_statistics(c: &crate::tables::schema::Column) -> bool {
 }
 
 /// Whether a column of a file's first batch is (nearly) all null: most columns of a day are
-/// (optional fields), and each zstd column being written holds a compression and a
-/// decompression context (about 250 KiB) until its row group is written out: with a day's
-/// 289 columns open, that was a fifth of `convert`'s memory, for columns worth 3% of the
-/// output. Snappy keeps no context; on such columns it writes about the same bytes (500k
-/// conversations: 613 MB either way, peak RSS 191 MiB instead of 199-210, 2026-12-03), and
-/// creating zstd's two contexts runs CPUID six times on x86-64, each an exit to the
-/// hypervisor in a VM: 1.8% of a 500k convert's samples (2026-12-05). A column that fills in
-/// later in the file is still compressed, only less well.
+/// (optional fields), and each zstd column being written holds a compression context (and
+/// held a decompression one, about 250 KiB together, until zstd was vendored with that made
+/// lazily: Cargo.toml) until its row group is written out: with a day's 289 columns open,
+/// that was a fifth of `convert`'s memory, for columns worth 3% of the output. Snappy keeps
+/// no context; on such columns it writes about the same bytes (500k conversations: 613 MB
+/// either way, peak RSS 191 MiB instead of 199-210, 2026-12-03), and creating a zstd context
+/// runs CPUID three times on x86-64, each an exit to the hypervisor in a VM. A column that
+/// fills in later in the file is still compressed, only less well.
 fn nearly_empty(a: &dyn arrow::array::Array) -> bool {
     let set = a.len() - a.null_count();
     set * 100 <= a.len()
