@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod commit;
 mod encoder;
+mod keys;
 pub mod parquet;
 pub mod run;
 pub mod s3;

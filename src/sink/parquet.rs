@@ -5,12 +5,17 @@ use std::str::FromStr;
 
 use arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+
+use super::keys::KeyColumn;
 
 use crate::tables::schema::{file_schema, Role, Ty};
 use crate::tables::{Table, SCHEMA_VERSION};
@@ -245,7 +250,8 @@ fn nearly_empty(a: &dyn arrow::array::Array) -> bool {
 /// previous one in full is a prefix length and an empty suffix), without a dictionary's
 /// hashing: convert took 8-12% less CPU for the same output size (64.0 vs 64.5 MB; a
 /// dictionary instead cost 4% more CPU and 10% more bytes, its pages overflowing to PLAIN;
-/// 2026-12-03).
+/// 2026-12-03). String keys are written by [`KeyColumn`] a run at a time (zstd or no
+/// compression; parquet-rs writes them under other codecs).
 fn key_encoding(c: &crate::tables::schema::Column) -> Option<Encoding> {
     match (c.role, c.ty) {
         (Role::Key, Ty::Str) => Some(Encoding::DELTA_BYTE_ARRAY),
@@ -305,13 +311,27 @@ pub struct FileStats {
 
 /// One Parquet file of one table, streamed to `W`.
 ///
-/// parquet-rs's `AsyncArrowWriter` is this with a buffer that starts empty for every row
-/// group: growing it by doubling copied each row group about once more and faulted in fresh
-/// pages (the largest source of page faults in a 150k-conversation convert). Here a row
-/// group written out starts with the room the last one took (reserved only then: between row
-/// groups an open file holds no buffer).
+/// Row groups are built from parquet-rs's column writers ([`ArrowColumnWriter`]), except
+/// string key columns, which [`KeyColumn`] encodes a run at a time; the row group is cut as
+/// `ArrowWriter` cuts it (at [`ParquetSettings::max_row_group_rows`] or
+/// [`ParquetSettings::max_row_group_bytes`]), or when the caller flushes it.
+///
+/// parquet-rs's `AsyncArrowWriter` streams a buffer that starts empty for every row group:
+/// growing it by doubling copied each row group about once more and faulted in fresh pages
+/// (the largest source of page faults in a 150k-conversation convert). Here a row group
+/// written out starts with the room the last one took (reserved only then: between row groups
+/// an open file holds no buffer).
 pub struct TableFileWriter<W: AsyncFileWriter> {
-    writer: ArrowWriter<Vec<u8>>,
+    file: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    /// The row group being built, if any: a writer a column, but for those of `keys`.
+    columns: Option<Vec<Option<ArrowColumnWriter>>>,
+    /// Rows in it.
+    buffered_rows: usize,
+    /// The writers of the string key columns (by column), kept from row group to row group.
+    keys: Vec<Option<KeyColumn>>,
+    max_rows: usize,
+    max_bytes: usize,
     out: W,
     /// The room the next row group written out is given.
     room: usize,
@@ -330,9 +350,41 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
     ) -> parquet::errors::Result<Self> {
         let schema = file_schema(table);
         let props = writer_properties(table, settings, meta, first);
-        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?;
+        let (max_rows, max_bytes) = (
+            props.max_row_group_row_count().unwrap_or(usize::MAX),
+            props.max_row_group_bytes().unwrap_or(usize::MAX),
+        );
+        let (file, factory) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?
+            .into_serialized_writer()?;
+        let descr = file.schema_descr();
+        if descr.num_columns() != schema.fields().len() {
+            return Err(ParquetError::General(format!(
+                "{table}: {} Parquet columns for {} fields",
+                descr.num_columns(),
+                schema.fields().len()
+            )));
+        }
+        let keys = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let key = table.columns().iter().any(|c| {
+                    c.name == *f.name() && key_encoding(c) == Some(Encoding::DELTA_BYTE_ARRAY)
+                });
+                (key && settings.delta_keys)
+                    .then(|| KeyColumn::new(descr.column(i), file.properties()))
+                    .flatten()
+            })
+            .collect();
         Ok(Self {
-            writer,
+            file,
+            factory,
+            columns: None,
+            buffered_rows: 0,
+            keys,
+            max_rows: max_rows.max(1),
+            max_bytes: max_bytes.max(1),
             out: w,
             room: 0,
             table,
@@ -350,23 +402,100 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
     /// each column by its array's type, under the file schema's.
     pub async fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
         check_columns(&self.schema, batch)?;
-        let row_groups = self.writer.flushed_row_groups().len();
-        self.writer.write(batch)?;
-        self.rows += batch.num_rows() as u64;
-        if self.writer.flushed_row_groups().len() != row_groups {
-            self.send().await?;
+        let mut rest = batch.clone();
+        while rest.num_rows() > 0 {
+            // As `ArrowWriter` cuts row groups: by rows, and by bytes at the row group's
+            // average row size so far.
+            let mut take = rest.num_rows().min(self.max_rows - self.buffered_rows);
+            let bytes = self.estimated_bytes();
+            if let Some(row) = bytes.checked_div(self.buffered_rows) {
+                let fit = (self.max_bytes.saturating_sub(bytes))
+                    .checked_div(row)
+                    .unwrap_or(usize::MAX);
+                take = take.min(fit);
+            }
+            if take == 0 {
+                self.flush_row_group().await?;
+                continue;
+            }
+            self.write_rows(&rest.slice(0, take))?;
+            self.rows += take as u64;
+            rest = rest.slice(take, rest.num_rows() - take);
+            if self.buffered_rows >= self.max_rows || self.estimated_bytes() >= self.max_bytes {
+                self.flush_row_group().await?;
+            }
         }
         Ok(())
     }
 
+    /// Hands `batch` to the row group being built (started if none is).
+    fn write_rows(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        let columns = match &mut self.columns {
+            Some(c) => c,
+            none => {
+                let writers = self
+                    .factory
+                    .create_column_writers(self.file.flushed_row_groups().len())?;
+                none.insert(
+                    writers
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, w)| self.keys[i].is_none().then_some(w))
+                        .collect(),
+                )
+            }
+        };
+        for (((writer, key), field), array) in columns
+            .iter_mut()
+            .zip(&mut self.keys)
+            .zip(self.schema.fields())
+            .zip(batch.columns())
+        {
+            if let Some(w) = writer {
+                // One leaf a column: the tables have no structs.
+                for leaf in compute_leaves(field, array)? {
+                    w.write(&leaf)?;
+                }
+            } else if let Some(k) = key {
+                k.write(array.as_ref())?;
+            }
+        }
+        self.buffered_rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// The row group being built's size once encoded, as its column writers estimate it.
+    fn estimated_bytes(&self) -> usize {
+        self.sum(
+            ArrowColumnWriter::get_estimated_total_bytes,
+            KeyColumn::estimated_total_bytes,
+        )
+    }
+
     /// Memory held by the row group being built (encoded pages, dictionaries, buffers).
     pub fn buffered_bytes(&self) -> usize {
-        self.writer.memory_size()
+        self.sum(ArrowColumnWriter::memory_size, KeyColumn::memory_size)
+    }
+
+    /// The sum over the row group being built's columns of `arrow` or `key` of its writer.
+    fn sum(
+        &self,
+        arrow: impl Fn(&ArrowColumnWriter) -> usize,
+        key: impl Fn(&KeyColumn) -> usize,
+    ) -> usize {
+        let Some(columns) = &self.columns else {
+            return 0;
+        };
+        columns
+            .iter()
+            .zip(&self.keys)
+            .map(|(w, k)| w.as_ref().map(&arrow).or(k.as_ref().map(&key)).unwrap_or(0))
+            .sum()
     }
 
     /// Column chunks of the row groups written out, whose metadata is kept for the footer.
     pub fn column_chunks(&self) -> usize {
-        self.writer
+        self.file
             .flushed_row_groups()
             .iter()
             .map(|rg| rg.num_columns())
@@ -375,15 +504,35 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
 
     /// Ends the row group being built (writes it out), freeing its memory.
     pub async fn flush_row_group(&mut self) -> parquet::errors::Result<()> {
-        self.writer.inner_mut().reserve(self.room);
-        self.writer.flush()?;
+        self.end_row_group()?;
         self.send().await
+    }
+
+    /// Writes the row group being built to the file's buffer.
+    fn end_row_group(&mut self) -> parquet::errors::Result<()> {
+        let Some(columns) = self.columns.take() else {
+            return Ok(());
+        };
+        self.buffered_rows = 0;
+        self.file.inner_mut().reserve(self.room);
+        let mut rg = self.file.next_row_group()?;
+        for (w, k) in columns.into_iter().zip(&mut self.keys) {
+            if let Some(w) = w {
+                w.close()?.append_to_row_group(&mut rg)?;
+            } else if let Some(k) = k {
+                let (pages, close) = k.close()?;
+                rg.append_column(&pages, close)?;
+            }
+        }
+        rg.close()?;
+        Ok(())
     }
 
     /// Writes the footer and completes the upload.
     pub async fn close(mut self) -> parquet::errors::Result<FileStats> {
-        self.writer.inner_mut().reserve(self.room);
-        self.writer.finish()?;
+        self.end_row_group()?;
+        self.file.inner_mut().reserve(self.room);
+        self.file.finish()?;
         self.send().await?;
         self.out.complete().await?;
         Ok(FileStats { rows: self.rows })
@@ -391,7 +540,7 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
 
     /// Hands what the writer has encoded to `out`.
     async fn send(&mut self) -> parquet::errors::Result<()> {
-        let buf = self.writer.inner_mut();
+        let buf = self.file.inner_mut();
         if buf.is_empty() {
             return Ok(());
         }
@@ -459,8 +608,37 @@ mod tests {
         assert!(empty > 20 && full > 20, "empty {empty}, full {full}");
     }
 
+    /// `batch` written by a [`TableFileWriter`] in two row groups.
+    fn written(
+        table: Table,
+        settings: &ParquetSettings,
+        meta: &ParquetMeta,
+        batch: &RecordBatch,
+    ) -> bytes::Bytes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.parquet");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let f = tokio::fs::File::create(&path).await.expect("file");
+            let mut w =
+                TableFileWriter::try_new(f, table, settings, meta, Some(batch)).expect("writer");
+            let half = batch.num_rows() / 2;
+            w.write(&batch.slice(0, half)).await.expect("write");
+            w.flush_row_group().await.expect("row group");
+            w.write(&batch.slice(half, batch.num_rows() - half))
+                .await
+                .expect("write");
+            w.close().await.expect("close");
+        });
+        std::fs::read(&path).expect("read").into()
+    }
+
     /// Each table of a day written with `settings`, read back: per key column, its encodings
-    /// in the file, after checking that every column reads back as written.
+    /// in the file (every row group's), after checking that every column reads back as
+    /// written.
     fn key_encodings_written(settings: &ParquetSettings) -> Vec<(String, Vec<Encoding>)> {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let meta = ParquetMeta {
@@ -475,14 +653,7 @@ mod tests {
                 .batch
                 .project(&(0..schema.fields().len()).collect::<Vec<_>>())
                 .expect("file columns");
-            let props = writer_properties(tb.table, settings, &meta, Some(&batch));
-            let mut file = Vec::new();
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(&mut file, schema.clone(), Some(props))
-                    .expect("writer");
-            w.write(&batch).expect("write");
-            w.close().expect("close");
-            let file = bytes::Bytes::from(file);
+            let file = written(tb.table, settings, &meta, &batch);
             let reader = ParquetRecordBatchReaderBuilder::try_new(file.clone())
                 .expect("reader")
                 .build()
@@ -512,10 +683,12 @@ mod tests {
                     .iter()
                     .position(|d| d.path() == &leaf_path(c))
                     .expect("key column in the file");
-                out.push((
-                    format!("{}.{}", tb.table, c.name),
-                    md.row_group(0).column(i).encodings().collect(),
-                ));
+                for rg in md.row_groups() {
+                    out.push((
+                        format!("{}.{}", tb.table, c.name),
+                        rg.column(i).encodings().collect(),
+                    ));
+                }
             }
         }
         out
@@ -653,6 +826,12 @@ mod tests {
                 "{column}: {encodings:?}"
             );
         }
+        // Snappy: parquet-rs writes the string keys (crate::sink::keys writes zstd only).
+        let snappy = key_encodings_written(&ParquetSettings {
+            compression: Codec::Snappy,
+            ..ParquetSettings::default()
+        });
+        assert_eq!(snappy, delta);
         let plain = key_encodings_written(&ParquetSettings {
             delta_keys: false,
             ..ParquetSettings::default()
