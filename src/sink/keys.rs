@@ -1,30 +1,35 @@
-//! String key columns' chunks, encoded a run at a time.
+//! Key columns' chunks, encoded a run at a time.
 //!
-//! A string key (`conversation_id`, `participant_id`, … on a child table's rows) is its
-//! parent's id repeated on each child row: the converter hands it over as a dictionary whose
-//! keys are parent rows ([`crate::tables::schema::key_dictionary_type`]), so its runs are
-//! known without comparing strings. It is written DELTA_BYTE_ARRAY (a value that repeats the
-//! previous one is a prefix length and an empty suffix), and parquet-rs's encoder does that a
-//! value at a time: looking the value up, comparing it with the previous one byte by byte,
-//! copying it, and adding two lengths to two encoders one call each. That was 9.6% of a
+//! A key (`conversation_id`, `participant_id`, `conversation_start`, … on a child table's
+//! rows) is its parent's value repeated on each child row, in runs. A string key comes as a
+//! dictionary whose keys are parent rows ([`crate::tables::schema::key_dictionary_type`]),
+//! so its runs are known without comparing strings; it is written DELTA_BYTE_ARRAY (a value
+//! that repeats the previous one is a prefix length and an empty suffix). parquet-rs's
+//! encoder does that a value at a time: looking the value up, comparing it with the previous
+//! one, copying it, and adding two lengths to two encoders one call each. That was 9.6% of a
 //! 500k-conversation `convert`'s CPU for 62M key values (perf, 2026-12-05). Here a run costs
 //! one comparison and one copy, and the lengths are filled and bit-packed a page at a time.
+//! Integer and time keys are written DELTA_BINARY_PACKED the same way, with the min/max
+//! statistics and column index parquet-rs writes for them.
 //!
 //! The pages are the ones parquet-rs writes for such a column (PARQUET_1_0 data pages, no
-//! levels: a key is required; no statistics, as for every string column), with the offset
-//! index; the chunk is handed to the row group as encoded bytes
-//! ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
+//! levels: a key is required), with the offset index; the chunk is handed to the row group as
+//! encoded pages ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
 
 use arrow::array::{Array, AsArray, StringArray};
 use arrow::datatypes::{DataType, UInt32Type};
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, EncodingMask, PageType};
+use parquet::basic::{
+    BoundaryOrder, Compression, Encoding, EncodingMask, PageType, Type as PhysicalType,
+};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::metadata::{ColumnChunkMetaData, ColumnIndexBuilder, PageEncodingStats};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::page_index::offset_index::{OffsetIndexMetaData, PageLocation};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
@@ -40,7 +45,8 @@ thread_local! {
 struct Scratch {
     encoded: Vec<u8>,
     compressed: Vec<u8>,
-    deltas: Vec<i64>,
+    deltas32: Vec<i32>,
+    deltas64: Vec<i64>,
     zstd: Vec<(i32, zstd::bulk::Compressor<'static>)>,
 }
 
@@ -59,13 +65,19 @@ fn compressor<'a>(
     Ok(&mut list[i].1)
 }
 
-/// Writes one string key column's chunks, a row group at a time.
+/// Writes one key column's chunks, a row group at a time.
 pub(super) struct KeyColumn {
     descr: ColumnDescPtr,
     compression: Compression,
+    /// Min/max for the chunk, and per page in the column index (what parquet-rs writes
+    /// under `EnabledStatistics::Page`); for integer keys only, as for every string column
+    /// none are written ([`super::parquet`]).
+    statistics: EnabledStatistics,
+    /// Min/max in each page's header too.
+    page_header_statistics: bool,
     /// A page is written out at this many values…
     page_values: usize,
-    /// …or this many bytes of suffixes.
+    /// …or this many bytes (a string page's suffixes, an integer page's values).
     page_bytes: usize,
     page: PageBuf,
     /// The chunk's pages (header and data), from its first.
@@ -73,47 +85,109 @@ pub(super) struct KeyColumn {
     /// Their bytes.
     written: u64,
     locations: Vec<PageLocation>,
+    /// Min and max of each page of an integer key.
+    bounds: Vec<(i64, i64)>,
     rows: u64,
     uncompressed: i64,
 }
 
-/// The page being built: DELTA_BYTE_ARRAY's three parts.
-#[derive(Default)]
-struct PageBuf {
-    prefixes: Vec<i32>,
-    suffixes: Vec<i32>,
-    bytes: Vec<u8>,
-    /// The last value added (the prefix of the next is counted against it).
-    last: Vec<u8>,
+/// The page being built.
+enum PageBuf {
+    /// DELTA_BYTE_ARRAY's three parts.
+    Str {
+        prefixes: Vec<i32>,
+        suffixes: Vec<i32>,
+        bytes: Vec<u8>,
+        /// The last value added (the prefix of the next is counted against it).
+        last: Vec<u8>,
+    },
+    /// DELTA_BINARY_PACKED's values.
+    Int(Vec<i64>),
+}
+
+impl PageBuf {
+    fn new(int: bool) -> Self {
+        match int {
+            true => PageBuf::Int(Vec::new()),
+            false => PageBuf::Str {
+                prefixes: Vec::new(),
+                suffixes: Vec::new(),
+                bytes: Vec::new(),
+                last: Vec::new(),
+            },
+        }
+    }
+
+    fn values(&self) -> usize {
+        match self {
+            PageBuf::Str { prefixes, .. } => prefixes.len(),
+            PageBuf::Int(v) => v.len(),
+        }
+    }
+
+    /// Bytes held before encoding, against the page's size limit.
+    fn bytes(&self) -> usize {
+        match self {
+            PageBuf::Str { bytes, .. } => bytes.len(),
+            PageBuf::Int(v) => v.len() * 8,
+        }
+    }
+
+    fn memory_size(&self) -> usize {
+        match self {
+            PageBuf::Str {
+                prefixes,
+                suffixes,
+                bytes,
+                last,
+            } => {
+                (prefixes.capacity() + suffixes.capacity()) * 4 + bytes.capacity() + last.capacity()
+            }
+            PageBuf::Int(v) => v.capacity() * 8,
+        }
+    }
 }
 
 impl KeyColumn {
-    /// A writer for the column `descr` under `props`, or `None` where its codec is not one
-    /// this writer implements (parquet-rs writes the column then).
+    /// A writer for the column `descr` (strings, or 64-bit integers and times) under
+    /// `props`, or `None` where its type or codec is not one this writer implements
+    /// (parquet-rs writes the column then).
     pub(super) fn new(descr: ColumnDescPtr, props: &WriterProperties) -> Option<Self> {
-        let compression = props.compression(descr.path());
+        let path = descr.path();
+        let compression = props.compression(path);
         if !matches!(
             compression,
             Compression::UNCOMPRESSED | Compression::ZSTD(_)
         ) {
             return None;
         }
+        let (int, statistics) = match descr.physical_type() {
+            PhysicalType::BYTE_ARRAY => (false, EnabledStatistics::None),
+            PhysicalType::INT64 => (true, props.statistics_enabled(path)),
+            _ => return None,
+        };
         Some(Self {
-            descr,
+            statistics,
+            page_header_statistics: int
+                && statistics != EnabledStatistics::None
+                && props.write_page_header_statistics(path),
             compression,
             page_values: props.data_page_row_count_limit().max(1),
             page_bytes: props.data_page_size_limit().max(1),
-            page: PageBuf::default(),
+            page: PageBuf::new(int),
             pages: Vec::new(),
             written: 0,
             locations: Vec::new(),
+            bounds: Vec::new(),
             rows: 0,
             uncompressed: 0,
+            descr,
         })
     }
 
-    /// Adds a column of a batch: strings, or a dictionary of strings keyed by `u32` (where
-    /// a run of one key is a run of one value). No value may be null.
+    /// Adds a column of a batch: strings or a dictionary of strings keyed by `u32` (where a
+    /// run of one key is a run of one value) to a string key; 64-bit integers or times to an
+    /// integer key. No value may be null.
     pub(super) fn write(&mut self, array: &dyn Array) -> Result<()> {
         if array.logical_null_count() != 0 {
             return Err(ParquetError::General(format!(
@@ -122,44 +196,65 @@ impl KeyColumn {
                 array.logical_null_count()
             )));
         }
+        let int = matches!(self.page, PageBuf::Int(_));
         match array.data_type() {
-            DataType::Dictionary(k, v) if **k == DataType::UInt32 && **v == DataType::Utf8 => {
+            DataType::Dictionary(k, v)
+                if !int && **k == DataType::UInt32 && **v == DataType::Utf8 =>
+            {
                 let d = array.as_dictionary::<UInt32Type>();
                 let values: &StringArray = d.values().as_string();
                 let keys = d.keys().values();
-                let mut i = 0;
+                let (mut i, mut prev) = (0, None);
                 while i < keys.len() {
                     let k = keys[i];
                     let n = keys[i..].iter().take_while(|&&x| x == k).count();
-                    self.add_run(values.value(k as usize).as_bytes(), n)?;
+                    let v = values.value(k as usize).as_bytes();
+                    self.add_str_run(prev, v, n)?;
+                    prev = Some(v);
                     i += n;
                 }
+                self.keep_last(prev);
             }
-            DataType::Utf8 => {
+            DataType::Utf8 if !int => {
                 let values: &StringArray = array.as_string();
-                let mut i = 0;
+                let (mut i, mut prev) = (0, None);
                 while i < values.len() {
-                    let v = values.value(i);
+                    let v = values.value(i).as_bytes();
                     let n = 1
                         + (i + 1..values.len())
-                            .take_while(|&j| values.value(j) == v)
+                            .take_while(|&j| values.value(j).as_bytes() == v)
                             .count();
-                    self.add_run(v.as_bytes(), n)?;
+                    self.add_str_run(prev, v, n)?;
+                    prev = Some(v);
+                    i += n;
+                }
+                self.keep_last(prev);
+            }
+            DataType::Int64 | DataType::Timestamp(_, _) if int => {
+                let data = array.to_data();
+                let values = &data.buffer::<i64>(0)[..array.len()];
+                let mut i = 0;
+                while i < values.len() {
+                    let v = values[i];
+                    let n = values[i..].iter().take_while(|&&x| x == v).count();
+                    self.add_int_run(v, n)?;
                     i += n;
                 }
             }
             other => {
                 return Err(ParquetError::General(format!(
-                    "key column {}: {other} is not a string column",
-                    self.descr.path().string()
+                    "key column {}: {other} is not a {} column",
+                    self.descr.path().string(),
+                    if int { "64-bit integer" } else { "string" }
                 )))
             }
         }
         Ok(())
     }
 
-    /// Adds `n` copies of `value`.
-    fn add_run(&mut self, value: &[u8], mut n: usize) -> Result<()> {
+    /// Adds `n` copies of `value` to a string key, after `prev` (the value before, where
+    /// the batch holds it; else the one kept at the end of the last batch).
+    fn add_str_run(&mut self, prev: Option<&[u8]>, value: &[u8], mut n: usize) -> Result<()> {
         let len = i32::try_from(value.len()).map_err(|_| {
             ParquetError::General(format!(
                 "key column {}: a value of {} bytes",
@@ -168,52 +263,116 @@ impl KeyColumn {
             ))
         })?;
         while n > 0 {
-            let p = &mut self.page;
-            let take = n.min(self.page_values - p.prefixes.len());
-            let prefix = common_prefix(&p.last, value);
-            p.prefixes.push(prefix as i32);
-            p.suffixes.push(len - prefix as i32);
-            p.bytes.extend_from_slice(&value[prefix..]);
+            let PageBuf::Str {
+                prefixes,
+                suffixes,
+                bytes,
+                last,
+            } = &mut self.page
+            else {
+                return Ok(());
+            };
+            let take = n.min(self.page_values - prefixes.len());
+            // A page's first value has no prefix.
+            let before = match prefixes.is_empty() {
+                true => &[][..],
+                false => prev.unwrap_or(last),
+            };
+            let prefix = common_prefix(before, value);
+            prefixes.push(prefix as i32);
+            suffixes.push(len - prefix as i32);
+            bytes.extend_from_slice(&value[prefix..]);
             // The rest of the run repeats the value in full.
-            p.prefixes.resize(p.prefixes.len() + take - 1, len);
-            p.suffixes.resize(p.suffixes.len() + take - 1, 0);
-            p.last.clear();
-            p.last.extend_from_slice(value);
+            prefixes.resize(prefixes.len() + take - 1, len);
+            suffixes.resize(suffixes.len() + take - 1, 0);
             self.rows += take as u64;
             n -= take;
-            if p.prefixes.len() >= self.page_values || p.bytes.len() >= self.page_bytes {
-                self.write_page()?;
-            }
+            self.page_full()?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a batch's last value for the next batch's first prefix: within a batch, each
+    /// run's prefix is counted against the value before it where the batch holds it, not a
+    /// copy.
+    fn keep_last(&mut self, value: Option<&[u8]>) {
+        if let (PageBuf::Str { last, .. }, Some(v)) = (&mut self.page, value) {
+            last.clear();
+            last.extend_from_slice(v);
+        }
+    }
+
+    /// Adds `n` copies of `value` to an integer key.
+    fn add_int_run(&mut self, value: i64, mut n: usize) -> Result<()> {
+        while n > 0 {
+            let PageBuf::Int(values) = &mut self.page else {
+                return Ok(());
+            };
+            let take = n.min(self.page_values - values.len());
+            values.resize(values.len() + take, value);
+            self.rows += take as u64;
+            n -= take;
+            self.page_full()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the page out if it is full.
+    fn page_full(&mut self) -> Result<()> {
+        if self.page.values() >= self.page_values || self.page.bytes() >= self.page_bytes {
+            self.write_page()?;
         }
         Ok(())
     }
 
     /// Encodes, compresses and adds to the chunk the page being built.
     fn write_page(&mut self) -> Result<()> {
-        if self.page.prefixes.is_empty() {
+        if self.page.values() == 0 {
             return Ok(());
         }
         SCRATCH.with_borrow_mut(|scratch| self.write_page_with(scratch))
     }
 
     fn write_page_with(&mut self, scratch: &mut Scratch) -> Result<()> {
-        let p = &mut self.page;
-        let values = p.prefixes.len();
+        let values = self.page.values();
         let first_row = self.rows - values as u64;
         let Scratch {
             encoded,
             compressed,
-            deltas,
+            deltas32,
+            deltas64,
             zstd,
         } = scratch;
         encoded.clear();
-        delta_binary_packed(&p.prefixes, deltas, encoded);
-        delta_binary_packed(&p.suffixes, deltas, encoded);
-        encoded.extend_from_slice(&p.bytes);
-        p.prefixes.clear();
-        p.suffixes.clear();
-        p.bytes.clear();
-        p.last.clear();
+        let (encoding, statistics) = match &mut self.page {
+            PageBuf::Str {
+                prefixes,
+                suffixes,
+                bytes,
+                last,
+            } => {
+                delta_binary_packed(prefixes, deltas32, encoded);
+                delta_binary_packed(suffixes, deltas32, encoded);
+                encoded.extend_from_slice(bytes);
+                prefixes.clear();
+                suffixes.clear();
+                bytes.clear();
+                last.clear();
+                (Encoding::DELTA_BYTE_ARRAY, None)
+            }
+            PageBuf::Int(v) => {
+                delta_binary_packed(v, deltas64, encoded);
+                // Folds rather than `min`/`max`: they vectorize.
+                let min = v.iter().fold(i64::MAX, |m, &x| m.min(x));
+                let max = v.iter().fold(i64::MIN, |m, &x| m.max(x));
+                v.clear();
+                self.bounds.push((min, max));
+                let header = self
+                    .page_header_statistics
+                    .then(|| int_statistics(&self.descr, min, max));
+                (Encoding::DELTA_BINARY_PACKED, header)
+            }
+        };
 
         let uncompressed = encoded.len();
         let buf = match self.compression {
@@ -230,10 +389,10 @@ impl KeyColumn {
         let page = Page::DataPage {
             buf,
             num_values: values as u32,
-            encoding: Encoding::DELTA_BYTE_ARRAY,
+            encoding,
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,
-            statistics: None,
+            statistics,
         };
         // The page's header, then its data: the header takes a few dozen bytes.
         let mut out = TrackedWrite::new(Vec::with_capacity(64 + page.buffer().len()));
@@ -252,16 +411,12 @@ impl KeyColumn {
 
     /// Memory held: the chunk's pages and the page being built.
     pub(super) fn memory_size(&self) -> usize {
-        let p = &self.page;
-        self.written as usize
-            + (p.prefixes.capacity() + p.suffixes.capacity()) * 4
-            + p.bytes.capacity()
-            + p.last.capacity()
+        self.written as usize + self.page.memory_size()
     }
 
-    /// The chunk's size as written so far, and the page being built's before compression.
+    /// The chunk's size as written so far, and the page being built's before encoding.
     pub(super) fn estimated_total_bytes(&self) -> usize {
-        self.written as usize + self.page.bytes.len() + self.page.prefixes.len()
+        self.written as usize + self.page.bytes()
     }
 
     /// Ends the chunk: its bytes and what the row group records of it. The writer goes on
@@ -269,19 +424,24 @@ impl KeyColumn {
     pub(super) fn close(&mut self) -> Result<(Pages, ColumnCloseResult)> {
         self.write_page()?;
         // Nothing is held between row groups.
-        self.page = PageBuf::default();
+        self.page = PageBuf::new(matches!(self.page, PageBuf::Int(_)));
+        let encoding = match self.page {
+            PageBuf::Str { .. } => Encoding::DELTA_BYTE_ARRAY,
+            PageBuf::Int(_) => Encoding::DELTA_BINARY_PACKED,
+        };
         let chunk = Pages(std::mem::take(&mut self.pages));
         let written = std::mem::take(&mut self.written);
+        let bounds = std::mem::take(&mut self.bounds);
         let pages = self.locations.len() as i32;
-        let metadata = ColumnChunkMetaData::builder(self.descr.clone())
+        let mut metadata = ColumnChunkMetaData::builder(self.descr.clone())
             .set_compression(self.compression)
             .set_encodings_mask(EncodingMask::new_from_encodings(
-                [Encoding::RLE, Encoding::DELTA_BYTE_ARRAY].iter(),
+                [Encoding::RLE, encoding].iter(),
             ))
             .set_page_encoding_stats(if pages > 0 {
                 vec![PageEncodingStats {
                     page_type: PageType::DATA_PAGE,
-                    encoding: Encoding::DELTA_BYTE_ARRAY,
+                    encoding,
                     count: pages,
                 }]
             } else {
@@ -290,14 +450,25 @@ impl KeyColumn {
             .set_total_compressed_size(written as i64)
             .set_total_uncompressed_size(self.uncompressed)
             .set_num_values(self.rows as i64)
-            .set_data_page_offset(0)
-            .build()?;
+            .set_data_page_offset(0);
+        let mut column_index = None;
+        if let (Some(min), Some(max)) = (
+            bounds.iter().map(|b| b.0).min(),
+            bounds.iter().map(|b| b.1).max(),
+        ) {
+            if self.statistics != EnabledStatistics::None {
+                metadata = metadata.set_statistics(int_statistics(&self.descr, min, max));
+            }
+            if self.statistics == EnabledStatistics::Page {
+                column_index = Some(int_column_index(&bounds)?);
+            }
+        }
         let close = ColumnCloseResult {
             bytes_written: written,
             rows_written: self.rows,
-            metadata,
+            metadata: metadata.build()?,
             bloom_filter: None,
-            column_index: None,
+            column_index,
             offset_index: Some(OffsetIndexMetaData {
                 page_locations: std::mem::take(&mut self.locations),
                 unencoded_byte_array_data_bytes: None,
@@ -307,6 +478,43 @@ impl KeyColumn {
         self.uncompressed = 0;
         Ok((chunk, close))
     }
+}
+
+/// Min/max of an INT64 column as parquet-rs writes them: no nulls, no distinct count, and
+/// the deprecated min/max fields too where the type's order is signed.
+fn int_statistics(descr: &ColumnDescPtr, min: i64, max: i64) -> Statistics {
+    Statistics::Int64(
+        ValueStatistics::new(Some(min), Some(max), None, Some(0), false)
+            .with_backwards_compatible_min_max(descr.sort_order().is_signed()),
+    )
+}
+
+/// The column index of an INT64 chunk from its pages' min/max, with the boundary order
+/// parquet-rs finds (ascending where no page's min or max is below the previous page's;
+/// descending the other way round).
+fn int_column_index(bounds: &[(i64, i64)]) -> Result<ColumnIndexMetaData> {
+    let mut b = ColumnIndexBuilder::new(PhysicalType::INT64);
+    for &(min, max) in bounds {
+        b.append(
+            false,
+            min.to_le_bytes().to_vec(),
+            max.to_le_bytes().to_vec(),
+            0,
+            None,
+        );
+    }
+    let ascending = bounds
+        .windows(2)
+        .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1);
+    let descending = bounds
+        .windows(2)
+        .all(|w| w[0].0 >= w[1].0 && w[0].1 >= w[1].1);
+    b.set_boundary_order(match (ascending, descending) {
+        (true, _) => BoundaryOrder::ASCENDING,
+        (false, true) => BoundaryOrder::DESCENDING,
+        (false, false) => BoundaryOrder::UNORDERED,
+    });
+    b.build()
 }
 
 /// A column chunk's pages, read as one run of bytes by
@@ -369,56 +577,97 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// Values per block of DELTA_BINARY_PACKED, and per miniblock (what parquet-rs writes).
-const BLOCK: usize = 128;
+/// Miniblocks per block of DELTA_BINARY_PACKED.
 const MINIBLOCKS: usize = 4;
-const MINIBLOCK: usize = BLOCK / MINIBLOCKS;
+
+/// A value DELTA_BINARY_PACKED packs, with the miniblock parquet-rs packs it in (32 values
+/// of a 32-bit type, 64 of a 64-bit one: the same layout, so the same bytes for zstd), and
+/// its deltas in its own width, wrapping, as readers add them up (and as the smallest of a
+/// block then vectorizes for 32-bit values).
+trait Packed: Copy + Ord {
+    const MINIBLOCK: usize;
+    const MAX: Self;
+    fn delta(self, next: Self) -> Self;
+    /// `self - min`, wrapping, as the unsigned value packed.
+    fn above(self, min: Self) -> u64;
+    fn wide(self) -> i64;
+}
+
+impl Packed for i32 {
+    const MINIBLOCK: usize = 32;
+    const MAX: Self = i32::MAX;
+    fn delta(self, next: Self) -> Self {
+        next.wrapping_sub(self)
+    }
+    fn above(self, min: Self) -> u64 {
+        u64::from(self.wrapping_sub(min) as u32)
+    }
+    fn wide(self) -> i64 {
+        i64::from(self)
+    }
+}
+
+impl Packed for i64 {
+    const MINIBLOCK: usize = 64;
+    const MAX: Self = i64::MAX;
+    fn delta(self, next: Self) -> Self {
+        next.wrapping_sub(self)
+    }
+    fn above(self, min: Self) -> u64 {
+        self.wrapping_sub(min) as u64
+    }
+    fn wide(self) -> i64 {
+        self
+    }
+}
+
+/// The largest miniblock.
+const MAX_MINIBLOCK: usize = 64;
 
 /// Appends `values` encoded DELTA_BINARY_PACKED (Parquet's encodings spec) to `out`: a
 /// header (block size, miniblocks per block, value count, first value), then per block of
-/// 128 deltas its smallest delta and four miniblocks of 32 deltas less that, bit-packed at
-/// the width of each one's largest. A run of equal values packs to width 0: no bytes.
-fn delta_binary_packed(values: &[i32], deltas: &mut Vec<i64>, out: &mut Vec<u8>) {
-    uleb(BLOCK as u64, out);
+/// four miniblocks of deltas its smallest delta, and each miniblock's deltas less that,
+/// bit-packed at the width of its largest. A run of equal values packs to width 0: no bytes.
+fn delta_binary_packed<T: Packed>(values: &[T], deltas: &mut Vec<T>, out: &mut Vec<u8>) {
+    let block = T::MINIBLOCK * MINIBLOCKS;
+    uleb(block as u64, out);
     uleb(MINIBLOCKS as u64, out);
     uleb(values.len() as u64, out);
     let Some(&first) = values.first() else {
         uleb(0, out);
         return;
     };
-    uleb(zigzag(first as i64), out);
+    uleb(zigzag(first.wide()), out);
     deltas.clear();
-    deltas.extend(values.windows(2).map(|w| i64::from(w[1]) - i64::from(w[0])));
-    for block in deltas.chunks(BLOCK) {
-        // Folds rather than `min`/`max`: they vectorize.
-        let min = block.iter().fold(i64::MAX, |m, &d| m.min(d));
-        uleb(zigzag(min), out);
+    deltas.extend(values.windows(2).map(|w| w[0].delta(w[1])));
+    for block in deltas.chunks(block) {
+        // A fold rather than `min`: it vectorizes.
+        let min = block.iter().fold(T::MAX, |m, &d| m.min(d));
+        uleb(zigzag(min.wide()), out);
         let widths_at = out.len();
         out.extend_from_slice(&[0; MINIBLOCKS]);
-        for (m, mini) in block.chunks(MINIBLOCK).enumerate() {
+        for (m, mini) in block.chunks(T::MINIBLOCK).enumerate() {
             // The width of the largest is the width of all of them or'ed together.
-            let all = mini
-                .iter()
-                .fold(0u64, |a, &d| a | d.wrapping_sub(min) as u64);
+            let all = mini.iter().fold(0u64, |a, &d| a | d.above(min));
             let width = 64 - all.leading_zeros();
             out[widths_at + m] = width as u8;
-            pack(mini, min, width, out);
+            pack(mini, T::MINIBLOCK, min, width, out);
         }
     }
 }
 
-/// Bit-packs 32 values (`mini` less `min`, padded with zeros) at `width` bits each, least
-/// significant bit first: `4 × width` bytes.
-fn pack(mini: &[i64], min: i64, width: u32, out: &mut Vec<u8>) {
+/// Bit-packs a miniblock of `size` values (`mini` less `min`, padded with zeros) at `width`
+/// bits each, least significant bit first: `size / 8 × width` bytes.
+fn pack<T: Packed>(mini: &[T], size: usize, min: T, width: u32, out: &mut Vec<u8>) {
     if width == 0 {
         return;
     }
-    let mut values = [0u64; MINIBLOCK];
+    let mut values = [0u64; MAX_MINIBLOCK];
     for (v, &d) in values.iter_mut().zip(mini) {
-        *v = d.wrapping_sub(min) as u64;
+        *v = d.above(min);
     }
     let (mut word, mut used) = (0u64, 0u32);
-    for v in values {
+    for &v in &values[..size] {
         word |= v << used;
         used += width;
         if used >= 64 {
@@ -428,7 +677,7 @@ fn pack(mini: &[i64], min: i64, width: u32, out: &mut Vec<u8>) {
             word = if used == 0 { 0 } else { v >> (width - used) };
         }
     }
-    // 32 × width bits: whole words and at most half of one.
+    // A multiple of 32 values: whole words and at most half of one.
     out.extend_from_slice(&word.to_le_bytes()[..(used / 8) as usize]);
 }
 
@@ -661,5 +910,224 @@ mod tests {
         assert!(
             KeyColumn::new(descr.column(0), &props(Compression::SNAPPY, 100, 1 << 20)).is_none()
         );
+    }
+
+    /// Times with runs, steps both ways and the extremes side by side (deltas that wrap).
+    fn times(seed: u64, rows: usize) -> Vec<i64> {
+        let mut x = seed;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut out = Vec::new();
+        let mut t = 1_790_000_000_000i64;
+        while out.len() < rows {
+            t = match next(50) {
+                0 => i64::MIN,
+                1 => i64::MAX,
+                2 => t.wrapping_sub(next(1 << 40) as i64),
+                _ => t.wrapping_add(next(90_000) as i64),
+            };
+            let long = next(8) == 0;
+            let run = 1 + next(if long { 5_000 } else { 12 }) as usize;
+            out.extend(std::iter::repeat_n(t, run.min(rows - out.len())));
+        }
+        out
+    }
+
+    /// An integer key written by [`KeyColumn`] and by parquet-rs (DELTA_BINARY_PACKED,
+    /// page statistics) in row groups of `groups` rows: the same values, statistics,
+    /// column index and page boundaries.
+    #[test]
+    fn integer_keys_match_parquet_rs_values_statistics_and_page_index() {
+        use arrow::array::TimestampMillisecondArray;
+        use arrow::datatypes::{Field, Schema, TimeUnit};
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::EnabledStatistics;
+        let field = Field::new(
+            "t",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        );
+        let schema = Arc::new(Schema::new(vec![field]));
+        let zstd = Compression::ZSTD(ZstdLevel::try_new(1).expect("level"));
+        for (seed, compression, page_values, groups) in [
+            (1, zstd, 2048, vec![8192, 4096]),
+            (2, Compression::UNCOMPRESSED, 1024, vec![3072, 1024, 7168]),
+            (3, zstd, 20480, vec![65536]),
+        ] {
+            let props = WriterProperties::builder()
+                .set_compression(compression)
+                .set_dictionary_enabled(false)
+                .set_encoding(Encoding::DELTA_BINARY_PACKED)
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_data_page_row_count_limit(page_values)
+                .build();
+            let all = times(seed, groups.iter().sum());
+            let batches: Vec<arrow::array::RecordBatch> = groups
+                .iter()
+                .scan(0, |at, &n| {
+                    let a = TimestampMillisecondArray::from(all[*at..*at + n].to_vec())
+                        .with_timezone("UTC");
+                    *at += n;
+                    Some(
+                        arrow::array::RecordBatch::try_new(schema.clone(), vec![Arc::new(a)])
+                            .expect("batch"),
+                    )
+                })
+                .collect();
+
+            let mut theirs = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))
+                .expect("writer");
+            for b in &batches {
+                theirs.write(b).expect("write");
+                theirs.flush().expect("row group");
+            }
+            let theirs = Bytes::from(theirs.into_inner().expect("close"));
+
+            let (mut file, _) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+                .expect("writer")
+                .into_serialized_writer()
+                .expect("writer");
+            let mut key = KeyColumn::new(file.schema_descr().column(0), file.properties())
+                .expect("an INT64 key");
+            for b in &batches {
+                // In two writes: a run may go on across them.
+                let (a, rest) = (
+                    b.column(0).slice(0, 1000),
+                    b.column(0).slice(1000, b.num_rows() - 1000),
+                );
+                key.write(a.as_ref()).expect("write");
+                key.write(rest.as_ref()).expect("write");
+                let (pages, close) = key.close().expect("close");
+                let mut rg = file.next_row_group().expect("row group");
+                rg.append_column(&pages, close).expect("append");
+                rg.close().expect("row group");
+            }
+            let ours = Bytes::from(file.into_inner().expect("close"));
+
+            let metadata = |file: &Bytes| {
+                ParquetRecordBatchReaderBuilder::try_new_with_options(
+                    file.clone(),
+                    ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
+                )
+                .expect("reader")
+                .metadata()
+                .clone()
+            };
+            let (m, t) = (metadata(&ours), metadata(&theirs));
+            assert_eq!(m.num_row_groups(), groups.len());
+            for rg in 0..groups.len() {
+                let (a, b) = (m.row_group(rg).column(0), t.row_group(rg).column(0));
+                assert_eq!(a.statistics(), b.statistics(), "seed {seed} row group {rg}");
+                assert!(a.statistics().is_some());
+                assert_eq!(a.num_values(), b.num_values());
+                // The same layout: the same bytes before compression.
+                assert_eq!(a.uncompressed_size(), b.uncompressed_size(), "seed {seed}");
+                assert_eq!(a.compression(), b.compression());
+                assert_eq!(
+                    a.encodings().collect::<Vec<_>>(),
+                    b.encodings().collect::<Vec<_>>()
+                );
+                let (pa, pb) = (
+                    m.page_index_for_row_group(rg),
+                    t.page_index_for_row_group(rg),
+                );
+                assert_eq!(
+                    format!("{:?}", pa.column_index(0).expect("ours")),
+                    format!("{:?}", pb.column_index(0).expect("theirs")),
+                    "seed {seed} row group {rg}: column index"
+                );
+                let rows = |o: &OffsetIndexMetaData| {
+                    o.page_locations()
+                        .iter()
+                        .map(|l| l.first_row_index)
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    rows(pa.offset_index(0).expect("ours")),
+                    rows(pb.offset_index(0).expect("theirs"))
+                );
+            }
+            let read_all = |file: Bytes| {
+                let mut out = Vec::new();
+                for b in ParquetRecordBatchReaderBuilder::try_new(file)
+                    .expect("reader")
+                    .build()
+                    .expect("reader")
+                {
+                    let b = b.expect("batch");
+                    out.extend_from_slice(
+                        b.column(0)
+                            .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
+                            .values(),
+                    );
+                }
+                out
+            };
+            assert!(read_all(ours) == all, "seed {seed}: values");
+            assert!(read_all(theirs) == all);
+        }
+    }
+
+    /// A string key written by [`KeyColumn`] and by parquet-rs (DELTA_BYTE_ARRAY, from the
+    /// same dictionaries): pages of the same bytes before compression, and no statistics.
+    #[test]
+    fn string_keys_match_parquet_rs_page_bytes() {
+        use arrow::datatypes::{Field, Schema};
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::EnabledStatistics;
+        let field = Field::new("id", DataType::Utf8, false);
+        let schema = Arc::new(Schema::new(vec![field]));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level")))
+            .set_dictionary_enabled(false)
+            .set_encoding(Encoding::DELTA_BYTE_ARRAY)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_data_page_row_count_limit(1024)
+            .build();
+        // Batches of whole pages (parquet-rs closes a page between batches of 1,024 rows).
+        let (_, all) = batches(7, 60);
+        let all = StringArray::from(all);
+        assert!(all.len() >= 8192, "{} rows", all.len());
+        let groups: Vec<ArrayRef> = (0..2)
+            .map(|g| Arc::new(all.slice(g * 4096, 4096)) as ArrayRef)
+            .collect();
+
+        let mut theirs =
+            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone())).expect("writer");
+        for a in &groups {
+            let b =
+                arrow::array::RecordBatch::try_new(schema.clone(), vec![a.clone()]).expect("batch");
+            theirs.write(&b).expect("write");
+            theirs.flush().expect("row group");
+        }
+        let theirs = Bytes::from(theirs.into_inner().expect("close"));
+        // Ours in writes that cut runs: a run goes on across them.
+        let cut = |a: &ArrayRef| vec![a.slice(0, 1500), a.slice(1500, 1000), a.slice(2500, 1596)];
+        let ours = write(&groups.iter().map(cut).collect::<Vec<_>>(), props);
+        let md = |f: &Bytes| {
+            ParquetRecordBatchReaderBuilder::try_new(f.clone())
+                .expect("reader")
+                .metadata()
+                .clone()
+        };
+        let (m, t) = (md(&ours), md(&theirs));
+        for rg in 0..2 {
+            let (a, b) = (m.row_group(rg).column(0), t.row_group(rg).column(0));
+            assert_eq!(
+                a.uncompressed_size(),
+                b.uncompressed_size(),
+                "row group {rg}"
+            );
+            assert_eq!(a.statistics(), b.statistics());
+            assert_eq!(
+                a.encodings().collect::<Vec<_>>(),
+                b.encodings().collect::<Vec<_>>()
+            );
+        }
+        assert!(read(ours, None) == read(theirs, None));
     }
 }

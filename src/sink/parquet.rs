@@ -250,8 +250,8 @@ fn nearly_empty(a: &dyn arrow::array::Array) -> bool {
 /// previous one in full is a prefix length and an empty suffix), without a dictionary's
 /// hashing: convert took 8-12% less CPU for the same output size (64.0 vs 64.5 MB; a
 /// dictionary instead cost 4% more CPU and 10% more bytes, its pages overflowing to PLAIN;
-/// 2026-12-03). String keys are written by [`KeyColumn`] a run at a time (zstd or no
-/// compression; parquet-rs writes them under other codecs).
+/// 2026-12-03). [`KeyColumn`] writes them a run at a time, under zstd or no compression
+/// (parquet-rs writes them under other codecs, and PLAIN keys).
 fn key_encoding(c: &crate::tables::schema::Column) -> Option<Encoding> {
     match (c.role, c.ty) {
         (Role::Key, Ty::Str) => Some(Encoding::DELTA_BYTE_ARRAY),
@@ -312,7 +312,7 @@ pub struct FileStats {
 /// One Parquet file of one table, streamed to `W`.
 ///
 /// Row groups are built from parquet-rs's column writers ([`ArrowColumnWriter`]), except
-/// string key columns, which [`KeyColumn`] encodes a run at a time; the row group is cut as
+/// key columns, which [`KeyColumn`] encodes a run at a time; the row group is cut as
 /// `ArrowWriter` cuts it (at [`ParquetSettings::max_row_group_rows`] or
 /// [`ParquetSettings::max_row_group_bytes`]), or when the caller flushes it.
 ///
@@ -328,7 +328,7 @@ pub struct TableFileWriter<W: AsyncFileWriter> {
     columns: Option<Vec<Option<ArrowColumnWriter>>>,
     /// Rows in it.
     buffered_rows: usize,
-    /// The writers of the string key columns (by column), kept from row group to row group.
+    /// The writers of the key columns (by column), kept from row group to row group.
     keys: Vec<Option<KeyColumn>>,
     max_rows: usize,
     max_bytes: usize,
@@ -369,9 +369,10 @@ impl<W: AsyncFileWriter> TableFileWriter<W> {
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                let key = table.columns().iter().any(|c| {
-                    c.name == *f.name() && key_encoding(c) == Some(Encoding::DELTA_BYTE_ARRAY)
-                });
+                let key = table
+                    .columns()
+                    .iter()
+                    .any(|c| c.name == *f.name() && key_encoding(c).is_some());
                 (key && settings.delta_keys)
                     .then(|| KeyColumn::new(descr.column(i), file.properties()))
                     .flatten()
