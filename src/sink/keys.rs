@@ -93,34 +93,47 @@ pub(super) struct KeyColumn {
 
 /// The page being built.
 enum PageBuf {
-    /// DELTA_BYTE_ARRAY's three parts.
-    Str {
-        prefixes: Vec<i32>,
-        suffixes: Vec<i32>,
-        bytes: Vec<u8>,
-        /// The last value added (the prefix of the next is counted against it).
-        last: Vec<u8>,
-    },
+    Str(StrPage),
     /// DELTA_BINARY_PACKED's values.
     Int(Vec<i64>),
+}
+
+/// DELTA_BYTE_ARRAY's three parts.
+#[derive(Default)]
+struct StrPage {
+    prefixes: Vec<i32>,
+    suffixes: Vec<i32>,
+    bytes: Vec<u8>,
+    /// The last value of the last batch (the prefix of the next is counted against it).
+    last: Vec<u8>,
+}
+
+impl StrPage {
+    fn memory_size(&self) -> usize {
+        (self.prefixes.capacity() + self.suffixes.capacity()) * 4
+            + self.bytes.capacity()
+            + self.last.capacity()
+    }
+
+    fn clear(&mut self) {
+        self.prefixes.clear();
+        self.suffixes.clear();
+        self.bytes.clear();
+        self.last.clear();
+    }
 }
 
 impl PageBuf {
     fn new(int: bool) -> Self {
         match int {
             true => PageBuf::Int(Vec::new()),
-            false => PageBuf::Str {
-                prefixes: Vec::new(),
-                suffixes: Vec::new(),
-                bytes: Vec::new(),
-                last: Vec::new(),
-            },
+            false => PageBuf::Str(StrPage::default()),
         }
     }
 
     fn values(&self) -> usize {
         match self {
-            PageBuf::Str { prefixes, .. } => prefixes.len(),
+            PageBuf::Str(p) => p.prefixes.len(),
             PageBuf::Int(v) => v.len(),
         }
     }
@@ -128,21 +141,14 @@ impl PageBuf {
     /// Bytes held before encoding, against the page's size limit.
     fn bytes(&self) -> usize {
         match self {
-            PageBuf::Str { bytes, .. } => bytes.len(),
+            PageBuf::Str(p) => p.bytes.len(),
             PageBuf::Int(v) => v.len() * 8,
         }
     }
 
     fn memory_size(&self) -> usize {
         match self {
-            PageBuf::Str {
-                prefixes,
-                suffixes,
-                bytes,
-                last,
-            } => {
-                (prefixes.capacity() + suffixes.capacity()) * 4 + bytes.capacity() + last.capacity()
-            }
+            PageBuf::Str(p) => p.memory_size(),
             PageBuf::Int(v) => v.capacity() * 8,
         }
     }
@@ -263,28 +269,22 @@ impl KeyColumn {
             ))
         })?;
         while n > 0 {
-            let PageBuf::Str {
-                prefixes,
-                suffixes,
-                bytes,
-                last,
-            } = &mut self.page
-            else {
+            let PageBuf::Str(p) = &mut self.page else {
                 return Ok(());
             };
-            let take = n.min(self.page_values - prefixes.len());
+            let take = n.min(self.page_values - p.prefixes.len());
             // A page's first value has no prefix.
-            let before = match prefixes.is_empty() {
+            let before = match p.prefixes.is_empty() {
                 true => &[][..],
-                false => prev.unwrap_or(last),
+                false => prev.unwrap_or(&p.last),
             };
             let prefix = common_prefix(before, value);
-            prefixes.push(prefix as i32);
-            suffixes.push(len - prefix as i32);
-            bytes.extend_from_slice(&value[prefix..]);
+            p.prefixes.push(prefix as i32);
+            p.suffixes.push(len - prefix as i32);
+            p.bytes.extend_from_slice(&value[prefix..]);
             // The rest of the run repeats the value in full.
-            prefixes.resize(prefixes.len() + take - 1, len);
-            suffixes.resize(suffixes.len() + take - 1, 0);
+            p.prefixes.resize(p.prefixes.len() + take - 1, len);
+            p.suffixes.resize(p.suffixes.len() + take - 1, 0);
             self.rows += take as u64;
             n -= take;
             self.page_full()?;
@@ -296,9 +296,9 @@ impl KeyColumn {
     /// run's prefix is counted against the value before it where the batch holds it, not a
     /// copy.
     fn keep_last(&mut self, value: Option<&[u8]>) {
-        if let (PageBuf::Str { last, .. }, Some(v)) = (&mut self.page, value) {
-            last.clear();
-            last.extend_from_slice(v);
+        if let (PageBuf::Str(p), Some(v)) = (&mut self.page, value) {
+            p.last.clear();
+            p.last.extend_from_slice(v);
         }
     }
 
@@ -345,19 +345,11 @@ impl KeyColumn {
         } = scratch;
         encoded.clear();
         let (encoding, statistics) = match &mut self.page {
-            PageBuf::Str {
-                prefixes,
-                suffixes,
-                bytes,
-                last,
-            } => {
-                delta_binary_packed(prefixes, deltas32, encoded);
-                delta_binary_packed(suffixes, deltas32, encoded);
-                encoded.extend_from_slice(bytes);
-                prefixes.clear();
-                suffixes.clear();
-                bytes.clear();
-                last.clear();
+            PageBuf::Str(p) => {
+                delta_binary_packed(&p.prefixes, deltas32, encoded);
+                delta_binary_packed(&p.suffixes, deltas32, encoded);
+                encoded.extend_from_slice(&p.bytes);
+                p.clear();
                 (Encoding::DELTA_BYTE_ARRAY, None)
             }
             PageBuf::Int(v) => {
@@ -426,7 +418,7 @@ impl KeyColumn {
         // Nothing is held between row groups.
         self.page = PageBuf::new(matches!(self.page, PageBuf::Int(_)));
         let encoding = match self.page {
-            PageBuf::Str { .. } => Encoding::DELTA_BYTE_ARRAY,
+            PageBuf::Str(_) => Encoding::DELTA_BYTE_ARRAY,
             PageBuf::Int(_) => Encoding::DELTA_BINARY_PACKED,
         };
         let chunk = Pages(std::mem::take(&mut self.pages));
@@ -584,42 +576,31 @@ const MINIBLOCKS: usize = 4;
 /// of a 32-bit type, 64 of a 64-bit one: the same layout, so the same bytes for zstd), and
 /// its deltas in its own width, wrapping, as readers add them up (and as the smallest of a
 /// block then vectorizes for 32-bit values).
-trait Packed: Copy + Ord {
+trait Packed: Copy + Ord + Into<i64> {
     const MINIBLOCK: usize;
     const MAX: Self;
     fn delta(self, next: Self) -> Self;
     /// `self - min`, wrapping, as the unsigned value packed.
     fn above(self, min: Self) -> u64;
-    fn wide(self) -> i64;
 }
 
-impl Packed for i32 {
-    const MINIBLOCK: usize = 32;
-    const MAX: Self = i32::MAX;
-    fn delta(self, next: Self) -> Self {
-        next.wrapping_sub(self)
-    }
-    fn above(self, min: Self) -> u64 {
-        u64::from(self.wrapping_sub(min) as u32)
-    }
-    fn wide(self) -> i64 {
-        i64::from(self)
-    }
+macro_rules! packed {
+    ($t:ty, $unsigned:ty, $miniblock:expr) => {
+        impl Packed for $t {
+            const MINIBLOCK: usize = $miniblock;
+            const MAX: Self = <$t>::MAX;
+            fn delta(self, next: Self) -> Self {
+                next.wrapping_sub(self)
+            }
+            fn above(self, min: Self) -> u64 {
+                u64::from(self.wrapping_sub(min) as $unsigned)
+            }
+        }
+    };
 }
 
-impl Packed for i64 {
-    const MINIBLOCK: usize = 64;
-    const MAX: Self = i64::MAX;
-    fn delta(self, next: Self) -> Self {
-        next.wrapping_sub(self)
-    }
-    fn above(self, min: Self) -> u64 {
-        self.wrapping_sub(min) as u64
-    }
-    fn wide(self) -> i64 {
-        self
-    }
-}
+packed!(i32, u32, 32);
+packed!(i64, u64, 64);
 
 /// The largest miniblock.
 const MAX_MINIBLOCK: usize = 64;
@@ -637,13 +618,13 @@ fn delta_binary_packed<T: Packed>(values: &[T], deltas: &mut Vec<T>, out: &mut V
         uleb(0, out);
         return;
     };
-    uleb(zigzag(first.wide()), out);
+    uleb(zigzag(first.into()), out);
     deltas.clear();
     deltas.extend(values.windows(2).map(|w| w[0].delta(w[1])));
     for block in deltas.chunks(block) {
         // A fold rather than `min`: it vectorizes.
         let min = block.iter().fold(T::MAX, |m, &d| m.min(d));
-        uleb(zigzag(min.wide()), out);
+        uleb(zigzag(min.into()), out);
         let widths_at = out.len();
         out.extend_from_slice(&[0; MINIBLOCKS]);
         for (m, mini) in block.chunks(T::MINIBLOCK).enumerate() {
@@ -717,18 +698,22 @@ mod tests {
         v
     }
 
+    /// Deterministic numbers below `m` (xorshift).
+    fn numbers(mut x: u64) -> impl FnMut(u64) -> u64 {
+        move |m| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        }
+    }
+
     /// Deterministic: batches of dictionaries (runs of keys, and distinct keys of equal
     /// strings side by side) and of plain strings (runs of equal values), with the strings
     /// they hold in order.
     fn batches(seed: u64, n: usize) -> (Vec<ArrayRef>, Vec<String>) {
         let pool = pool();
-        let mut x = seed;
-        let mut next = move |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
+        let mut next = numbers(seed);
         let (mut arrays, mut all) = (Vec::<ArrayRef>::new(), Vec::new());
         for b in 0..n {
             // Runs of 1 to 40, now and then one of 300 (longer than a page).
@@ -914,13 +899,7 @@ mod tests {
 
     /// Times with runs, steps both ways and the extremes side by side (deltas that wrap).
     fn times(seed: u64, rows: usize) -> Vec<i64> {
-        let mut x = seed;
-        let mut next = move |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
+        let mut next = numbers(seed);
         let mut out = Vec::new();
         let mut t = 1_790_000_000_000i64;
         while out.len() < rows {
