@@ -4,8 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{
+    Array, AsArray, BooleanArray, DictionaryArray, RecordBatch, StringArray, TypedDictionaryArray,
+};
 use arrow::compute::filter_record_batch;
+use arrow::datatypes::UInt32Type;
 use chrono::{NaiveDate, Utc};
 
 use super::encoder::{AskedState, EncoderState, PartEncoder};
@@ -526,11 +529,11 @@ fn strip_date(tb: &TableBatch, date: NaiveDate) -> Result<RecordBatch, SinkError
     let want = date.to_string();
     if sole_value(dates) == Some(want.as_str()) {
         // Every row is the day's (the usual case): no row by row look.
-    } else if let Some(other) = dates.iter().flatten().find(|d| *d != want) {
+    } else if let Some(other) = typed(dates, table)?.into_iter().find(|d| *d != Some(&want)) {
         return Err(SinkError::WrongDay {
             table,
             date,
-            other: other.to_string(),
+            other: other.unwrap_or("null").to_string(),
         });
     }
     let mut b = tb.batch.clone();
@@ -538,43 +541,46 @@ fn strip_date(tb: &TableBatch, date: NaiveDate) -> Result<RecordBatch, SinkError
     Ok(b)
 }
 
-/// The trailing partition column of a converter batch (its dataset's).
-fn date_column(tb: &TableBatch) -> Result<&arrow::array::StringArray, SinkError> {
+/// The trailing partition column of a converter batch (its dataset's; see
+/// [`crate::tables::schema::partition_type`]).
+fn date_column(tb: &TableBatch) -> Result<&DictionaryArray<UInt32Type>, SinkError> {
     let batch = &tb.batch;
     let n = batch.num_columns();
     let column = tb.table.dataset().partitioning.column();
     (n > 0 && batch.schema().field(n - 1).name() == column)
-        .then(|| batch.column(n - 1).as_string::<i32>())
+        .then(|| batch.column(n - 1).as_dictionary_opt::<UInt32Type>())
+        .flatten()
         .ok_or(SinkError::NoDateColumn {
             table: tb.table.name(),
         })
 }
 
-/// The value every row of `a` holds, when all hold one and none is null, checked on the
-/// array's buffers (value lengths all the first's, bytes the first repeated) rather than row
-/// by row: nearly every batch is one day's, and looking at each row's date twice (split,
-/// then check) was 1% of `convert`'s CPU.
-fn sole_value(a: &arrow::array::StringArray) -> Option<&str> {
-    use arrow::array::Array;
-    if a.is_empty() || a.null_count() > 0 {
+/// The partition column's dates, row by row.
+fn typed<'a>(
+    dates: &'a DictionaryArray<UInt32Type>,
+    table: &'static str,
+) -> Result<TypedDictionaryArray<'a, UInt32Type, StringArray>, SinkError> {
+    dates
+        .downcast_dict::<StringArray>()
+        .ok_or(SinkError::NoDateColumn { table })
+}
+
+/// The value every row of `a` holds, when all hold one (the same key, a valid value), checked
+/// on the keys alone: nearly every batch is one day's, and looking at each row's date twice
+/// (split, then check) was 1% of `convert`'s CPU. `None` when rows differ in key, though
+/// their values may still be equal (a dictionary needs not be distinct).
+fn sole_value(a: &DictionaryArray<UInt32Type>) -> Option<&str> {
+    let keys = a.keys();
+    if keys.is_empty() || keys.null_count() > 0 {
         return None;
     }
-    let first = a.value(0);
-    let w = first.len();
-    let offsets = a.value_offsets();
-    if !offsets.windows(2).all(|p| p[1] - p[0] == w as i32) {
+    let first = keys.value(0);
+    if !keys.values().iter().all(|k| *k == first) {
         return None;
     }
-    if w == 0 {
-        return Some(first);
-    }
-    let start = offsets[0] as usize;
-    let bytes = a.value_data().get(start..start + w * a.len())?;
-    let pattern = first.as_bytes().repeat((4096 / w).max(1));
-    bytes
-        .chunks(pattern.len())
-        .all(|c| c == &pattern[..c.len()])
-        .then_some(first)
+    let values = a.values().as_string_opt::<i32>()?;
+    let i = first as usize;
+    (i < values.len() && values.is_valid(i)).then(|| values.value(i))
 }
 
 /// Splits a converter batch by its trailing partition column (for `convert`, whose
@@ -593,18 +599,19 @@ pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, Si
     if let Some(d) = sole_value(dates) {
         return Ok(vec![(parse(d)?, tb.clone())]);
     }
-    // Rows come grouped by record, so runs of one date are long: drop repeats before sorting.
-    let mut distinct: Vec<&str> = dates.iter().flatten().collect();
-    distinct.dedup();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if dates.null_count() > 0 {
+    let rows = typed(dates, table)?;
+    if rows.into_iter().any(|d| d.is_none()) {
         return Err(SinkError::WrongDay {
             table,
             date: NaiveDate::MIN,
             other: "null".into(),
         });
     }
+    // Rows come grouped by record, so runs of one date are long: drop repeats before sorting.
+    let mut distinct: Vec<&str> = rows.into_iter().flatten().collect();
+    distinct.dedup();
+    distinct.sort_unstable();
+    distinct.dedup();
     if distinct.len() <= 1 {
         return match distinct.first() {
             Some(d) => Ok(vec![(parse(d)?, tb.clone())]),
@@ -613,7 +620,7 @@ pub fn split_by_date(tb: &TableBatch) -> Result<Vec<(NaiveDate, TableBatch)>, Si
     }
     let mut out = Vec::with_capacity(distinct.len());
     for d in distinct {
-        let mask: BooleanArray = dates.iter().map(|v| Some(v == Some(d))).collect();
+        let mask: BooleanArray = rows.into_iter().map(|v| Some(v == Some(d))).collect();
         let part = filter_record_batch(batch, &mask).map_err(|e| SinkError::Parquet {
             table,
             date: NaiveDate::MIN,
@@ -641,14 +648,21 @@ mod tests {
     /// the slice's own value.
     #[test]
     fn sole_value_only_when_every_row_holds_it() {
-        use arrow::array::{Array, StringArray};
+        use arrow::array::UInt32Array;
         let day = "2026-10-20";
-        let many = StringArray::from(vec![day; 1000]);
+        let next = "2026-10-21";
+        let dict = |keys: Vec<Option<u32>>, values: Vec<Option<&str>>| {
+            DictionaryArray::<UInt32Type>::new(
+                UInt32Array::from(keys),
+                Arc::new(StringArray::from(values)),
+            )
+        };
+        let many = dict(vec![Some(0); 1000], vec![Some(day)]);
         assert_eq!(sole_value(&many), Some(day));
-        for at in [0, 1, 409, 410, 999] {
-            let mut v = vec![day.to_string(); 1000];
-            v[at] = "2026-10-21".into();
-            let a = StringArray::from(v.clone());
+        for at in [0, 1, 409, 999] {
+            let mut keys = vec![Some(0); 1000];
+            keys[at] = Some(1);
+            let a = dict(keys, vec![Some(day), Some(next)]);
             assert_eq!(sole_value(&a), None, "row {at}");
             // The rows before the odd one are one day, seen through a slice.
             let head = a.slice(0, at);
@@ -660,12 +674,21 @@ mod tests {
                 "slice from {at}"
             );
         }
-        // Same bytes, other cuts: "aa", "a", "aaa" against "aa" three times.
-        assert_eq!(sole_value(&StringArray::from(vec!["aa", "a", "aaa"])), None);
-        assert_eq!(sole_value(&StringArray::from(vec![Some(day), None])), None);
-        assert_eq!(sole_value(&StringArray::from(vec!["", ""])), Some(""));
-        assert_eq!(sole_value(&StringArray::from(Vec::<&str>::new())), None);
-        assert!(many.slice(0, 0).is_empty());
+        // A day's part of a split batch keeps the other day in its dictionary.
+        assert_eq!(
+            sole_value(&dict(vec![Some(1); 3], vec![Some(day), Some(next)])),
+            Some(next)
+        );
+        // A null row, a key to a null value, and no rows.
+        assert_eq!(
+            sole_value(&dict(vec![Some(0), None], vec![Some(day)])),
+            None
+        );
+        assert_eq!(
+            sole_value(&dict(vec![Some(1), Some(1)], vec![Some(day), None])),
+            None
+        );
+        assert_eq!(sole_value(&dict(vec![], vec![Some(day)])), None);
     }
     use crate::interval::Interval;
     use crate::sink::{DayStore, RunId};

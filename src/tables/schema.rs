@@ -548,7 +548,7 @@ fn build_layout(table: Table) -> Layout {
         .collect();
     batch_fields.push(ArrowField::new(
         partitioning.column(),
-        DataType::Utf8,
+        partition_type(),
         false,
     ));
     let batch_schema = Arc::new(Schema::new_with_metadata(batch_fields, metadata));
@@ -576,8 +576,14 @@ pub fn key_dictionary_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8))
 }
 
+/// The type of the partition column in the converter's batches: its dates (`YYYY-MM-DD`) as
+/// a dictionary, whose values are the batch's days (nearly always one).
+pub fn partition_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8))
+}
+
 /// The schema of the converter's batches: the file schema, string keys as dictionaries
-/// ([`key_dictionary_type`]), plus the dataset's partition column last.
+/// ([`key_dictionary_type`]), plus the dataset's partition column last ([`partition_type`]).
 pub fn batch_schema(table: Table) -> SchemaRef {
     table.layout().batch_schema.clone()
 }
