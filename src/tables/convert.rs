@@ -74,7 +74,8 @@ impl Default for ConvertOptions {
     }
 }
 
-/// One batch of one table; its last column is its dataset's partition column.
+/// One batch of one table; its last column is its dataset's partition column (the rows'
+/// dates as a dictionary: [`super::schema::partition_type`]).
 #[derive(Debug, Clone)]
 pub struct TableBatch {
     pub table: Table,
