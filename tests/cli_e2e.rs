@@ -859,3 +859,27 @@ fn the_demo_prints_a_ready_query_joining_names() {
         .iter()
         .any(|(q, _, _)| queue_names.contains(&q.as_str())));
 }
+
+/// The command line's allocator runs with the settings `src/main.rs` gives it (jemalloc reports
+/// its options at exit when asked, and names a setting it cannot parse).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn the_allocator_runs_with_its_settings() {
+    let out = Command::new(BIN)
+        .arg("--version")
+        .env("MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    assert!(!stats.contains("<jemalloc>"), "{stats}");
+    for want in [
+        "opt.narenas: 1\n",
+        "opt.thp: \"always\"",
+        "opt.metadata_thp: \"always\"",
+        "opt.dirty_decay_ms: -1 ",
+        "opt.muzzy_decay_ms: -1 ",
+    ] {
+        assert!(stats.contains(want), "{want} not in jemalloc's options");
+    }
+}
