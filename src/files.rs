@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::direct_io::DirectReader;
 use crate::page::{Page, PageError, PageOrigin};
 
 /// Why saved pages cannot be read.
@@ -58,20 +59,25 @@ impl PageReader {
             .strip_suffix(".gz")
             .unwrap_or(&name)
             .to_ascii_lowercase();
-        let reader: Box<dyn Read + Send> = if name.ends_with(".gz") {
-            Box::new(flate2::read::MultiGzDecoder::new(file))
+        // Read once, front to back: direct I/O where the file system takes it.
+        let reader: Box<dyn BufRead + Send> = if name.ends_with(".gz") {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::bufread::MultiGzDecoder::new(DirectReader::new(file)),
+            ))
         } else {
-            Box::new(file)
+            Box::new(DirectReader::new(file))
         };
         let kind = if plain.ends_with(".ndjson") || plain.ends_with(".jsonl") {
             Kind::Lines {
-                reader: Box::new(BufReader::with_capacity(1 << 20, reader)),
+                reader,
                 line: 0,
                 hint: 0,
             }
         } else {
             let mut buf = Vec::new();
-            BufReader::new(reader).read_to_end(&mut buf).map_err(io)?;
+            let mut reader = reader;
+            reader.read_to_end(&mut buf).map_err(io)?;
             Kind::Whole(Some(buf))
         };
         Ok(Self {

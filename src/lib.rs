@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod datasets;
+pub(crate) mod direct_io;
 pub mod error_class;
 pub mod files;
 pub mod genesys;
