@@ -90,12 +90,12 @@ impl<'a> Compressor<'a> {
     }
 
     // genesys-parquet's change to zstd 0.14.4: level 1 searches for matches faster
-    // (`targetLength` 2, a 4 KiB hash table) and keeps Huffman-coding literals, which zstd
-    // otherwise stops doing once `targetLength` is set on the fast strategy (that is what
-    // its negative levels are). On Parquet pages of random ids and short strings zstd finds
-    // few matches, and searching for them was a third of its time: the same output size, 4%
-    // less CPU for a whole convert (the repository's Cargo.toml has the numbers). Other
-    // levels keep zstd's own parameters (0 resets a parameter to the level's value).
+    // (`targetLength` 2, a hash table of 4,096 entries) and keeps Huffman-coding literals,
+    // which zstd otherwise stops doing once `targetLength` is set on the fast strategy (that
+    // is what its negative levels are). On Parquet pages of random ids and short strings zstd
+    // finds few matches, and searching for them was a third of its time: the same output
+    // size, 4% less CPU for a whole convert (the repository's Cargo.toml has the numbers).
+    // Other levels keep zstd's own parameters (0 resets a parameter to the level's value).
     fn set_level_one_search(&mut self, on: bool) -> io::Result<()> {
         use zstd_safe::{CParameter, ParamSwitch};
         let (target, hash, literals) = if on {
