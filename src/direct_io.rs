@@ -45,6 +45,22 @@ pub(crate) fn set_direct(_: &File, _: bool) -> bool {
     false
 }
 
+/// Where the first [`BLOCK`]-aligned byte of `buf` is: direct I/O's buffers start there (one
+/// byte later in a test that has the kernel refuse direct I/O: [`MISALIGN`]).
+pub(crate) fn aligned_start(buf: &[u8]) -> usize {
+    let at = buf.as_ptr().align_offset(BLOCK);
+    #[cfg(test)]
+    let at = at + usize::from(MISALIGN.get());
+    at
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set, direct reads and writes on this thread fail with EINVAL, as on a device with
+    /// larger blocks.
+    pub(crate) static MISALIGN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Bytes read at a time: `dd` of the 3.1 GB input of a 500k convert took 0.49 s of system time
 /// through the page cache, 0.14 s direct in 4 MiB reads and 0.27 s in 1 MiB ones (2026-12-05).
 const CHUNK: usize = 4 << 20;
@@ -77,10 +93,7 @@ impl DirectReader {
         let regular = file.metadata().is_ok_and(|m| m.is_file());
         let direct = regular && set_direct(&file, true);
         let buf = vec![0; CHUNK + BLOCK];
-        let at = buf.as_ptr().align_offset(BLOCK);
-        // A test's way to have the kernel refuse a direct read.
-        #[cfg(test)]
-        let at = at + usize::from(tests::MISALIGN.get());
+        let at = aligned_start(&buf);
         Self {
             file,
             buf,
@@ -149,10 +162,6 @@ impl Read for DirectReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    thread_local! {
-        pub(super) static MISALIGN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
 
     // In the crate's folder rather than the system's temporary one, which may be a tmpfs.
     fn dir() -> tempfile::TempDir {

@@ -29,7 +29,7 @@ use std::io::{ErrorKind, Write};
 use std::ops::Range;
 use std::sync::Mutex;
 
-use crate::direct_io::{set_direct, BLOCK, EINVAL};
+use crate::direct_io::{aligned_start, set_direct, BLOCK, EINVAL};
 
 /// Bytes a window holds: large enough that the disk sees long writes, small against memory.
 const WINDOW: u64 = 8 << 20;
@@ -175,10 +175,7 @@ impl Stage {
     }
 
     fn aligned(&mut self) -> &mut [u8] {
-        let at = self.0.as_ptr().align_offset(BLOCK);
-        // A test's way to have the kernel refuse a direct write.
-        #[cfg(test)]
-        let at = at + usize::from(tests::MISALIGN.get());
+        let at = aligned_start(&self.0);
         &mut self.0[at..at + STAGE]
     }
 }
@@ -316,9 +313,7 @@ mod tests {
         );
     }
 
-    thread_local! {
-        pub(super) static MISALIGN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
+    use crate::direct_io::MISALIGN;
 
     /// Whether files in `dir` can be written with `O_DIRECT` (asked of the kernel directly).
     fn direct_io_works(dir: &std::path::Path) -> bool {
